@@ -1,0 +1,246 @@
+"""The exception tree of ductwork.
+
+Every error the library raises on purpose derives from :class:`DuctworkError`::
+
+    DuctworkError
+    ├── ConfigError              bad configuration; names the field (wraps ValidationError)
+    ├── DiscoveryError           a pipeline module failed to import or register
+    ├── ScheduleError            an invalid cron expression or timescope
+    └── PipelineError            a run failed: .pipeline, .stage, .result; __cause__ is the original
+        ├── ExtractError         the extract stage failed
+        │   ├── FileFormatError  malformed input; .file, .line, .offset, .snippet
+        │   └── HttpError        an HTTP request failed; .status_code, .url
+        ├── TransformError       a transform stage failed
+        │   └── TypeConversionError   a value did not convert; .column, .value, .position
+        ├── LoadError            the load stage failed
+        ├── ClickHouseError      a ClickHouse query or insert failed (raised as Extract/LoadError)
+        └── RunTimeoutError      a run exceeded its ``timeout`` (also a ``TimeoutError``)
+
+A failed run raises a :class:`PipelineError` carrying its :class:`~ductwork.RunResult` in
+``.result``. Errors marked ``retryable = False`` (bad configuration, a stage with the wrong shape,
+malformed input) are not retried by retry compositions.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from pydantic import ValidationError
+
+    from .core.result import RunResult
+
+__all__ = [
+    "ClickHouseError",
+    "ConfigError",
+    "DiscoveryError",
+    "DuctworkError",
+    "ExtractError",
+    "FileFormatError",
+    "HttpError",
+    "LoadError",
+    "PipelineError",
+    "RunTimeoutError",
+    "ScheduleError",
+    "TransformError",
+    "TypeConversionError",
+]
+
+
+class DuctworkError(Exception):
+    """Root of every error raised by ductwork."""
+
+
+class ConfigError(DuctworkError, ValueError):
+    """A configuration value is invalid.
+
+    Attributes:
+        errors: one ``(field, message)`` pair per invalid field; ``field`` is a dotted path.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, errors: Sequence[tuple[str, str]] = ()) -> None:
+        super().__init__(message)
+        self.errors: list[tuple[str, str]] = list(errors)
+
+    @classmethod
+    def from_validation_error(cls, exc: ValidationError, prefix: str = "") -> ConfigError:
+        """Build a ConfigError naming every invalid field of a pydantic ``ValidationError``."""
+        errors: list[tuple[str, str]] = []
+        for err in exc.errors(include_url=False):
+            loc = ".".join(str(part) for part in err["loc"]) or "<root>"
+            errors.append((loc, err["msg"]))
+        title = f"invalid {prefix or exc.title} configuration"
+        lines = "; ".join(f"{field}: {msg}" for field, msg in errors)
+        error = cls(f"{title}: {lines}", errors)
+        error.__cause__ = exc
+        return error
+
+    @classmethod
+    def for_field(cls, field: str, message: str) -> ConfigError:
+        """Build a ConfigError for a single field."""
+        return cls(f"invalid configuration: {field}: {message}", [(field, message)])
+
+
+class DiscoveryError(DuctworkError):
+    """A pipeline module could not be imported or did not register correctly."""
+
+
+class ScheduleError(DuctworkError, ValueError):
+    """A cron expression or timescope is invalid."""
+
+
+class PipelineError(DuctworkError):
+    """A run failed.
+
+    Attributes:
+        pipeline: name of the pipeline (or composition) whose run failed.
+        stage: name of the stage that raised, when the failure came from a stage.
+        result: the :class:`~ductwork.RunResult` of the failed run (status ``failed``).
+        retryable: whether a retry composition may run the pipeline again after this error.
+    """
+
+    retryable: bool = True
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str | None = None,
+        stage: str | None = None,
+        result: RunResult | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.message = message
+        self.pipeline = pipeline
+        self.stage = stage
+        self.result = result
+        if retryable is not None:
+            self.retryable = retryable
+
+    def __str__(self) -> str:
+        where = []
+        if self.pipeline is not None:
+            where.append(f"pipeline {self.pipeline!r}")
+        if self.stage is not None:
+            where.append(f"stage {self.stage!r}")
+        prefix = f"[{', '.join(where)}] " if where else ""
+        return f"{prefix}{self.message}"
+
+
+class ExtractError(PipelineError):
+    """The extract stage of a run failed."""
+
+
+class TransformError(PipelineError):
+    """A transform stage of a run failed."""
+
+
+class LoadError(PipelineError):
+    """The load stage of a run failed."""
+
+
+class RunTimeoutError(PipelineError, TimeoutError):
+    """A run did not finish within its ``timeout`` and was cancelled."""
+
+
+class FileFormatError(ExtractError):
+    """A file holds malformed input.
+
+    Attributes:
+        file: the path of the file.
+        line: 1-based line number of the bad record, when known.
+        offset: byte offset in the (decompressed) stream, when known.
+        snippet: a short excerpt of the bad input.
+    """
+
+    retryable = False
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        file: str,
+        line: int | None = None,
+        offset: int | None = None,
+        snippet: str | None = None,
+    ) -> None:
+        location = file
+        if line is not None:
+            location += f", line {line}"
+        if offset is not None:
+            location += f", byte offset {offset}"
+        text = f"{location}: {message}"
+        if snippet:
+            text += f": {snippet!r}"
+        super().__init__(text)
+        self.file = file
+        self.line = line
+        self.offset = offset
+        self.snippet = snippet
+
+
+class HttpError(ExtractError):
+    """An HTTP request failed (after any retries).
+
+    Attributes:
+        status_code: the response status, or ``None`` when no response arrived.
+        url: the requested URL.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        url: str,
+        status_code: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.url = url
+        self.status_code = status_code
+
+
+class ClickHouseError(PipelineError):
+    """A ClickHouse query or insert failed.
+
+    Attributes:
+        query: the statement that failed (without data), when known.
+        batch: 1-based number of the batch whose insert failed, for loaders.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        query: str | None = None,
+        batch: int | None = None,
+        retryable: bool | None = None,
+    ) -> None:
+        super().__init__(message, retryable=retryable)
+        self.query = query
+        self.batch = batch
+
+
+class TypeConversionError(TransformError):
+    """A value could not be converted to its column's type.
+
+    Attributes:
+        column: the column name.
+        value: the value that did not convert.
+        position: 0-based position of the record in the run.
+    """
+
+    retryable = False
+
+    def __init__(self, message: str, *, column: str, value: Any, position: int | None) -> None:
+        where = f"column {column!r}"
+        if position is not None:
+            where += f", record {position}"
+        super().__init__(f"{where}: cannot convert {value!r}: {message}")
+        self.column = column
+        self.value = value
+        self.position = position

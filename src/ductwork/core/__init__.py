@@ -1,0 +1,1 @@
+"""The streaming core: types, run context and results, stages, the runner and pipelines."""

@@ -1,0 +1,500 @@
+"""The stage runner: one anyio task group per run, stages joined by bounded memory streams.
+
+Hand-off between stages goes through a :class:`~ductwork.core.channel.Channel`, using the
+non-blocking ``send_nowait``/``receive_nowait`` fast path while a
+stream has room or items, and falls back to the awaiting call (which checkpoints) only when it must
+wait. A stage therefore yields to the event loop at least once every ``queue_size + 1`` batches,
+which bounds both its share of the loop and the time it takes to notice cancellation, while a
+pipeline of cheap stages no longer pays one event-loop round trip per batch.
+
+Errors: each stage catches its own exception, records it (the first error wins: later ones are
+consequences of the cancellation it triggers) and cancels the task group, so ``run`` raises one
+:class:`~ductwork.PipelineError` naming the stage rather than an exception group. Cancellation is
+never caught here; it propagates to the caller.
+"""
+
+from __future__ import annotations
+
+import inspect
+import logging
+from collections.abc import Mapping, Sequence
+from time import perf_counter
+from typing import Any
+
+import anyio
+from anyio import EndOfStream, WouldBlock
+from anyio.abc import TaskGroup
+
+from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
+from .channel import Channel
+from .context import RunContext
+from .result import StageStats
+from .stages import Extractor, Loader, Transformer, is_async_callable
+from .types import Batch
+
+__all__ = ["StageRunner", "unwrap_group"]
+
+_ERROR_CLASSES: dict[str, type[PipelineError]] = {
+    "extract": ExtractError,
+    "transform": TransformError,
+    "load": LoadError,
+}
+
+
+def unwrap_group(exc: BaseException) -> BaseException:
+    """Unwrap exception groups that hold exactly one exception, recursively."""
+    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
+        exc = exc.exceptions[0]
+    return exc
+
+
+class _Slot:
+    """One batch in flight in a concurrent transformer: filled by a worker, read in order."""
+
+    __slots__ = ("batch", "error", "event", "out", "skipped")
+
+    def __init__(self, batch: Batch) -> None:
+        self.batch = batch
+        self.event = anyio.Event()
+        self.out: Any = None
+        self.error: BaseException | None = None
+        self.skipped = False
+
+
+class StageRunner:
+    """Runs the stages of one pipeline run. Made afresh for every run."""
+
+    def __init__(
+        self,
+        *,
+        pipeline: str,
+        ctx: RunContext,
+        extractor: Extractor,
+        transformers: Sequence[Transformer],
+        loader: Loader,
+        stats: Sequence[StageStats],
+        queue_size: int,
+        skip_failed_batches: bool,
+        cleanup_timeout: float,
+    ) -> None:
+        self.pipeline = pipeline
+        self.ctx = ctx
+        self.extractor = extractor
+        self.transformers = list(transformers)
+        self.loader = loader
+        self.stats = list(stats)
+        self.queue_size = queue_size
+        self.skip_failed_batches = skip_failed_batches
+        self.cleanup_timeout = cleanup_timeout
+        self.logger = ctx.logger
+        self.debug = ctx.logger.isEnabledFor(logging.DEBUG)
+        self.error: PipelineError | None = None
+        self._tg: TaskGroup | None = None
+
+    # ------------------------------------------------------------------ orchestration
+
+    async def run(self) -> None:
+        """Run every stage to completion; raise the first stage error as a PipelineError."""
+        n_streams = len(self.transformers) + 1
+        channels = [Channel[Batch](self.queue_size) for _ in range(n_streams)]
+        async with anyio.create_task_group() as tg:
+            self._tg = tg
+            tg.start_soon(self._guard, self._extract, 0, channels[0], None)
+            for i, _ in enumerate(self.transformers):
+                tg.start_soon(self._guard, self._transform, i + 1, channels[i + 1], channels[i])
+            tg.start_soon(self._guard, self._load, n_streams, None, channels[-1])
+        if self.error is not None:
+            raise self.error
+
+    async def _guard(
+        self,
+        body: Any,
+        index: int,
+        send: Channel[Batch] | None,
+        recv: Channel[Batch] | None,
+    ) -> None:
+        """Run one stage; record its error, cancel the others, close its streams, time it."""
+        stats = self.stats[index]
+        started = perf_counter()
+        position = [0]  # the batch the stage is working on, for error messages
+        try:
+            await body(index, send, recv, stats, position)
+        except Exception as exc:
+            self._fail(stats, exc, position[0])
+        finally:
+            if send is not None:
+                send.close_send()
+            if recv is not None:
+                recv.close_receive()
+            stats.busy_seconds = max(0.0, perf_counter() - started - stats.blocked_seconds)
+
+    def _fail(self, stats: StageStats, exc: BaseException, batch_no: int) -> None:
+        if self.error is None:
+            self.error = self._wrap(stats, unwrap_group(exc), batch_no)
+        if self._tg is not None:
+            self._tg.cancel_scope.cancel()
+
+    def _wrap(self, stats: StageStats, exc: BaseException, batch_no: int) -> PipelineError:
+        if isinstance(exc, PipelineError):
+            if exc.pipeline is None:
+                exc.pipeline = self.pipeline
+            if exc.stage is None:
+                exc.stage = stats.name
+            return exc
+        cls = _ERROR_CLASSES[stats.kind]
+        where = f" at batch {batch_no}" if batch_no else ""
+        err = cls(
+            f"{stats.kind} stage failed{where}: {type(exc).__name__}: {exc}",
+            pipeline=self.pipeline,
+            stage=stats.name,
+        )
+        err.__cause__ = exc
+        return err
+
+    def _contract_error(self, stats: StageStats, message: str) -> PipelineError:
+        cls = _ERROR_CLASSES[stats.kind]
+        return cls(message, pipeline=self.pipeline, stage=stats.name, retryable=False)
+
+    # ------------------------------------------------------------------ shape checks
+
+    def _check_batch(self, stats: StageStats, value: Any, what: str) -> Batch | None:
+        """Slow path for a stage output that is not a plain list: accept or explain."""
+        if value is None:
+            return None
+        if isinstance(value, list):
+            return value
+        if isinstance(value, Mapping):
+            raise self._contract_error(
+                stats,
+                f"{what} returned a single record (a {type(value).__name__}); "
+                f"return a list of records (a batch)",
+            )
+        if isinstance(value, tuple):
+            return list(value)
+        raise self._contract_error(
+            stats, f"{what} returned {type(value).__name__}; expected a list of records (a batch)"
+        )
+
+    def _check_records(self, stats: StageStats, batch: Batch, what: str) -> None:
+        first = batch[0]
+        if not isinstance(first, Mapping):
+            raise self._contract_error(
+                stats,
+                f"{what} produced a batch whose records are {type(first).__name__}, "
+                f"not mappings; a batch is a list of dicts",
+            )
+
+    # ------------------------------------------------------------------ extract
+
+    async def _extract(
+        self,
+        index: int,
+        send: Channel[Batch],
+        recv: None,
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
+        ctx = self.ctx.for_stage(stats.name, stats)
+        source: Any = self.extractor.extract(ctx)
+        if inspect.isawaitable(source) and not hasattr(source, "__aiter__"):
+            source = await source
+        send_nowait = send.send_nowait
+        debug = self.debug
+        batches = 0
+        if hasattr(source, "__aiter__"):
+            agen = source.__aiter__()
+            try:
+                async for batch in agen:
+                    batches += 1
+                    position[0] = batches
+                    if type(batch) is not list:
+                        batch = self._check_batch(stats, batch, "extractor")
+                        if batch is None:
+                            continue
+                    if not batch:
+                        continue
+                    if type(batch[0]) is not dict:
+                        self._check_records(stats, batch, "extractor")
+                    stats.batches_out += 1
+                    stats.records_out += len(batch)
+                    if debug:
+                        self.logger.debug(
+                            "%s: %s batch %d: %d records",
+                            self.pipeline,
+                            stats.name,
+                            batches,
+                            len(batch),
+                        )
+                    try:
+                        send_nowait(batch)
+                    except WouldBlock:
+                        t0 = perf_counter()
+                        await send.send(batch)
+                        stats.wait_output_seconds += perf_counter() - t0
+            finally:
+                aclose = getattr(agen, "aclose", None)
+                if aclose is not None:
+                    with anyio.move_on_after(self.cleanup_timeout, shield=True):
+                        await aclose()
+        elif isinstance(source, (str, bytes, Mapping)) or not hasattr(source, "__iter__"):
+            raise self._contract_error(
+                stats,
+                f"extractor returned {type(source).__name__}; expected an async iterator of "
+                f"batches (write it as an async generator function that yields lists of records)",
+            )
+        else:
+            iterator = iter(source)
+            try:
+                for batch in iterator:
+                    batches += 1
+                    position[0] = batches
+                    if type(batch) is not list:
+                        batch = self._check_batch(stats, batch, "extractor")
+                        if batch is None:
+                            continue
+                    if not batch:
+                        continue
+                    if type(batch[0]) is not dict:
+                        self._check_records(stats, batch, "extractor")
+                    stats.batches_out += 1
+                    stats.records_out += len(batch)
+                    try:
+                        send_nowait(batch)
+                    except WouldBlock:
+                        t0 = perf_counter()
+                        await send.send(batch)
+                        stats.wait_output_seconds += perf_counter() - t0
+            finally:
+                close = getattr(iterator, "close", None)
+                if close is not None:
+                    close()
+
+    # ------------------------------------------------------------------ transform
+
+    async def _transform(
+        self,
+        index: int,
+        send: Channel[Batch],
+        recv: Channel[Batch],
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
+        stage = self.transformers[index - 1]
+        if stage.concurrency > 1:
+            await self._transform_concurrent(stage, send, recv, stats, position)
+            return
+        ctx = self.ctx.for_stage(stats.name, stats)
+        fn, pass_ctx, is_async = stage.bind()
+        receive_nowait = recv.receive_nowait
+        send_nowait = send.send_nowait
+        skip = self.skip_failed_batches
+        debug = self.debug
+        while True:
+            try:
+                batch = receive_nowait()
+            except WouldBlock:
+                t0 = perf_counter()
+                try:
+                    batch = await recv.receive()
+                except EndOfStream:
+                    break
+                finally:
+                    stats.wait_input_seconds += perf_counter() - t0
+            except EndOfStream:
+                break
+            stats.batches_in += 1
+            stats.records_in += len(batch)
+            position[0] = stats.batches_in
+            try:
+                out = fn(batch, ctx) if pass_ctx else fn(batch)
+                if is_async or (type(out) is not list and inspect.isawaitable(out)):
+                    out = await out
+            except Exception as exc:
+                if not skip:
+                    raise
+                self._skip_batch(stats, batch, exc)
+                continue
+            if type(out) is not list:
+                out = self._check_batch(stats, out, f"transformer {stats.name!r}")
+                if out is None:
+                    continue
+            if not out:
+                continue
+            if type(out[0]) is not dict:
+                self._check_records(stats, out, f"transformer {stats.name!r}")
+            stats.batches_out += 1
+            stats.records_out += len(out)
+            if debug:
+                self.logger.debug(
+                    "%s: %s batch %d: %d -> %d records",
+                    self.pipeline,
+                    stats.name,
+                    stats.batches_in,
+                    len(batch),
+                    len(out),
+                )
+            try:
+                send_nowait(out)
+            except WouldBlock:
+                t0 = perf_counter()
+                await send.send(out)
+                stats.wait_output_seconds += perf_counter() - t0
+
+    def _skip_batch(self, stats: StageStats, batch: Batch, exc: BaseException) -> None:
+        stats.metrics["batches_failed"] = stats.metrics.get("batches_failed", 0) + 1
+        stats.metrics["records_skipped"] = stats.metrics.get("records_skipped", 0) + len(batch)
+        self.logger.warning(
+            "%s: %s skipped batch %d (%d records) after %s: %s",
+            self.pipeline,
+            stats.name,
+            stats.batches_in,
+            len(batch),
+            type(exc).__name__,
+            exc,
+        )
+
+    async def _transform_concurrent(
+        self,
+        stage: Transformer,
+        send: Channel[Batch],
+        recv: Channel[Batch],
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
+        """Transform up to ``concurrency`` batches at once, passing results on in input order."""
+        ctx = self.ctx.for_stage(stats.name, stats)
+        fn, pass_ctx, is_async = stage.bind()
+        n = stage.concurrency
+        slots_send, slots_recv = anyio.create_memory_object_stream[_Slot](max_buffer_size=n)
+        workers = anyio.Semaphore(n)
+        skip = self.skip_failed_batches
+
+        async def work(slot: _Slot) -> None:
+            try:
+                out = fn(slot.batch, ctx) if pass_ctx else fn(slot.batch)
+                if is_async or inspect.isawaitable(out):
+                    out = await out
+                slot.out = out
+            except Exception as exc:
+                slot.error = exc
+            finally:
+                workers.release()
+                slot.event.set()
+
+        async def collect() -> None:
+            with slots_recv:
+                async for slot in slots_recv:
+                    if not slot.event.is_set():
+                        t0 = perf_counter()
+                        await slot.event.wait()
+                        stats.wait_input_seconds += perf_counter() - t0
+                    if slot.error is not None:
+                        if not skip:
+                            raise slot.error
+                        self._skip_batch(stats, slot.batch, slot.error)
+                        continue
+                    out = slot.out
+                    if type(out) is not list:
+                        out = self._check_batch(stats, out, f"transformer {stats.name!r}")
+                        if out is None:
+                            continue
+                    if not out:
+                        continue
+                    if type(out[0]) is not dict:
+                        self._check_records(stats, out, f"transformer {stats.name!r}")
+                    stats.batches_out += 1
+                    stats.records_out += len(out)
+                    t0 = perf_counter()
+                    await send.send(out)
+                    stats.wait_output_seconds += perf_counter() - t0
+
+        async with anyio.create_task_group() as tg:
+            tg.start_soon(collect)
+            with slots_send:
+                while True:
+                    try:
+                        batch = await recv.receive()
+                    except EndOfStream:
+                        break
+                    stats.batches_in += 1
+                    stats.records_in += len(batch)
+                    position[0] = stats.batches_in
+                    slot = _Slot(batch)
+                    t0 = perf_counter()
+                    await slots_send.send(slot)
+                    await workers.acquire()
+                    stats.wait_output_seconds += perf_counter() - t0
+                    tg.start_soon(work, slot)
+
+    # ------------------------------------------------------------------ load
+
+    async def _load(
+        self,
+        index: int,
+        send: None,
+        recv: Channel[Batch],
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
+        ctx = self.ctx.for_stage(stats.name, stats)
+        cm = self.loader.open(ctx)
+        if not hasattr(cm, "__aenter__"):
+            raise self._contract_error(
+                stats, f"loader.open() returned {type(cm).__name__}, not an async context manager"
+            )
+        sink = await cm.__aenter__()
+        try:
+            write = getattr(sink, "write", None)
+            if write is None or not callable(write):
+                raise self._contract_error(
+                    stats, f"loader sink {type(sink).__name__} has no write(batch) method"
+                )
+            is_async = is_async_callable(write)
+            receive_nowait = recv.receive_nowait
+            debug = self.debug
+            while True:
+                try:
+                    batch = receive_nowait()
+                except WouldBlock:
+                    t0 = perf_counter()
+                    try:
+                        batch = await recv.receive()
+                    except EndOfStream:
+                        break
+                    finally:
+                        stats.wait_input_seconds += perf_counter() - t0
+                except EndOfStream:
+                    break
+                stats.batches_in += 1
+                position[0] = stats.batches_in
+                stats.records_in += len(batch)
+                if is_async:
+                    await write(batch)
+                else:
+                    out = write(batch)
+                    if out is not None and inspect.isawaitable(out):
+                        await out
+                stats.batches_out += 1
+                stats.records_out += len(batch)
+                if debug:
+                    self.logger.debug(
+                        "%s: %s wrote batch %d: %d records",
+                        self.pipeline,
+                        stats.name,
+                        stats.batches_in,
+                        len(batch),
+                    )
+        except BaseException as exc:
+            # Tell the loader the run did not succeed; shield its cleanup from cancellation.
+            with anyio.move_on_after(self.cleanup_timeout, shield=True):
+                try:
+                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
+                except BaseException as cleanup_exc:
+                    if cleanup_exc is not exc:
+                        exc.add_note(
+                            f"while cleaning up, loader {stats.name!r} also raised "
+                            f"{type(cleanup_exc).__name__}: {cleanup_exc}"
+                        )
+            raise
+        position[0] = 0
+        await cm.__aexit__(None, None, None)
