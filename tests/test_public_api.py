@@ -1,0 +1,61 @@
+"""Pins the public API: every name in ``ductwork.__all__`` and nothing else."""
+
+import ductwork
+
+EXPECTED = {
+    "Batch",
+    "ClickHouseError",
+    "ConfigError",
+    "DiscoveryError",
+    "DuctworkError",
+    "ExtractError",
+    "Extractor",
+    "FileFormatError",
+    "HttpError",
+    "JsonFileStateStore",
+    "LoadError",
+    "Loader",
+    "MemoryStateStore",
+    "Pipeline",
+    "PipelineConfig",
+    "PipelineError",
+    "Record",
+    "RunContext",
+    "RunResult",
+    "RunStatus",
+    "RunTimeoutError",
+    "Runnable",
+    "ScheduleError",
+    "Sink",
+    "StageStats",
+    "StateStore",
+    "TimeWindow",
+    "TransformError",
+    "Transformer",
+    "TypeConversionError",
+    "__version__",
+    "create_el_pipeline",
+    "create_etl_pipeline",
+    "transformer",
+}
+
+
+def test_all_is_pinned() -> None:
+    assert set(ductwork.__all__) == EXPECTED
+
+
+def test_all_is_sorted_tuple_without_duplicates() -> None:
+    assert isinstance(ductwork.__all__, tuple)
+    assert len(set(ductwork.__all__)) == len(ductwork.__all__)
+
+
+def test_every_public_name_resolves() -> None:
+    for name in ductwork.__all__:
+        assert getattr(ductwork, name) is not None, name
+
+
+def test_public_callables_have_docstrings() -> None:
+    for name in ductwork.__all__:
+        obj = getattr(ductwork, name)
+        if callable(obj) and not name.startswith("_"):
+            assert obj.__doc__, f"{name} has no docstring"
