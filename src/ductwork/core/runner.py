@@ -118,6 +118,8 @@ class StageRunner:
         started = perf_counter()
         position = [0]  # the batch the stage is working on, for error messages
         try:
+            # A stage started after another already failed must not touch any batch.
+            await anyio.lowlevel.checkpoint_if_cancelled()
             await body(index, send, recv, stats, position)
         except Exception as exc:
             self._fail(stats, exc, position[0])
@@ -361,7 +363,11 @@ class StageRunner:
         stats: StageStats,
         position: list[int],
     ) -> None:
-        """Transform up to ``concurrency`` batches at once, passing results on in input order."""
+        """Transform up to ``concurrency`` batches at once, passing results on in input order.
+
+        Blocked time is the dispatcher's wait for input plus the collector's wait to pass output
+        on; the two can overlap, so for a concurrent stage busy time is an approximation.
+        """
         ctx = self.ctx.for_stage(stats.name, stats)
         fn, pass_ctx, is_async = stage.bind()
         n = stage.concurrency
@@ -385,9 +391,7 @@ class StageRunner:
             with slots_recv:
                 async for slot in slots_recv:
                     if not slot.event.is_set():
-                        t0 = perf_counter()
-                        await slot.event.wait()
-                        stats.wait_input_seconds += perf_counter() - t0
+                        await slot.event.wait()  # the stage is working: not counted as blocked
                     if slot.error is not None:
                         if not skip:
                             raise slot.error
@@ -412,18 +416,19 @@ class StageRunner:
             tg.start_soon(collect)
             with slots_send:
                 while True:
+                    t0 = perf_counter()
                     try:
                         batch = await recv.receive()
                     except EndOfStream:
                         break
+                    finally:
+                        stats.wait_input_seconds += perf_counter() - t0
                     stats.batches_in += 1
                     stats.records_in += len(batch)
                     position[0] = stats.batches_in
                     slot = _Slot(batch)
-                    t0 = perf_counter()
-                    await slots_send.send(slot)
+                    await slots_send.send(slot)  # waits while `concurrency` results are pending
                     await workers.acquire()
-                    stats.wait_output_seconds += perf_counter() - t0
                     tg.start_soon(work, slot)
 
     # ------------------------------------------------------------------ load

@@ -40,16 +40,17 @@ __all__ = [
 ]
 
 
-def positional_arity(fn: Callable[..., Any]) -> float:
-    """How many positional arguments ``fn`` accepts (``inf`` with ``*args``)."""
+def positional_arity(fn: Callable[..., Any]) -> int:
+    """How many positional arguments to give ``fn``: its named positional parameters, or one
+    when it takes only ``*args`` (so ``print`` is called as ``print(batch)``)."""
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
-        return float("inf")
+        return 1
     count = 0
     for param in sig.parameters.values():
-        if param.kind is inspect.Parameter.VAR_POSITIONAL:
-            return float("inf")
+        if param.kind is param.VAR_POSITIONAL:
+            return max(count, 1)
         if param.kind in (
             inspect.Parameter.POSITIONAL_ONLY,
             inspect.Parameter.POSITIONAL_OR_KEYWORD,
