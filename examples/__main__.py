@@ -20,7 +20,8 @@ HERE = Path(__file__).parent
 def load_example(path: Path) -> ModuleType:
     """Import an example module from its file."""
     spec = importlib.util.spec_from_file_location(f"examples.{path.stem}", path)
-    assert spec is not None and spec.loader is not None
+    if spec is None or spec.loader is None:
+        raise ImportError(f"cannot load {path}")
     module = importlib.util.module_from_spec(spec)
     sys.modules[spec.name] = module
     spec.loader.exec_module(module)

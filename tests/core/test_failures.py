@@ -16,8 +16,8 @@ import pytest
 from ductwork import (
     Batch,
     ExtractError,
-    LoadError,
     Loader,
+    LoadError,
     PipelineError,
     RunContext,
     RunStatus,

@@ -369,7 +369,8 @@ async def test_result_has_stage_timings_and_a_readable_summary() -> None:
     text = result.summary()
     assert "timed (pipeline)" in text
     assert "succeeded" in text
-    assert "slow_load" in text and "<- bottleneck" in text
+    [bottleneck_line] = [line for line in text.splitlines() if "<- bottleneck" in line]
+    assert "slow_load" in bottleneck_line
     assert str(result) == text
     data = result.to_dict()
     assert data["status"] == "succeeded"
