@@ -20,9 +20,7 @@ import ductwork
 ROOT = Path(__file__).resolve().parent.parent
 README = ROOT / "README.md"
 
-MODULES = sorted(
-    info.name for info in pkgutil.walk_packages(ductwork.__path__, prefix="ductwork.")
-)
+MODULES = sorted(info.name for info in pkgutil.walk_packages(ductwork.__path__, prefix="ductwork."))
 
 
 @pytest.mark.parametrize("name", MODULES)

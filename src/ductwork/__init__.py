@@ -18,6 +18,9 @@ from ._exceptions import RunTimeoutError as RunTimeoutError
 from ._exceptions import ScheduleError as ScheduleError
 from ._exceptions import TransformError as TransformError
 from ._exceptions import TypeConversionError as TypeConversionError
+from .connectors.console import ConsoleLoader as ConsoleLoader
+from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
+from .connectors.console import create_console_loader as create_console_loader
 from .core.context import RunContext as RunContext
 from .core.context import TimeWindow as TimeWindow
 from .core.pipeline import Pipeline as Pipeline
@@ -45,6 +48,8 @@ __all__ = (
     "Batch",
     "ClickHouseError",
     "ConfigError",
+    "ConsoleLoader",
+    "ConsoleLoaderConfig",
     "DiscoveryError",
     "DuctworkError",
     "ExtractError",
@@ -73,6 +78,7 @@ __all__ = (
     "Transformer",
     "TypeConversionError",
     "__version__",
+    "create_console_loader",
     "create_el_pipeline",
     "create_etl_pipeline",
     "transformer",

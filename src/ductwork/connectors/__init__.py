@@ -1,0 +1,1 @@
+"""Connectors to external systems: files, HTTP, ClickHouse and the console."""
