@@ -101,3 +101,31 @@ async def test_waiting_sender_is_cancellable() -> None:
 def test_invalid_size() -> None:
     with pytest.raises(ValueError, match="at least 1"):
         Channel[int](0)
+
+
+async def test_event_waiters_used_off_asyncio_work_the_same(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """Off asyncio the channel waits on anyio Events; exercise that path here."""
+    from ductwork.core import channel as channel_module
+
+    monkeypatch.setattr(channel_module, "_waiter_factory", lambda: channel_module._EventWaiter)
+    ch = Channel[int](2)
+    received: list[int] = []
+
+    async def sender() -> None:
+        for i in range(10):
+            await ch.send(i)
+        ch.close_send()
+
+    async with anyio.create_task_group() as tg:
+        tg.start_soon(sender)
+        while True:
+            try:
+                received.append(await ch.receive())
+            except EndOfStream:
+                break
+    assert received == list(range(10))
+    with anyio.move_on_after(0.01) as scope:
+        await Channel[int](1).receive()
+    assert scope.cancelled_caught
