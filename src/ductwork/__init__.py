@@ -6,6 +6,7 @@ slow loader holds the extractor back and memory stays constant however large the
 """
 
 from ._exceptions import ClickHouseError as ClickHouseError
+from ._exceptions import CompositionError as CompositionError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import DiscoveryError as DiscoveryError
 from ._exceptions import DuctworkError as DuctworkError
@@ -21,12 +22,16 @@ from ._exceptions import TypeConversionError as TypeConversionError
 from .connectors.console import ConsoleLoader as ConsoleLoader
 from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
 from .connectors.console import create_console_loader as create_console_loader
+from .core.compose import ConditionalPipeline as ConditionalPipeline
+from .core.compose import ParallelPipeline as ParallelPipeline
+from .core.compose import SequentialPipeline as SequentialPipeline
 from .core.context import RunContext as RunContext
 from .core.context import TimeWindow as TimeWindow
 from .core.pipeline import Pipeline as Pipeline
 from .core.pipeline import PipelineConfig as PipelineConfig
 from .core.result import RunResult as RunResult
 from .core.result import StageStats as StageStats
+from .core.retry import RetryPipeline as RetryPipeline
 from .core.runnable import Runnable as Runnable
 from .core.stages import Extractor as Extractor
 from .core.stages import Loader as Loader
@@ -36,8 +41,12 @@ from .core.stages import transformer as transformer
 from .core.types import Batch as Batch
 from .core.types import Record as Record
 from .core.types import RunStatus as RunStatus
+from .factories import create_conditional_pipeline as create_conditional_pipeline
 from .factories import create_el_pipeline as create_el_pipeline
 from .factories import create_etl_pipeline as create_etl_pipeline
+from .factories import create_parallel_pipeline as create_parallel_pipeline
+from .factories import create_retry_pipeline as create_retry_pipeline
+from .factories import create_sequential_pipeline as create_sequential_pipeline
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
 from .state import StateStore as StateStore
@@ -47,6 +56,8 @@ __version__ = "0.1.0"
 __all__ = (
     "Batch",
     "ClickHouseError",
+    "CompositionError",
+    "ConditionalPipeline",
     "ConfigError",
     "ConsoleLoader",
     "ConsoleLoaderConfig",
@@ -60,16 +71,19 @@ __all__ = (
     "LoadError",
     "Loader",
     "MemoryStateStore",
+    "ParallelPipeline",
     "Pipeline",
     "PipelineConfig",
     "PipelineError",
     "Record",
+    "RetryPipeline",
     "RunContext",
     "RunResult",
     "RunStatus",
     "RunTimeoutError",
     "Runnable",
     "ScheduleError",
+    "SequentialPipeline",
     "Sink",
     "StageStats",
     "StateStore",
@@ -78,8 +92,12 @@ __all__ = (
     "Transformer",
     "TypeConversionError",
     "__version__",
+    "create_conditional_pipeline",
     "create_console_loader",
     "create_el_pipeline",
     "create_etl_pipeline",
+    "create_parallel_pipeline",
+    "create_retry_pipeline",
+    "create_sequential_pipeline",
     "transformer",
 )

@@ -14,6 +14,7 @@ Every error the library raises on purpose derives from :class:`DuctworkError`::
         │   └── TypeConversionError   a value did not convert; .column, .value, .position
         ├── LoadError            the load stage failed
         ├── ClickHouseError      a ClickHouse query or insert failed (raised as Extract/LoadError)
+        ├── CompositionError     child runs of a composition failed; .errors, __cause__ = the first
         └── RunTimeoutError      a run exceeded its ``timeout`` (also a ``TimeoutError``)
 
 A failed run raises a :class:`PipelineError` carrying its :class:`~ductwork.RunResult` in
@@ -33,6 +34,7 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClickHouseError",
+    "CompositionError",
     "ConfigError",
     "DiscoveryError",
     "DuctworkError",
@@ -141,6 +143,33 @@ class TransformError(PipelineError):
 
 class LoadError(PipelineError):
     """The load stage of a run failed."""
+
+
+class CompositionError(PipelineError):
+    """A composition (parallel, sequential, conditional, retry) failed because child runs failed.
+
+    ``__cause__`` is the first failed child's error and ``.result`` the composition's
+    :class:`~ductwork.RunResult`, whose ``children`` hold every child's result. The error is
+    retryable only when every child error it reports is.
+
+    Attributes:
+        errors: the errors of the failed children, in the order the children are declared (for
+            a retry composition: the error of the last attempt).
+        brief: a one-line description without the children's messages, used by summaries.
+    """
+
+    def __init__(
+        self,
+        message: str,
+        *,
+        pipeline: str,
+        errors: Sequence[BaseException],
+        brief: str | None = None,
+    ) -> None:
+        retryable = all(getattr(error, "retryable", True) is not False for error in errors)
+        super().__init__(message, pipeline=pipeline, retryable=retryable)
+        self.errors: list[BaseException] = list(errors)
+        self.brief = brief if brief is not None else message
 
 
 class RunTimeoutError(PipelineError, TimeoutError):

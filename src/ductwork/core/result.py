@@ -10,6 +10,9 @@ from .types import RunStatus
 
 __all__ = ["RunResult", "StageStats"]
 
+# Composition kinds whose children are attempts at the same work: their records are the last's.
+_LAST_CHILD_COUNTS = frozenset({"retry"})
+
 
 @dataclass(slots=True)
 class StageStats:
@@ -99,16 +102,24 @@ class RunResult:
 
     @property
     def records_in(self) -> int:
-        """Records read by the extractor (summed over children for compositions)."""
+        """Records read by the extractor.
+
+        For compositions: summed over the children, except for a retry composition, whose
+        records are those of its last attempt.
+        """
         if self.stages:
             return self.stages[0].records_out
+        if self.kind in _LAST_CHILD_COUNTS:
+            return self.children[-1].records_in if self.children else 0
         return sum(child.records_in for child in self.children)
 
     @property
     def records_out(self) -> int:
-        """Records written by the loader (summed over children for compositions)."""
+        """Records written by the loader (for compositions: as for :attr:`records_in`)."""
         if self.stages:
             return self.stages[-1].records_out
+        if self.kind in _LAST_CHILD_COUNTS:
+            return self.children[-1].records_out if self.children else 0
         return sum(child.records_out for child in self.children)
 
     def stage(self, name: str) -> StageStats:
@@ -178,7 +189,10 @@ class RunResult:
             parts.append(self.detail)
         text = " · ".join(parts)
         if self.error is not None:
-            text += f"\n  error: {_error_text(self.error)}"
+            # A composition's own error repeats its children's, which are shown below it.
+            brief = getattr(self.error, "brief", None) if self.children else None
+            error = f"{type(self.error).__name__}: {brief}" if brief else _error_text(self.error)
+            text += f"\n  error: {error}"
         return text
 
     def _render(self, lines: list[str], first: str, rest: str, root: bool) -> None:

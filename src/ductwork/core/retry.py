@@ -1,0 +1,213 @@
+"""The retry composition: run a runnable again after a failure, with exponential backoff."""
+
+from __future__ import annotations
+
+import logging
+import random
+from collections.abc import Sequence
+from typing import TYPE_CHECKING, Annotated, Any
+
+import anyio
+from pydantic import BeforeValidator, Field
+
+from .._exceptions import CompositionError
+from .compose import Composition, CompositionConfig
+from .context import RunContext
+from .pipeline import LogSetting, validate_config
+from .result import RunResult
+from .runnable import Runnable
+from .types import RunStatus
+
+if TYPE_CHECKING:
+    from ..state import StateStore
+
+__all__ = ["RetryConfig", "RetryPipeline"]
+
+
+def _as_tuple(value: Any) -> Any:
+    if isinstance(value, type):
+        return (value,)
+    return value
+
+
+class RetryConfig(CompositionConfig):
+    """Validated options of a :class:`RetryPipeline`.
+
+    Attributes:
+        pipeline: the runnable to run and, after a retryable failure, run again.
+        max_retries: how many times to run it again after the first attempt (``0``: never).
+        backoff_factor: seconds to wait before the first retry; each further retry waits twice
+            as long as the one before (``0``: no wait).
+        max_backoff: the longest wait between two attempts, in seconds.
+        jitter: a fraction in ``[0, 1]``: each wait is shortened by a random part of up to this
+            fraction, so runs that failed together do not all retry at the same moment.
+        retry_on: exception types to retry on, or ``None`` for the default rule (see
+            :class:`RetryPipeline`).
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "retry_pipeline"
+    pipeline: Runnable
+    max_retries: Annotated[int, Field(ge=0, le=1000, strict=True)] = 3
+    backoff_factor: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    max_backoff: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    retry_on: Annotated[tuple[type[Exception], ...], BeforeValidator(_as_tuple)] | None = None
+
+
+class RetryPipeline(Composition):
+    """Runs a runnable and, when it fails with a retryable error, runs it again after a wait.
+
+    Each attempt is a separate child run with its own context and result; the composition's
+    result lists them all as ``children`` (their ``detail`` says ``attempt N of M`` and the wait
+    before it), with ``attempts`` and ``retries`` counted. Records are reported from the last
+    attempt.
+
+    Waits grow exponentially: before retry ``n`` (1-based) the composition sleeps
+    ``min(max_backoff, backoff_factor * 2 ** (n - 1))`` seconds, shortened by a random part of up
+    to ``jitter`` of that. The wait is an ordinary anyio sleep, so cancelling the run (or its
+    ``timeout``) ends it at once.
+
+    Which failures are retried: by default every :class:`~ductwork.PipelineError` whose
+    ``retryable`` is true, so bad configuration, stages of the wrong shape, malformed input and
+    values that do not convert (errors marked ``retryable = False``) end the run after the first
+    attempt. ``retry_on`` replaces that rule with a tuple of exception types: an attempt is
+    retried when its error, or an exception in its ``__cause__`` chain, is one of them (for a
+    failed composition: when every child error it reports qualifies). Listing a type retries it
+    even if it is marked not retryable.
+
+    When the composition gives up, it fails with a :class:`~ductwork.CompositionError` naming it,
+    whose ``__cause__`` is the last attempt's error.
+
+    Build one with :func:`~ductwork.create_retry_pipeline`.
+
+    Example:
+        >>> import anyio
+        >>> from ductwork import create_el_pipeline
+        >>> calls = []
+        >>> async def flaky(ctx):
+        ...     calls.append(ctx.run_id)
+        ...     if len(calls) < 3:
+        ...         raise ConnectionError("connection reset")
+        ...     yield [{"id": 1}]
+        >>> pipeline = create_el_pipeline(flaky, lambda batch: None, "flaky", logging=False)
+        >>> retry = RetryPipeline(pipeline, max_retries=4, backoff_factor=0.01, logging=False)
+        >>> result = anyio.run(retry.run)
+        >>> result.status, result.attempts, [c.status.value for c in result.children]
+        (<RunStatus.SUCCEEDED: 'succeeded'>, 3, ['failed', 'failed', 'succeeded'])
+    """
+
+    kind = "retry"
+
+    def __init__(
+        self,
+        pipeline: Runnable,
+        max_retries: int = 3,
+        backoff_factor: float = 1.0,
+        *,
+        max_backoff: float = 60.0,
+        jitter: float = 0.1,
+        retry_on: type[Exception] | Sequence[type[Exception]] | None = None,
+        name: str = "retry_pipeline",
+        logging: LogSetting = True,
+        timeout: float | None = None,
+        state: StateStore | None = None,
+    ) -> None:
+        config: RetryConfig = validate_config(
+            RetryConfig,
+            "retry pipeline",
+            name=name,
+            pipeline=pipeline,
+            max_retries=max_retries,
+            backoff_factor=backoff_factor,
+            max_backoff=max_backoff,
+            jitter=jitter,
+            retry_on=retry_on,
+            logging=logging,
+            timeout=timeout,
+        )
+        self._configure(config, state)
+        self.config = config
+        self.pipeline: Runnable = config.pipeline
+        self.max_retries = config.max_retries
+        self.backoff_factor = config.backoff_factor
+        self.max_backoff = config.max_backoff
+        self.jitter = config.jitter
+        self.retry_on: tuple[type[Exception], ...] | None = config.retry_on
+
+    @property
+    def children(self) -> tuple[Runnable, ...]:
+        """The runnable that is retried."""
+        return (self.pipeline,)
+
+    def backoff(self, retry: int) -> float:
+        """Seconds to wait before retry number ``retry`` (1 for the first retry), with jitter."""
+        delay = min(self.max_backoff, self.backoff_factor * 2.0 ** min(retry - 1, 64))
+        if self.jitter:
+            delay *= 1.0 - self.jitter * random.random()
+        return delay
+
+    def should_retry(self, error: BaseException) -> bool:
+        """Whether a failed attempt with ``error`` may be retried (attempts left aside)."""
+        if self.retry_on is None:
+            return getattr(error, "retryable", True) is not False
+        return _matches(error, self.retry_on)
+
+    async def _execute(self, ctx: RunContext, result: RunResult) -> None:
+        total = self.max_retries + 1
+        delay = 0.0
+        for attempt in range(1, total + 1):
+            result.attempts = attempt
+            result.retries = attempt - 1
+            child_ctx, child_result = self.plan_child(ctx, result, self.pipeline)
+            try:
+                await self.pipeline.execute(child_ctx, child_result)
+            finally:
+                label = f"attempt {attempt} of {total}"
+                if attempt > 1:
+                    label += f", after {delay:.2f}s backoff"
+                detail = child_result.detail
+                child_result.detail = f"{label}; {detail}" if detail else label
+            if child_result.status is not RunStatus.FAILED:
+                if child_result.status is RunStatus.SKIPPED:
+                    result.status = RunStatus.SKIPPED
+                return
+            error = child_result.error
+            assert error is not None
+            if not self.should_retry(error):
+                raise self._give_up(f"attempt {attempt} failed with an error not retried", error)
+            if attempt == total:
+                noun = "attempt" if total == 1 else "attempts"
+                raise self._give_up(f"failed after {total} {noun}", error)
+            delay = self.backoff(attempt)
+            if self.log_level is not None:
+                ctx.logger.log(
+                    max(self.log_level, logging.WARNING),
+                    "%s: attempt %d of %d failed, retrying in %.2fs: %s",
+                    self.name,
+                    attempt,
+                    total,
+                    delay,
+                    error,
+                )
+            await anyio.sleep(delay)
+
+    def _give_up(self, head: str, error: BaseException) -> CompositionError:
+        failure = CompositionError(
+            f"{head}: {error}", pipeline=self.name, errors=[error], brief=head
+        )
+        failure.__cause__ = error
+        return failure
+
+
+def _matches(error: BaseException, types: tuple[type[Exception], ...]) -> bool:
+    """Whether ``error`` or its cause chain holds one of ``types`` (every child's, for groups)."""
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if isinstance(current, types):
+            return True
+        if isinstance(current, CompositionError) and current.errors:
+            return all(_matches(child, types) for child in current.errors)
+        current = current.__cause__
+    return False
