@@ -489,6 +489,11 @@ class StageRunner:
                         stats.batches_in,
                         len(batch),
                     )
+            if self.error is not None:
+                # An upstream stage failed and closed its stream, so the input ended early. The
+                # failure cancelled the task group: wait for that cancellation to arrive, so the
+                # loader cleans up instead of committing a partial run.
+                await anyio.sleep_forever()
         except BaseException as exc:
             # Tell the loader the run did not succeed; shield its cleanup from cancellation.
             with anyio.move_on_after(self.cleanup_timeout, shield=True):
