@@ -166,7 +166,7 @@ class CompositionError(PipelineError):
         errors: Sequence[BaseException],
         brief: str | None = None,
     ) -> None:
-        retryable = all(getattr(error, "retryable", True) is not False for error in errors)
+        retryable = all(is_retryable(error) for error in errors)
         super().__init__(message, pipeline=pipeline, retryable=retryable)
         self.errors: list[BaseException] = list(errors)
         self.brief = brief if brief is not None else message
@@ -273,3 +273,23 @@ class TypeConversionError(TransformError):
         self.column = column
         self.value = value
         self.position = position
+
+
+def is_retryable(error: BaseException) -> bool:
+    """Whether running again might help: no exception in ``error``'s cause chain is marked
+    ``retryable = False``, and for a :class:`CompositionError`, every child error is retryable.
+
+    The cause chain matters because a stage's own exception (say a ConfigError raised when a
+    connector starts) reaches a composition wrapped in an ExtractError, TransformError or
+    LoadError.
+    """
+    seen: set[int] = set()
+    current: BaseException | None = error
+    while current is not None and id(current) not in seen:
+        seen.add(id(current))
+        if getattr(current, "retryable", True) is False:
+            return False
+        if isinstance(current, CompositionError):
+            return all(is_retryable(child) for child in current.errors)
+        current = current.__cause__
+    return True

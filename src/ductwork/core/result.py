@@ -179,10 +179,12 @@ class RunResult:
         return self.summary()
 
     def _headline(self) -> str:
-        parts = [f"{self.name} ({self.kind})", str(self.status), f"{self.duration_seconds:.3f}s"]
-        parts.append(f"{self.records_in} in / {self.records_out} out")
-        if self.duration_seconds > 0 and self.records_out:
-            parts.append(f"{self.records_out / self.duration_seconds:,.0f} rec/s")
+        parts = [f"{self.name} ({self.kind})", str(self.status)]
+        if self.started_at is not None:  # runs that never started have no timings or records
+            parts.append(f"{self.duration_seconds:.3f}s")
+            parts.append(f"{self.records_in} in / {self.records_out} out")
+            if self.duration_seconds > 0 and self.records_out:
+                parts.append(f"{self.records_out / self.duration_seconds:,.0f} rec/s")
         if self.attempts > 1:
             parts.append(f"attempts {self.attempts}")
         if self.detail:
@@ -201,7 +203,7 @@ class RunResult:
         for extra in more:
             lines.append(rest + extra)
         bottleneck = self.bottleneck if len(self.stages) > 1 else None
-        for stats in self.stages:
+        for stats in self.stages if self.started_at is not None else ():
             mark = "  <- bottleneck" if stats is bottleneck and stats.busy_seconds > 0 else ""
             metrics = "".join(f", {k} {v}" for k, v in sorted(stats.metrics.items()))
             lines.append(

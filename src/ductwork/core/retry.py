@@ -10,7 +10,7 @@ from typing import TYPE_CHECKING, Annotated, Any
 import anyio
 from pydantic import BeforeValidator, Field
 
-from .._exceptions import CompositionError
+from .._exceptions import CompositionError, is_retryable
 from .compose import Composition, CompositionConfig
 from .context import RunContext
 from .pipeline import LogSetting, validate_config
@@ -69,11 +69,12 @@ class RetryPipeline(Composition):
 
     Which failures are retried: by default every :class:`~ductwork.PipelineError` whose
     ``retryable`` is true, so bad configuration, stages of the wrong shape, malformed input and
-    values that do not convert (errors marked ``retryable = False``) end the run after the first
-    attempt. ``retry_on`` replaces that rule with a tuple of exception types: an attempt is
-    retried when its error, or an exception in its ``__cause__`` chain, is one of them (for a
-    failed composition: when every child error it reports qualifies). Listing a type retries it
-    even if it is marked not retryable.
+    values that do not convert (errors marked ``retryable = False``, also when they are the
+    ``__cause__`` of a stage error) end the run after the first attempt. ``retry_on`` replaces
+    that rule with a tuple of exception types: an attempt is retried when its error, or an
+    exception in its ``__cause__`` chain, is one of them (for a failed composition: when every
+    child error it reports qualifies). Listing a type retries it even if it is marked not
+    retryable.
 
     When the composition gives up, it fails with a :class:`~ductwork.CompositionError` naming it,
     whose ``__cause__`` is the last attempt's error.
@@ -149,7 +150,7 @@ class RetryPipeline(Composition):
     def should_retry(self, error: BaseException) -> bool:
         """Whether a failed attempt with ``error`` may be retried (attempts left aside)."""
         if self.retry_on is None:
-            return getattr(error, "retryable", True) is not False
+            return is_retryable(error)
         return _matches(error, self.retry_on)
 
     async def _execute(self, ctx: RunContext, result: RunResult) -> None:
