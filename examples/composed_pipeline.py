@@ -9,15 +9,14 @@
        └─ revenue_by_country            orders joined with customers → revenue per country
 
 Everything runs in memory: no network, no server. The orders source fails on its first call
-(a simulated connection reset), so the retry composition makes a second attempt, and the
-summary at the end shows both.
+(a simulated connection reset), so the retry composition makes a second attempt; the run's
+summary shows both.
 
     python examples/composed_pipeline.py
 """
 
 from __future__ import annotations
 
-import logging
 from collections import defaultdict
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
@@ -166,15 +165,13 @@ def build_nightly(warehouse: Warehouse) -> Runnable:
 
 
 async def main() -> RunResult:
+    """Run the composition once, print the revenue per country and return the result tree."""
     warehouse: Warehouse = {}
     result = await build_nightly(warehouse).run()
-    print(result.summary())
-    print()
     for row in warehouse["revenue_by_country"]:
-        print(f"{row['country']}: {row['revenue']:>12,.2f}")
+        print(f"  {row['country']:>5}: {row['revenue']:>10,.2f}")
     return result
 
 
 if __name__ == "__main__":
-    logging.basicConfig(level=logging.INFO, format="%(asctime)s %(levelname)s %(message)s")
-    anyio.run(main)
+    print(anyio.run(main).summary())
