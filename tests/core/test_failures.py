@@ -343,3 +343,26 @@ async def test_timeout_fails_the_run_with_a_timeout_error() -> None:
     assert info.value.result.status is RunStatus.FAILED
     assert probe.loader_exit == "CancelledError"
     assert probe.extractor_finally
+
+
+async def test_a_non_retryable_error_inside_a_stage_stays_non_retryable() -> None:
+    from ductwork import ConfigError
+
+    async def extract() -> AsyncIterator[Batch]:
+        raise ConfigError.for_field("url", "missing scheme")
+        yield []  # pragma: no cover
+
+    with pytest.raises(ExtractError) as info:
+        await create_etl_pipeline(extract, lambda b: b, print).run()
+    assert info.value.retryable is False
+    assert isinstance(info.value.__cause__, ConfigError)
+
+
+async def test_an_ordinary_error_inside_a_stage_is_retryable() -> None:
+    async def extract() -> AsyncIterator[Batch]:
+        raise ConnectionResetError("peer went away")
+        yield []  # pragma: no cover
+
+    with pytest.raises(ExtractError) as info:
+        await create_etl_pipeline(extract, lambda b: b, print).run()
+    assert info.value.retryable is True

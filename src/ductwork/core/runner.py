@@ -149,6 +149,7 @@ class StageRunner:
             f"{stats.kind} stage failed{where}: {type(exc).__name__}: {exc}",
             pipeline=self.pipeline,
             stage=stats.name,
+            retryable=getattr(exc, "retryable", None),  # a ConfigError stays non-retryable
         )
         err.__cause__ = exc
         return err
