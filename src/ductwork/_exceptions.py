@@ -5,6 +5,7 @@ Every error the library raises on purpose derives from :class:`DuctworkError`::
     DuctworkError
     ├── ConfigError              bad configuration; names the field (wraps ValidationError)
     ├── DiscoveryError           a pipeline module failed to import or register
+    ├── RegistryError            an unknown or duplicate pipeline or cron job name
     ├── ScheduleError            an invalid cron expression or timescope
     └── PipelineError            a run failed: .pipeline, .stage, .result; __cause__ is the original
         ├── ExtractError         the extract stage failed
@@ -43,6 +44,7 @@ __all__ = [
     "HttpError",
     "LoadError",
     "PipelineError",
+    "RegistryError",
     "RunTimeoutError",
     "ScheduleError",
     "TransformError",
@@ -88,6 +90,10 @@ class ConfigError(DuctworkError, ValueError):
 
 class DiscoveryError(DuctworkError):
     """A pipeline module could not be imported or did not register correctly."""
+
+
+class RegistryError(DuctworkError):
+    """A pipeline or cron job name is unknown, or already taken (and ``replace`` was not given)."""
 
 
 class ScheduleError(DuctworkError, ValueError):

@@ -1,109 +1,396 @@
-"""State stores: where runs keep incremental cursors and other values between runs.
+"""State stores: values that outlive a run (incremental cursors) and the history of runs.
 
-A state store maps string keys to JSON-serialisable values. Stages reach it through
-``ctx.state``; keys are conventionally prefixed with the pipeline name.
+A state store keeps JSON-serialisable values under string keys, either global or scoped to one
+pipeline (``pipeline=``), and a bounded history of run records per pipeline, newest last. Stages
+reach it through ``ctx.state``; a run of a registered pipeline appends its record (the RunResult
+summary) with :func:`record_run`, and marks its time window as succeeded so that a backfill can
+skip it.
+
+Two stores ship with ductwork:
+
+- :class:`MemoryStateStore` keeps everything in memory (tests, processes that need no persistence);
+- :class:`JsonFileStateStore` keeps everything in one JSON file, rewritten atomically (temporary
+  file, ``fsync``, rename) on every change, so a crash never leaves a half-written file. Every
+  instance for the same path in one process shares one in-memory copy and one lock, so concurrent
+  runs (tasks, event loops or threads) never lose each other's updates.
+
+Example:
+    >>> import anyio
+    >>> async def demo():
+    ...     store = MemoryStateStore()
+    ...     await store.set("cursor", "2024-05-01T00:00:00Z", pipeline="orders")
+    ...     await store.update("seen", lambda n: n + 10, default=0, pipeline="orders")
+    ...     await store.append_run("orders", {"run_id": "r1", "status": "succeeded"})
+    ...     return (
+    ...         await store.get("cursor", pipeline="orders"),
+    ...         await store.get("cursor"),
+    ...         await store.get("seen", pipeline="orders"),
+    ...         [run["run_id"] for run in await store.list_runs("orders")],
+    ...     )
+    >>> anyio.run(demo)
+    ('2024-05-01T00:00:00Z', None, 10, ['r1'])
 """
 
 from __future__ import annotations
 
 import os
 import tempfile
+import threading
+import weakref
+from collections.abc import Callable, Mapping
+from datetime import UTC, datetime
 from pathlib import Path
-from typing import Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 import anyio
 import orjson
 
-__all__ = ["JsonFileStateStore", "MemoryStateStore", "StateStore"]
+from ._exceptions import ConfigError
+from .core.context import TimeWindow
+
+if TYPE_CHECKING:
+    from .core.result import RunResult
+
+__all__ = [
+    "SUCCEEDED_WINDOWS_KEY",
+    "JsonFileStateStore",
+    "MemoryStateStore",
+    "StateStore",
+    "record_run",
+    "run_record",
+    "succeeded_windows",
+]
+
+#: Key (in each pipeline's scope) under which the windows that ran successfully are kept, as a
+#: sorted list of merged ``[start, end]`` ISO-8601 pairs in UTC.
+SUCCEEDED_WINDOWS_KEY = "ductwork.succeeded_windows"
+
+_FORMAT = 1
+_GLOBAL = ""
 
 
 @runtime_checkable
 class StateStore(Protocol):
-    """A key-value store for state that outlives a run."""
+    """A store for state that outlives a run: values per pipeline and key, and run history.
 
-    async def get(self, key: str, default: Any = None) -> Any:
-        """Return the value stored under ``key``, or ``default``."""
+    ``pipeline=None`` addresses the global scope; any other value a scope of its own, so two
+    pipelines may both keep a ``"cursor"``. Values must be JSON-serialisable; what is read back is
+    a JSON round trip of what was written.
+    """
+
+    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
+        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
         ...
 
-    async def set(self, key: str, value: Any) -> None:
-        """Store ``value`` (JSON-serialisable) under ``key``."""
+    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
+        """Store ``value`` under ``key`` (in ``pipeline``'s scope)."""
         ...
 
-    async def delete(self, key: str) -> None:
-        """Remove ``key`` if present."""
+    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
+        """Remove ``key`` (from ``pipeline``'s scope) if present."""
         ...
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        pipeline: str | None = None,
+    ) -> Any:
+        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it.
+
+        No other change to the store happens between the read and the write, so concurrent
+        updates (two runs raising a counter) are never lost.
+        """
+        ...
+
+    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
+        """Append a run record to ``pipeline``'s history (the oldest records are dropped)."""
+        ...
+
+    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Return ``pipeline``'s most recent run records, newest first (at most ``limit``)."""
+        ...
+
+
+def _json_copy(value: Any) -> Any:
+    """A JSON round trip of ``value``: checks it is serialisable and detaches it from the caller."""
+    return orjson.loads(orjson.dumps(value))
+
+
+class _StateData:
+    """The document both stores keep: ``{"format", "values": {scope: {key: value}}, "runs"}``."""
+
+    def __init__(self, doc: dict[str, Any] | None = None, *, max_runs: int) -> None:
+        doc = doc or {}
+        self.values: dict[str, dict[str, Any]] = doc.get("values", {})
+        self.runs: dict[str, list[dict[str, Any]]] = doc.get("runs", {})
+        self.max_runs = max_runs
+
+    @classmethod
+    def from_json(cls, raw: bytes, *, source: str, max_runs: int) -> _StateData:
+        if not raw.strip():
+            return cls(max_runs=max_runs)
+        try:
+            doc = orjson.loads(raw)
+        except orjson.JSONDecodeError as exc:
+            raise ValueError(f"state file {source} is not valid JSON: {exc}") from exc
+        if not isinstance(doc, dict):
+            raise ValueError(f"state file {source} does not hold a JSON object")
+        if "format" not in doc:  # a flat mapping of global keys
+            return cls({"values": {_GLOBAL: doc}}, max_runs=max_runs)
+        if doc["format"] != _FORMAT:
+            raise ValueError(f"state file {source} has unsupported format {doc['format']!r}")
+        values, runs = doc.get("values", {}), doc.get("runs", {})
+        if not isinstance(values, dict) or not isinstance(runs, dict):
+            raise ValueError(
+                f"state file {source} is malformed: 'values' and 'runs' must be objects"
+            )
+        return cls(doc, max_runs=max_runs)
+
+    def to_json(self) -> bytes:
+        doc = {"format": _FORMAT, "values": self.values, "runs": self.runs}
+        return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
+
+    def get(self, key: str, default: Any, pipeline: str | None) -> Any:
+        scope = self.values.get(pipeline or _GLOBAL, {})
+        return _json_copy(scope[key]) if key in scope else default
+
+    def set(self, key: str, value: Any, pipeline: str | None) -> None:
+        self.values.setdefault(pipeline or _GLOBAL, {})[key] = _json_copy(value)
+
+    def delete(self, key: str, pipeline: str | None) -> bool:
+        name = pipeline or _GLOBAL
+        scope = self.values.get(name)
+        if scope is None or key not in scope:
+            return False
+        del scope[key]
+        if not scope:
+            del self.values[name]
+        return True
+
+    def update(self, key: str, fn: Callable[[Any], Any], default: Any, pipeline: str | None) -> Any:
+        new = _json_copy(fn(self.get(key, default, pipeline)))
+        self.values.setdefault(pipeline or _GLOBAL, {})[key] = new
+        return _json_copy(new)
+
+    def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
+        history = self.runs.setdefault(pipeline, [])
+        history.append(_json_copy(dict(record)))
+        if len(history) > self.max_runs:
+            del history[: len(history) - self.max_runs]
+
+    def list_runs(self, pipeline: str, limit: int | None) -> list[dict[str, Any]]:
+        if limit is not None and (isinstance(limit, bool) or limit < 0):
+            raise ConfigError.for_field("limit", f"must be a non-negative integer, got {limit!r}")
+        history = self.runs.get(pipeline, [])
+        newest = history[::-1] if limit is None else history[: -limit - 1 : -1]
+        return _json_copy(newest)  # type: ignore[no-any-return]
+
+
+def _check_max_runs(max_runs: int) -> int:
+    if isinstance(max_runs, bool) or not isinstance(max_runs, int) or max_runs < 1:
+        raise ConfigError.for_field("max_runs", f"must be a positive integer, got {max_runs!r}")
+    return max_runs
 
 
 class MemoryStateStore:
-    """A state store held in memory, for tests and for processes that need no persistence."""
+    """A state store held in memory, for tests and for processes that need no persistence.
 
-    def __init__(self) -> None:
-        self._data: dict[str, Any] = {}
+    Args:
+        max_runs: run records kept per pipeline; older ones are dropped.
+    """
 
-    async def get(self, key: str, default: Any = None) -> Any:
-        """Return the value stored under ``key``, or ``default``."""
-        return self._data.get(key, default)
+    def __init__(self, *, max_runs: int = 100) -> None:
+        self._data = _StateData(max_runs=_check_max_runs(max_runs))
 
-    async def set(self, key: str, value: Any) -> None:
+    def __repr__(self) -> str:
+        return f"MemoryStateStore(pipelines={sorted(self._data.runs)!r})"
+
+    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
+        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
+        return self._data.get(key, default, pipeline)
+
+    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
         """Store ``value`` under ``key`` (a JSON round trip checks it is serialisable)."""
-        self._data[key] = orjson.loads(orjson.dumps(value))
+        self._data.set(key, value, pipeline)
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
         """Remove ``key`` if present."""
-        self._data.pop(key, None)
+        self._data.delete(key, pipeline)
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        pipeline: str | None = None,
+    ) -> Any:
+        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it."""
+        return self._data.update(key, fn, default, pipeline)
+
+    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
+        """Append a run record to ``pipeline``'s history."""
+        self._data.append_run(pipeline, record)
+
+    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Return ``pipeline``'s most recent run records, newest first."""
+        return self._data.list_runs(pipeline, limit)
+
+
+class _FileBacking:
+    """The shared in-memory copy of one state file, and the lock serialising access to it.
+
+    The copy is reloaded when the file changed on disk since it was last read or written (by a
+    process that does not share this object), so readers see the latest committed state.
+    """
+
+    def __init__(self, path: Path, max_runs: int) -> None:
+        self.path = path
+        self.max_runs = max_runs
+        self.lock = threading.Lock()
+        self._data: _StateData | None = None
+        self._signature: tuple[int, int, int] | None = None
+
+    def _stat(self) -> tuple[int, int, int] | None:
+        try:
+            st = os.stat(self.path)
+        except FileNotFoundError:
+            return None
+        return (st.st_ino, st.st_size, st.st_mtime_ns)
+
+    def load(self) -> _StateData:
+        """The current document (the caller holds ``lock``)."""
+        signature = self._stat()
+        if self._data is None or signature != self._signature:
+            if signature is None:
+                self._data = _StateData(max_runs=self.max_runs)
+            else:
+                raw = self.path.read_bytes()
+                self._data = _StateData.from_json(
+                    raw, source=str(self.path), max_runs=self.max_runs
+                )
+            self._signature = signature
+        self._data.max_runs = self.max_runs
+        return self._data
+
+    def save(self, data: _StateData) -> None:
+        """Write ``data`` atomically (the caller holds ``lock``)."""
+        try:
+            _atomic_write(self.path, data.to_json())
+        except BaseException:
+            self._data = None  # the file still holds the previous state: reload it next time
+            raise
+        self._signature = self._stat()
+
+    def read(self, fn: Callable[[_StateData], Any]) -> Any:
+        with self.lock:
+            return fn(self.load())
+
+    def write(self, fn: Callable[[_StateData], Any]) -> Any:
+        with self.lock:
+            data = self.load()
+            out = fn(data)
+            if out is not _UNCHANGED:
+                self.save(data)
+            return out
+
+
+_UNCHANGED = object()
+_backings: weakref.WeakValueDictionary[Path, _FileBacking] = weakref.WeakValueDictionary()
+_backings_lock = threading.Lock()
+
+
+def _backing_for(path: Path, max_runs: int) -> _FileBacking:
+    with _backings_lock:
+        backing = _backings.get(path)
+        if backing is None:
+            backing = _FileBacking(path, max_runs)
+            _backings[path] = backing
+        else:
+            backing.max_runs = max(backing.max_runs, max_runs)
+        return backing
 
 
 class JsonFileStateStore:
     """A state store persisted as one JSON file, rewritten atomically on every change.
 
-    Writes go to a temporary file in the same directory and are renamed into place, so a crash
-    never leaves a half-written state file.
+    Writes go to a temporary file in the same directory, are flushed to disk and renamed into
+    place, so a crash (even ``kill -9``) in the middle of a write leaves the previous complete
+    file. Instances for the same path in one process share their data and lock; file I/O runs in
+    a worker thread and is never abandoned half-way when the caller is cancelled.
+
+    The file may be shared by several processes for reading; writes from two processes at once
+    are not coordinated (the last one wins).
+
+    Args:
+        path: the JSON file; it and its directory are created on the first write.
+        max_runs: run records kept per pipeline; older ones are dropped.
     """
 
-    def __init__(self, path: str | os.PathLike[str]) -> None:
+    def __init__(self, path: str | os.PathLike[str], *, max_runs: int = 100) -> None:
         self.path = Path(path)
-        self._lock = anyio.Lock()
-        self._data: dict[str, Any] | None = None
+        self._backing = _backing_for(self.path.resolve(), _check_max_runs(max_runs))
 
-    async def _load(self) -> dict[str, Any]:
-        if self._data is None:
-            try:
-                raw = await anyio.Path(self.path).read_bytes()
-            except FileNotFoundError:
-                self._data = {}
-            else:
-                loaded = orjson.loads(raw) if raw.strip() else {}
-                if not isinstance(loaded, dict):
-                    raise ValueError(f"state file {self.path} does not hold a JSON object")
-                self._data = loaded
-        return self._data
+    def __repr__(self) -> str:
+        return f"JsonFileStateStore({str(self.path)!r})"
 
-    async def get(self, key: str, default: Any = None) -> Any:
-        """Return the value stored under ``key``, or ``default``."""
-        async with self._lock:
-            return (await self._load()).get(key, default)
+    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
+        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
+        return await anyio.to_thread.run_sync(
+            self._backing.read, lambda data: data.get(key, default, pipeline)
+        )
 
-    async def set(self, key: str, value: Any) -> None:
+    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
         """Store ``value`` under ``key`` and persist the file."""
-        async with self._lock:
-            data = await self._load()
-            data[key] = orjson.loads(orjson.dumps(value))
-            await self._save(data)
+        value = _json_copy(value)  # fail on an unserialisable value before touching the file
+        await anyio.to_thread.run_sync(
+            self._backing.write, lambda data: data.set(key, value, pipeline)
+        )
 
-    async def delete(self, key: str) -> None:
+    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
         """Remove ``key`` if present and persist the file."""
-        async with self._lock:
-            data = await self._load()
-            if key in data:
-                del data[key]
-                await self._save(data)
 
-    async def _save(self, data: dict[str, Any]) -> None:
-        payload = orjson.dumps(data, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
-        await anyio.to_thread.run_sync(_atomic_write, self.path, payload)
+        def delete(data: _StateData) -> object:
+            return None if data.delete(key, pipeline) else _UNCHANGED
+
+        await anyio.to_thread.run_sync(self._backing.write, delete)
+
+    async def update(
+        self,
+        key: str,
+        fn: Callable[[Any], Any],
+        *,
+        default: Any = None,
+        pipeline: str | None = None,
+    ) -> Any:
+        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it.
+
+        ``fn`` runs in a worker thread while the file is locked: keep it small and pure.
+        """
+        return await anyio.to_thread.run_sync(
+            self._backing.write, lambda data: data.update(key, fn, default, pipeline)
+        )
+
+    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
+        """Append a run record to ``pipeline``'s history and persist the file."""
+        record = _json_copy(dict(record))
+        await anyio.to_thread.run_sync(
+            self._backing.write, lambda data: data.append_run(pipeline, record)
+        )
+
+    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
+        """Return ``pipeline``'s most recent run records, newest first."""
+        runs: list[dict[str, Any]] = await anyio.to_thread.run_sync(
+            self._backing.read, lambda data: data.list_runs(pipeline, limit)
+        )
+        return runs
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
+    """Replace ``path`` by ``payload`` so that readers and crashes only ever see a whole file."""
     path.parent.mkdir(parents=True, exist_ok=True)
     fd, tmp = tempfile.mkstemp(prefix=f".{path.name}.", suffix=".tmp", dir=path.parent)
     try:
@@ -118,3 +405,99 @@ def _atomic_write(path: Path, payload: bytes) -> None:
         except FileNotFoundError:
             pass
         raise
+    _fsync_directory(path.parent)
+
+
+def _fsync_directory(directory: Path) -> None:
+    """Make a rename in ``directory`` durable (where the platform allows opening directories)."""
+    try:
+        fd = os.open(directory, os.O_RDONLY)
+    except OSError:
+        return
+    try:
+        os.fsync(fd)
+    except OSError:
+        pass
+    finally:
+        os.close(fd)
+
+
+# --- run history ------------------------------------------------------------------------------
+
+
+def run_record(
+    pipeline: str,
+    result: RunResult,
+    *,
+    window: TimeWindow | None = None,
+    params: Mapping[str, Any] | None = None,
+    trigger: str | None = None,
+) -> dict[str, Any]:
+    """The history record of one run: ``result.to_dict()`` plus what the run was asked to do.
+
+    Args:
+        pipeline: the name the pipeline is registered under (the history's key).
+        result: the run's result.
+        window: the time window the run covered.
+        params: the run's parameters (values that are not JSON-serialisable are stored as text).
+        trigger: what started the run (``"manual"``, ``"schedule"``, ``"backfill"``, ...).
+    """
+    record = result.to_dict()
+    record["pipeline"] = pipeline
+    record["window"] = (
+        {"start": window.start.isoformat(), "end": window.end.isoformat()} if window else None
+    )
+    record["params"] = orjson.loads(orjson.dumps(dict(params or {}), default=str))
+    record["trigger"] = trigger
+    record["recorded_at"] = datetime.now(UTC).isoformat()
+    return record
+
+
+async def record_run(
+    store: StateStore,
+    pipeline: str,
+    result: RunResult,
+    *,
+    window: TimeWindow | None = None,
+    params: Mapping[str, Any] | None = None,
+    trigger: str | None = None,
+) -> dict[str, Any]:
+    """Append the run's record to ``pipeline``'s history; remember its window if it succeeded.
+
+    Returns:
+        The record that was appended (see :func:`run_record`).
+    """
+    record = run_record(pipeline, result, window=window, params=params, trigger=trigger)
+    await store.append_run(pipeline, record)
+    if window is not None and result.succeeded:
+        await store.update(
+            SUCCEEDED_WINDOWS_KEY,
+            lambda spans: _merge_span(spans, window),
+            default=[],
+            pipeline=pipeline,
+        )
+    return record
+
+
+async def succeeded_windows(store: StateStore, pipeline: str) -> list[TimeWindow]:
+    """The time ranges in which ``pipeline`` has run successfully, merged, in UTC, in order."""
+    spans = await store.get(SUCCEEDED_WINDOWS_KEY, [], pipeline=pipeline)
+    return [
+        TimeWindow(datetime.fromisoformat(start), datetime.fromisoformat(end))
+        for start, end in spans
+    ]
+
+
+def _merge_span(spans: list[list[str]], window: TimeWindow) -> list[list[str]]:
+    """Add ``window`` to a sorted list of disjoint ``[start, end]`` spans, merging touching ones."""
+    items = [(datetime.fromisoformat(s), datetime.fromisoformat(e)) for s, e in spans]
+    items.append((window.start.astimezone(UTC), window.end.astimezone(UTC)))
+    items.sort()
+    merged: list[tuple[datetime, datetime]] = []
+    for start, end in items:
+        if merged and start <= merged[-1][1]:
+            if end > merged[-1][1]:
+                merged[-1] = (merged[-1][0], end)
+        else:
+            merged.append((start, end))
+    return [[s.astimezone(UTC).isoformat(), e.astimezone(UTC).isoformat()] for s, e in merged]
