@@ -15,10 +15,14 @@ from ._exceptions import FileFormatError as FileFormatError
 from ._exceptions import HttpError as HttpError
 from ._exceptions import LoadError as LoadError
 from ._exceptions import PipelineError as PipelineError
+from ._exceptions import RegistryError as RegistryError
 from ._exceptions import RunTimeoutError as RunTimeoutError
 from ._exceptions import ScheduleError as ScheduleError
 from ._exceptions import TransformError as TransformError
 from ._exceptions import TypeConversionError as TypeConversionError
+from .backfill import BackfillResult as BackfillResult
+from .backfill import WindowRun as WindowRun
+from .backfill import backfill_pipeline as backfill_pipeline
 from .connectors.console import ConsoleLoader as ConsoleLoader
 from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
 from .connectors.console import create_console_loader as create_console_loader
@@ -41,19 +45,48 @@ from .core.stages import transformer as transformer
 from .core.types import Batch as Batch
 from .core.types import Record as Record
 from .core.types import RunStatus as RunStatus
+from .cron import CronJob as CronJob
+from .cron import validate_schedule as validate_schedule
+from .discovery import DiscoveredModule as DiscoveredModule
+from .discovery import DiscoveryFailure as DiscoveryFailure
+from .discovery import DiscoveryReport as DiscoveryReport
+from .discovery import discover_pipelines as discover_pipelines
 from .factories import create_conditional_pipeline as create_conditional_pipeline
 from .factories import create_el_pipeline as create_el_pipeline
 from .factories import create_etl_pipeline as create_etl_pipeline
 from .factories import create_parallel_pipeline as create_parallel_pipeline
 from .factories import create_retry_pipeline as create_retry_pipeline
 from .factories import create_sequential_pipeline as create_sequential_pipeline
+from .registry import PipelineRegistry as PipelineRegistry
+from .registry import RegisteredPipeline as RegisteredPipeline
+from .registry import get_cron_job as get_cron_job
+from .registry import get_default_registry as get_default_registry
+from .registry import get_pipeline as get_pipeline
+from .registry import list_cron_jobs as list_cron_jobs
+from .registry import list_pipelines as list_pipelines
+from .registry import register_cron_job as register_cron_job
+from .registry import register_pipeline as register_pipeline
+from .registry import register_pipeline_with_timescope as register_pipeline_with_timescope
+from .registry import remove_cron_job as remove_cron_job
+from .registry import run_pipeline as run_pipeline
+from .registry import unregister_pipeline as unregister_pipeline
+from .registry import validate_pipeline as validate_pipeline
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
 from .state import StateStore as StateStore
+from .timescope import Timescope as Timescope
+from .timescope import daily as daily
+from .timescope import every as every
+from .timescope import get_table_name as get_table_name
+from .timescope import hourly as hourly
+from .timescope import monthly as monthly
+from .timescope import validate_timescope as validate_timescope
+from .timescope import weekly as weekly
 
 __version__ = "0.1.0"
 
 __all__ = (
+    "BackfillResult",
     "Batch",
     "ClickHouseError",
     "CompositionError",
@@ -61,7 +94,11 @@ __all__ = (
     "ConfigError",
     "ConsoleLoader",
     "ConsoleLoaderConfig",
+    "CronJob",
+    "DiscoveredModule",
     "DiscoveryError",
+    "DiscoveryFailure",
+    "DiscoveryReport",
     "DuctworkError",
     "ExtractError",
     "Extractor",
@@ -75,7 +112,10 @@ __all__ = (
     "Pipeline",
     "PipelineConfig",
     "PipelineError",
+    "PipelineRegistry",
     "Record",
+    "RegisteredPipeline",
+    "RegistryError",
     "RetryPipeline",
     "RunContext",
     "RunResult",
@@ -88,10 +128,13 @@ __all__ = (
     "StageStats",
     "StateStore",
     "TimeWindow",
+    "Timescope",
     "TransformError",
     "Transformer",
     "TypeConversionError",
+    "WindowRun",
     "__version__",
+    "backfill_pipeline",
     "create_conditional_pipeline",
     "create_console_loader",
     "create_el_pipeline",
@@ -99,5 +142,26 @@ __all__ = (
     "create_parallel_pipeline",
     "create_retry_pipeline",
     "create_sequential_pipeline",
+    "daily",
+    "discover_pipelines",
+    "every",
+    "get_cron_job",
+    "get_default_registry",
+    "get_pipeline",
+    "get_table_name",
+    "hourly",
+    "list_cron_jobs",
+    "list_pipelines",
+    "monthly",
+    "register_cron_job",
+    "register_pipeline",
+    "register_pipeline_with_timescope",
+    "remove_cron_job",
+    "run_pipeline",
     "transformer",
+    "unregister_pipeline",
+    "validate_pipeline",
+    "validate_schedule",
+    "validate_timescope",
+    "weekly",
 )

@@ -14,10 +14,10 @@ Example:
     >>> registry = PipelineRegistry()
     >>> _ = registry.register_pipeline(
     ...     "days", create_el_pipeline(extract, days.extend, logging=False), timescope="daily")
-    >>> first = anyio.run(lambda: backfill("days", "2024-02-27", "2024-03-02", registry=registry))
+    >>> first = anyio.run(registry.backfill, "days", "2024-02-27", "2024-03-02")
     >>> sorted(d["day"] for d in days), len(first.succeeded)
-    (['27', '28', '29', '01'], 4)
-    >>> again = anyio.run(lambda: backfill("days", "2024-02-25", "2024-03-02", registry=registry))
+    (['01', '27', '28', '29'], 4)
+    >>> again = anyio.run(registry.backfill, "days", "2024-02-25", "2024-03-02")
     >>> len(again.succeeded), len(again.skipped), len(days)
     (2, 4, 6)
 """
@@ -43,7 +43,7 @@ from .registry import PipelineRegistry, get_default_registry
 from .state import StateStore, succeeded_windows
 from .timescope import Timescope
 
-__all__ = ["BackfillResult", "WindowRun", "backfill"]
+__all__ = ["BackfillResult", "WindowRun", "backfill_pipeline"]
 
 logger = logging.getLogger("ductwork")
 
@@ -190,7 +190,7 @@ def _moment(scope: Timescope, value: datetime | date | str, what: str) -> dateti
     raise ScheduleError(f"invalid backfill {what} {value!r}: expected a datetime, date or ISO text")
 
 
-async def backfill(
+async def backfill_pipeline(
     name: str,
     start: datetime | date | str,
     end: datetime | date | str,

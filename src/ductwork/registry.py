@@ -605,11 +605,11 @@ class PipelineRegistry:
     ) -> BackfillResult:
         """Run ``name`` for every window of its timescope in ``[start, end)``.
 
-        See :func:`ductwork.backfill` for the options.
+        See :func:`ductwork.backfill_pipeline` for the options.
         """
-        from .backfill import backfill
+        from .backfill import backfill_pipeline
 
-        return await backfill(name, start, end, registry=self, **options)
+        return await backfill_pipeline(name, start, end, registry=self, **options)
 
 
 _default_registry = PipelineRegistry()
