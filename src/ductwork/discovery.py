@@ -101,7 +101,7 @@ class DiscoveryFailure:
     traceback: str
 
     def __str__(self) -> str:
-        where = str(self.path) if self.path is not None else self.module
+        where = self.path.name if self.path is not None else self.module
         return f"{where}: {self.phase} failed: {type(self.exception).__name__}: {self.exception}"
 
 
@@ -153,7 +153,8 @@ class DiscoveryReport:
                 if module.already_registered
                 else ""
             )
-            lines.append(f"  ok    {module.name} [{module.style}]: {names}{again}")
+            label = module.path.name if module.path is not None else module.name
+            lines.append(f"  ok    {label} [{module.style}]: {names}{again}")
         for error in self.errors:
             lines.append(f"  error {error}")
             lines.extend("        " + line for line in error.traceback.rstrip().splitlines())
