@@ -8,7 +8,8 @@ yesterday. Templates in paths, URLs and queries can use it: ``"{window.start:%Y-
 
 Calendar units (days, weeks, months) follow the wall clock of the time zone, so in a zone with
 daylight saving time a day is 23 or 25 hours long on the days the clocks change. Hourly and custom
-windows are fixed lengths of elapsed time.
+windows are fixed lengths of elapsed time (hourly ones aligned on the zone's hours, which assumes
+the zone's clocks move by whole hours, as all but Lord Howe Island's do).
 
 Example:
     >>> from datetime import datetime, UTC
