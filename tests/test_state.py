@@ -315,3 +315,47 @@ async def test_record_run_merges_succeeded_windows(make_store: StoreFactory) -> 
     assert await succeeded_windows(store, "p") == [TimeWindow(base, base + 6 * day)]
     assert len(await store.get(SUCCEEDED_WINDOWS_KEY, pipeline="p")) == 1
     assert len(await store.list_runs("p", limit=None)) == 5  # max_runs=5 of the 8 records
+
+
+class ForwardingStore:
+    """A third-party store: implements the protocol without being one of the shipped classes."""
+
+    def __init__(self) -> None:
+        self.inner = MemoryStateStore()
+        self.calls: list[str] = []
+
+    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
+        return await self.inner.get(key, default, pipeline=pipeline)
+
+    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
+        await self.inner.set(key, value, pipeline=pipeline)
+
+    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
+        await self.inner.delete(key, pipeline=pipeline)
+
+    async def update(
+        self, key: str, fn: Any, *, default: Any = None, pipeline: str | None = None
+    ) -> Any:
+        self.calls.append("update")
+        return await self.inner.update(key, fn, default=default, pipeline=pipeline)
+
+    async def append_run(self, pipeline: str, record: Any) -> None:
+        self.calls.append("append_run")
+        await self.inner.append_run(pipeline, record)
+
+    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
+        return await self.inner.list_runs(pipeline, limit)
+
+
+async def test_record_run_works_with_any_store() -> None:
+    store = ForwardingStore()
+    assert isinstance(store, StateStore)
+    base = datetime(2024, 1, 1, tzinfo=UTC)
+    first = TimeWindow(base, base + timedelta(hours=1))
+    second = TimeWindow(base + timedelta(hours=1), base + timedelta(hours=2))
+    await record_run(store, "p", _result(RunStatus.SUCCEEDED), window=first)
+    await record_run(store, "p", _result(RunStatus.FAILED), window=second)
+    await record_run(store, "p", _result(RunStatus.SUCCEEDED), window=second)
+    assert store.calls == ["append_run", "update", "append_run", "append_run", "update"]
+    assert await succeeded_windows(store, "p") == [TimeWindow(base, base + timedelta(hours=2))]
+    assert [r["status"] for r in await store.list_runs("p")] == ["succeeded", "failed", "succeeded"]

@@ -170,8 +170,27 @@ class BackfillResult:
         )
 
     def summary(self) -> str:
-        """A readable rendering: the totals, then each window and its outcome."""
-        return self.to_result().summary()
+        """A readable rendering: the totals, then one line per window with its outcome."""
+        overall = self.to_result()
+        lines = [
+            f"backfill {self.pipeline} ({self.timescope}) · {overall.status} · "
+            f"{self.duration_seconds:.3f}s · {overall.records_in} in / {overall.records_out} out"
+            f" · {overall.detail}"
+        ]
+        for item in self.windows:
+            line = f"  {item.window}: {item.status}"
+            result = item.result
+            if result is not None:
+                line += (
+                    f" · {result.duration_seconds:.3f}s · "
+                    f"{result.records_in} in / {result.records_out} out"
+                )
+                if result.error is not None:
+                    line += f" · error: {type(result.error).__name__}: {result.error}"
+            elif item.reason:
+                line += f" ({item.reason})"
+            lines.append(line)
+        return "\n".join(lines)
 
     def __str__(self) -> str:
         return self.summary()

@@ -16,6 +16,10 @@ goes into the report and discovery goes on with the next module. ``__init__.py``
 not match the pattern are ignored. A module is imported once per process; discovering the same
 directory again registers only what the registry is missing.
 
+While a directory's modules are imported, the directory is first on ``sys.path``, so a module can
+import a helper next to it (``from _common import read_orders``); such helpers are ordinary
+top-level modules, so give them names that do not clash with other packages.
+
 Example:
     >>> import pathlib, tempfile, textwrap
     >>> from ductwork import PipelineRegistry
@@ -29,6 +33,7 @@ Example:
     >>> report = discover_pipelines(folder, registry=PipelineRegistry())
     >>> report.pipelines, report.errors
     (['hello'], [])
+    >>> import shutil; shutil.rmtree(folder)
 """
 
 from __future__ import annotations
@@ -165,9 +170,17 @@ class DiscoveryReport:
 
 
 def _short_traceback(exc: BaseException) -> str:
+    """The last frames of ``exc``'s traceback in the user's code (not the import machinery)."""
     if isinstance(exc, SyntaxError):
         return "".join(traceback.format_exception_only(type(exc), exc))
-    return "".join(traceback.format_exception(exc, limit=-_TRACEBACK_FRAMES, chain=False))
+    summary = traceback.TracebackException.from_exception(exc)
+    frames = [
+        frame
+        for frame in summary.stack
+        if not frame.filename.startswith("<frozen") and frame.filename != __file__
+    ]
+    summary.stack = traceback.StackSummary.from_list(frames[-_TRACEBACK_FRAMES:])
+    return "".join(summary.format(chain=False))
 
 
 @contextlib.contextmanager
