@@ -276,6 +276,13 @@ def test_cron_job_errors(registry: PipelineRegistry) -> None:
     assert "p" in registry  # removing a job keeps the pipeline
 
 
+def test_entries_and_jobs_are_hashable(registry: PipelineRegistry) -> None:
+    entry = registry.register_pipeline("p", simple(), "0 * * * *", metadata={"a": 1})
+    job = registry.register_cron_job("j", "* * * * *", "p", params={"b": 2})
+    assert {entry: 1}[entry] == 1
+    assert len({job, registry.get_cron_job("j")}) == 1
+
+
 def test_cron_job_fire_times_follow_its_zone() -> None:
     job = CronJob("j", "p", "0 0 * * *", timezone="Europe/Berlin")
     after = utc(2024, 3, 30, 12)

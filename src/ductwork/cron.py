@@ -96,7 +96,7 @@ class CronJob:
     pipeline: str
     schedule: str
     timezone: str = "UTC"
-    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    params: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     enabled: bool = True
     description: str = ""
 

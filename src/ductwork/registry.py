@@ -119,7 +119,7 @@ class RegisteredPipeline:
     timezone: str = "UTC"
     description: str = ""
     tags: frozenset[str] = frozenset()
-    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY)
+    metadata: Mapping[str, Any] = field(default_factory=lambda: _EMPTY, hash=False)
     module: str | None = None
 
     @property
