@@ -272,7 +272,7 @@ async def backfill_pipeline(
     t0 = perf_counter()
     spans = [] if rerun else await succeeded_windows(store, name)
     starts = [span.start for span in spans]
-    todo: list[WindowRun] = []
+    to_run: list[WindowRun] = []
     for window in windows:
         item = WindowRun(window)
         if window.end > current:
@@ -280,18 +280,18 @@ async def backfill_pipeline(
         elif _covered(window, starts, spans):
             item.status, item.reason = RunStatus.SKIPPED, ALREADY_SUCCEEDED
         else:
-            todo.append(item)
+            to_run.append(item)
         outcome.windows.append(item)
     logger.info(
         "backfill started: %s %s windows, %d to run, %d skipped, %d worker(s)",
         name,
         scope.name,
-        len(todo),
-        len(windows) - len(todo),
+        len(to_run),
+        len(windows) - len(to_run),
         max_workers,
     )
 
-    pending = iter(todo)
+    pending = iter(to_run)
     stopping = False
 
     async def worker() -> None:
@@ -316,7 +316,7 @@ async def backfill_pipeline(
 
     try:
         async with anyio.create_task_group() as tg:
-            for _ in range(min(max_workers, len(todo))):
+            for _ in range(min(max_workers, len(to_run))):
                 tg.start_soon(worker)
     except BaseExceptionGroup as group:
         raise unwrap_group(group) from None
