@@ -36,13 +36,15 @@ class TimeWindow:
     end: datetime
 
     def __post_init__(self) -> None:
-        if self.end <= self.start:
+        # Compare instants, not wall clocks: Python compares two datetimes that share one tzinfo
+        # by their wall-clock fields, which is wrong across a DST change.
+        if self.end.timestamp() <= self.start.timestamp():
             raise ValueError(f"time window end {self.end} is not after its start {self.start}")
 
     @property
     def duration_seconds(self) -> float:
-        """Length of the window in seconds."""
-        return (self.end - self.start).total_seconds()
+        """Length of the window in seconds (elapsed time, correct across DST changes)."""
+        return self.end.timestamp() - self.start.timestamp()
 
     def __str__(self) -> str:
         return f"[{self.start.isoformat()}, {self.end.isoformat()})"
