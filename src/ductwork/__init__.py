@@ -82,6 +82,12 @@ from .timescope import hourly as hourly
 from .timescope import monthly as monthly
 from .timescope import validate_timescope as validate_timescope
 from .timescope import weekly as weekly
+from .transforms import ColumnType as ColumnType
+from .transforms import RecordValidationError as RecordValidationError
+from .transforms import convert_types as convert_types
+from .transforms import create_lambda_transformer as create_lambda_transformer
+from .transforms import transform_columns as transform_columns
+from .transforms import validate_records as validate_records
 
 __version__ = "0.1.0"
 
@@ -89,6 +95,7 @@ __all__ = (
     "BackfillResult",
     "Batch",
     "ClickHouseError",
+    "ColumnType",
     "CompositionError",
     "ConditionalPipeline",
     "ConfigError",
@@ -114,6 +121,7 @@ __all__ = (
     "PipelineError",
     "PipelineRegistry",
     "Record",
+    "RecordValidationError",
     "RegisteredPipeline",
     "RegistryError",
     "RetryPipeline",
@@ -135,10 +143,12 @@ __all__ = (
     "WindowRun",
     "__version__",
     "backfill_pipeline",
+    "convert_types",
     "create_conditional_pipeline",
     "create_console_loader",
     "create_el_pipeline",
     "create_etl_pipeline",
+    "create_lambda_transformer",
     "create_parallel_pipeline",
     "create_retry_pipeline",
     "create_sequential_pipeline",
@@ -158,9 +168,11 @@ __all__ = (
     "register_pipeline_with_timescope",
     "remove_cron_job",
     "run_pipeline",
+    "transform_columns",
     "transformer",
     "unregister_pipeline",
     "validate_pipeline",
+    "validate_records",
     "validate_schedule",
     "validate_timescope",
     "weekly",

@@ -29,7 +29,7 @@ def test_window_end_must_be_after_start_as_instants() -> None:
 
 def test_window_formats_in_templates() -> None:
     window = TimeWindow(datetime(2026, 1, 1, tzinfo=UTC), datetime(2026, 1, 2, tzinfo=UTC))
-    assert "{window.start:%Y-%m-%d}".format(window=window) == "2026-01-01"
+    assert "{window.start:%Y-%m-%d}".format(window=window) == "2026-01-01"  # noqa: UP032
     assert str(window) == "[2026-01-01T00:00:00+00:00, 2026-01-02T00:00:00+00:00)"
 
 
@@ -42,4 +42,3 @@ def test_child_context_has_a_new_run_id_and_the_same_window_and_params() -> None
     assert child.pipeline == "kid"
     assert child.window is window
     assert child.params == {"k": 1}
-

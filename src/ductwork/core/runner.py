@@ -283,10 +283,55 @@ class StageRunner:
         position: list[int],
     ) -> None:
         stage = self.transformers[index - 1]
-        if stage.concurrency > 1:
-            await self._transform_concurrent(stage, send, recv, stats, position)
-            return
         ctx = self.ctx.for_stage(stats.name, stats)
+        cm = stage.open(ctx)
+        if not hasattr(cm, "__aenter__"):
+            raise self._contract_error(
+                stats,
+                f"transformer.open() returned {type(cm).__name__}, not an async context manager",
+            )
+        bound = await cm.__aenter__()
+        try:
+            if not callable(getattr(bound, "bind", None)):
+                raise self._contract_error(
+                    stats,
+                    f"transformer.open() yielded {type(bound).__name__}, not a transformer",
+                )
+            if stage.concurrency > 1:
+                await self._transform_concurrent(
+                    bound, stage.concurrency, ctx, send, recv, stats, position
+                )
+            else:
+                await self._transform_serial(bound, ctx, send, recv, stats, position)
+            if self.error is not None:
+                # An upstream stage failed and closed its stream, so the input ended early. The
+                # failure cancelled the task group: wait for that cancellation to arrive, so the
+                # stage closes with it instead of as if the run succeeded.
+                await anyio.sleep_forever()
+        except BaseException as exc:
+            # Let the stage release its per-run resources; shield that from cancellation.
+            with anyio.move_on_after(self.cleanup_timeout, shield=True):
+                try:
+                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
+                except BaseException as cleanup_exc:
+                    if cleanup_exc is not exc:
+                        exc.add_note(
+                            f"while cleaning up, transformer {stats.name!r} also raised "
+                            f"{type(cleanup_exc).__name__}: {cleanup_exc}"
+                        )
+            raise
+        position[0] = 0
+        await cm.__aexit__(None, None, None)
+
+    async def _transform_serial(
+        self,
+        stage: Transformer,
+        ctx: RunContext,
+        send: Channel[Batch],
+        recv: Channel[Batch],
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
         fn, pass_ctx, is_async = stage.bind()
         receive_nowait = recv.receive_nowait
         send_nowait = send.send_nowait
@@ -359,19 +404,19 @@ class StageRunner:
     async def _transform_concurrent(
         self,
         stage: Transformer,
+        n: int,
+        ctx: RunContext,
         send: Channel[Batch],
         recv: Channel[Batch],
         stats: StageStats,
         position: list[int],
     ) -> None:
-        """Transform up to ``concurrency`` batches at once, passing results on in input order.
+        """Transform up to ``n`` batches at once, passing results on in input order.
 
         Blocked time is the dispatcher's wait for input plus the collector's wait to pass output
         on; the two can overlap, so for a concurrent stage busy time is an approximation.
         """
-        ctx = self.ctx.for_stage(stats.name, stats)
         fn, pass_ctx, is_async = stage.bind()
-        n = stage.concurrency
         slots_send, slots_recv = anyio.create_memory_object_stream[_Slot](max_buffer_size=n)
         workers = anyio.Semaphore(n)
         skip = self.skip_failed_batches

@@ -167,6 +167,37 @@ class Transformer(ABC):
         """Return ``(fn, pass_ctx, is_async)`` that the runner calls per batch."""
         return self.transform, True, True
 
+    def open(self, ctx: RunContext) -> AbstractAsyncContextManager[Transformer]:
+        """Open the transformer for one run, for a stage that holds per-run state or resources.
+
+        The runner enters the returned async context manager when the stage starts and
+        transforms that run's batches with the transformer it yields (through its
+        :meth:`bind`); ``concurrency`` is read from this object. The exit is awaited in the
+        stage's own task: after the stage passed on its last batch and before the downstream
+        stage sees the end of the stream (so an error raised there fails the run before the
+        loader commits), or with the exception when the stage fails or is cancelled (then
+        shielded from cancellation and bounded by the pipeline's ``cleanup_timeout``).
+
+        The default yields ``self`` and holds nothing. A transformer object may be shared by
+        several runs at once, so per-run state belongs to what ``open`` yields, not to ``self``.
+        """
+        return _Unopened(self)
+
+
+class _Unopened:
+    """The default per-run context of a transformer: yields the transformer, holds nothing."""
+
+    __slots__ = ("stage",)
+
+    def __init__(self, stage: Transformer) -> None:
+        self.stage = stage
+
+    async def __aenter__(self) -> Transformer:
+        return self.stage
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        return None
+
 
 class FunctionTransformer(Transformer):
     """A transformer made from a function ``(batch[, ctx]) -> Batch | None``, sync or async."""

@@ -1,0 +1,178 @@
+"""Record validation: :func:`validate_records` checks each record against a pydantic model."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Annotated, Any
+
+from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
+from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
+
+from .._exceptions import ConfigError, TransformError
+from ..core.types import Batch
+from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
+
+__all__ = [
+    "RecordValidationError",
+    "RecordValidator",
+    "ValidationConfig",
+    "validate_records",
+]
+
+_MAX_INPUT_REPR = 80
+
+
+class RecordValidationError(TransformError):
+    """A record does not match the model of a :func:`validate_records` stage.
+
+    Attributes:
+        position: 0-based position of the record among those that reached the stage in the run.
+        errors: one ``(field, message)`` pair per problem; ``field`` is a dotted path
+            (``"address.zip"``, ``"tags.2"``), or ``"<record>"`` for the record as a whole.
+    """
+
+    retryable = False
+
+    def __init__(self, errors: Sequence[tuple[str, str]], *, position: int) -> None:
+        text = "; ".join(
+            message if field == "<record>" else f"field {field!r}: {message}"
+            for field, message in errors
+        )
+        super().__init__(f"record {position}: {text}")
+        self.position = position
+        self.errors: list[tuple[str, str]] = list(errors)
+
+
+class ValidationConfig(PolicyConfig):
+    """Validated options of :func:`validate_records`.
+
+    Attributes:
+        model: a pydantic model (or any type a pydantic ``TypeAdapter`` validates dicts into,
+            such as a dataclass or a TypedDict).
+        strict: pydantic's strict mode (no coercion, e.g. of ``"1"`` to ``1``); ``None`` keeps
+            the model's own setting.
+        by_alias: whether the output records use the fields' aliases.
+    """
+
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "validate_records"
+    model: Any
+    strict: bool | None = None
+    by_alias: bool = False
+
+    @field_validator("model")
+    @classmethod
+    def _check_model(cls, value: Any) -> Any:
+        if not isinstance(value, type):
+            raise ValueError(f"expected a pydantic model class, got {type(value).__name__}")
+        try:
+            TypeAdapter(list[value])
+        except (PydanticSchemaGenerationError, PydanticUserError) as exc:
+            raise ValueError(f"cannot validate records against {value.__name__}: {exc}") from None
+        return value
+
+
+def _describe(error: Any) -> tuple[str, str]:
+    """A ``(field, message)`` pair for one pydantic error of a batch (loc starts with the index)."""
+    path = ".".join(str(part) for part in error["loc"][1:]) or "<record>"
+    message = error["msg"]
+    if error["type"] != "missing" and path != "<record>":
+        shown = repr(error.get("input"))
+        if len(shown) > _MAX_INPUT_REPR:
+            shown = shown[: _MAX_INPUT_REPR - 3] + "..."
+        message = f"{message} (got {shown})"
+    return path, message
+
+
+class RecordValidator(RecordTransformer):
+    """The transformer :func:`validate_records` makes."""
+
+    def __init__(self, config: ValidationConfig) -> None:
+        super().__init__(config)
+        self.config = config
+        self.model = config.model
+        self.adapter: TypeAdapter[list[Any]] = TypeAdapter(list[config.model])  # type: ignore[name-defined]
+        self.strict = config.strict
+        self.by_alias = config.by_alias
+
+    def __repr__(self) -> str:
+        return f"RecordValidator(name={self.name!r}, model={self.model.__name__})"
+
+    async def apply(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
+        """Validate one batch with one TypeAdapter call; return the model-coerced dicts."""
+        adapter = self.adapter
+        try:
+            validated = adapter.validate_python(batch, strict=self.strict)
+        except ValidationError as exc:
+            problems: dict[int, list[tuple[str, str]]] = {}
+            for error in exc.errors(include_url=False):
+                loc = error["loc"]
+                if not loc or not isinstance(loc[0], int):
+                    raise  # not a per-record problem (e.g. the batch is not a list)
+                problems.setdefault(loc[0], []).append(_describe(error))
+            failures = [
+                Failure(
+                    start + i,
+                    batch[i],
+                    RecordValidationError(problems[i], position=start + i),
+                )
+                for i in sorted(problems)
+            ]
+            if run.raise_errors:
+                raise failures[0].error from None
+            await run.reject(failures)
+            batch = [record for i, record in enumerate(batch) if i not in problems]
+            validated = adapter.validate_python(batch, strict=self.strict)
+        out: Batch = adapter.dump_python(validated, by_alias=self.by_alias)
+        return out
+
+
+def validate_records(
+    model: type[BaseModel] | type[Any],
+    *,
+    strict: bool | None = None,
+    by_alias: bool = False,
+    name: str = "validate_records",
+    error_handling: ErrorHandling = "raise",
+    dead_letter_sink: Any = None,
+) -> RecordValidator:
+    """Make a transformer that validates each record against a pydantic model.
+
+    The whole batch is validated in one call of a pydantic ``TypeAdapter``; the output records are
+    the model's dicts (coerced values, defaults filled in, unknown fields handled as the model's
+    ``extra`` setting says). A record that does not match fails with a
+    :class:`RecordValidationError` naming each field at fault, handled by ``error_handling``.
+
+    Args:
+        model: a pydantic model class (a dataclass or TypedDict works too).
+        strict: pydantic's strict mode; ``None`` keeps the model's setting.
+        by_alias: whether the output records use the fields' aliases.
+        name: the stage name.
+        error_handling: ``"raise"``, ``"skip"`` or ``"dead_letter"`` for invalid records.
+        dead_letter_sink: the loader (or function) dead letters go to.
+
+    Raises:
+        ConfigError: an option is invalid; the message names it.
+
+    Example:
+        >>> import anyio
+        >>> from pydantic import BaseModel
+        >>> from ductwork import RunContext
+        >>> class Order(BaseModel):
+        ...     id: int
+        ...     amount: float = 0.0
+        >>> stage = validate_records(Order)
+        >>> anyio.run(stage.transform, [{"id": "7"}], RunContext())
+        [{'id': 7, 'amount': 0.0}]
+    """
+    try:
+        config = ValidationConfig(
+            model=model,
+            strict=strict,
+            by_alias=by_alias,
+            name=name,
+            error_handling=error_handling,
+            dead_letter_sink=dead_letter_sink,
+        )
+    except ValidationError as exc:
+        raise ConfigError.from_validation_error(exc, "validate_records") from None
+    return RecordValidator(config)
