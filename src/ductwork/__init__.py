@@ -26,6 +26,21 @@ from .backfill import backfill_pipeline as backfill_pipeline
 from .connectors.console import ConsoleLoader as ConsoleLoader
 from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
 from .connectors.console import create_console_loader as create_console_loader
+from .connectors.http import BasicAuth as BasicAuth
+from .connectors.http import BearerAuth as BearerAuth
+from .connectors.http import CursorPagination as CursorPagination
+from .connectors.http import HeaderAuth as HeaderAuth
+from .connectors.http import HttpExtractor as HttpExtractor
+from .connectors.http import HttpExtractorConfig as HttpExtractorConfig
+from .connectors.http import IncrementalConfig as IncrementalConfig
+from .connectors.http import LinkHeaderPagination as LinkHeaderPagination
+from .connectors.http import NextUrlPagination as NextUrlPagination
+from .connectors.http import OffsetPagination as OffsetPagination
+from .connectors.http import PageNumberPagination as PageNumberPagination
+from .connectors.http import RateLimitConfig as RateLimitConfig
+from .connectors.http import RateLimiter as RateLimiter
+from .connectors.http import RetryConfig as RetryConfig
+from .connectors.http import create_http_extractor as create_http_extractor
 from .core.compose import ConditionalPipeline as ConditionalPipeline
 from .core.compose import ParallelPipeline as ParallelPipeline
 from .core.compose import SequentialPipeline as SequentialPipeline
@@ -93,7 +108,9 @@ __version__ = "0.1.0"
 
 __all__ = (
     "BackfillResult",
+    "BasicAuth",
     "Batch",
+    "BearerAuth",
     "ClickHouseError",
     "ColumnType",
     "CompositionError",
@@ -102,6 +119,7 @@ __all__ = (
     "ConsoleLoader",
     "ConsoleLoaderConfig",
     "CronJob",
+    "CursorPagination",
     "DiscoveredModule",
     "DiscoveryError",
     "DiscoveryFailure",
@@ -110,20 +128,31 @@ __all__ = (
     "ExtractError",
     "Extractor",
     "FileFormatError",
+    "HeaderAuth",
     "HttpError",
+    "HttpExtractor",
+    "HttpExtractorConfig",
+    "IncrementalConfig",
     "JsonFileStateStore",
+    "LinkHeaderPagination",
     "LoadError",
     "Loader",
     "MemoryStateStore",
+    "NextUrlPagination",
+    "OffsetPagination",
+    "PageNumberPagination",
     "ParallelPipeline",
     "Pipeline",
     "PipelineConfig",
     "PipelineError",
     "PipelineRegistry",
+    "RateLimitConfig",
+    "RateLimiter",
     "Record",
     "RecordValidationError",
     "RegisteredPipeline",
     "RegistryError",
+    "RetryConfig",
     "RetryPipeline",
     "RunContext",
     "RunResult",
@@ -148,6 +177,7 @@ __all__ = (
     "create_console_loader",
     "create_el_pipeline",
     "create_etl_pipeline",
+    "create_http_extractor",
     "create_lambda_transformer",
     "create_parallel_pipeline",
     "create_retry_pipeline",

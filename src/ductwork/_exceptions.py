@@ -223,7 +223,9 @@ class HttpError(ExtractError):
 
     Attributes:
         status_code: the response status, or ``None`` when no response arrived.
-        url: the requested URL.
+        url: the requested URL (credentials and secret query parameters redacted).
+        method: the request method, when known.
+        body: the start of the response body, when there was one.
     """
 
     def __init__(
@@ -233,10 +235,14 @@ class HttpError(ExtractError):
         url: str,
         status_code: int | None = None,
         retryable: bool | None = None,
+        method: str | None = None,
+        body: str | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable)
         self.url = url
         self.status_code = status_code
+        self.method = method
+        self.body = body
 
 
 class ClickHouseError(PipelineError):

@@ -7,6 +7,15 @@ wait. A stage therefore yields to the event loop at least once every ``queue_siz
 which bounds both its share of the loop and the time it takes to notice cancellation, while a
 pipeline of cheap stages no longer pays one event-loop round trip per batch.
 
+Push extractors: an extractor object may define ``async def produce(ctx, emit)`` instead of
+being iterated. The runner then awaits ``produce`` in the extract task and hands it ``emit``, an
+async function that checks, counts and sends one batch (waiting while the stream is full). Such an
+extractor may run its own task group (for example to fetch pages concurrently) and await ``emit``
+from inside it, which an async generator must not do: it must never ``yield`` inside a task group
+or cancel scope. ``produce`` may return an async callable taking no arguments; the runner awaits it
+once every stage has finished without error (used to commit state such as incremental cursors only
+after the loader committed).
+
 Errors: each stage catches its own exception, records it (the first error wins: later ones are
 consequences of the cancellation it triggers) and cancels the task group, so ``run`` raises one
 :class:`~ductwork.PipelineError` naming the stage rather than an exception group. Cancellation is
@@ -90,6 +99,7 @@ class StageRunner:
         self.debug = ctx.logger.isEnabledFor(logging.DEBUG)
         self.error: PipelineError | None = None
         self._tg: TaskGroup | None = None
+        self._on_success: list[Any] = []
 
     # ------------------------------------------------------------------ orchestration
 
@@ -105,6 +115,11 @@ class StageRunner:
             tg.start_soon(self._guard, self._load, n_streams, None, channels[-1])
         if self.error is not None:
             raise self.error
+        for on_success in self._on_success:
+            try:
+                await on_success()
+            except Exception as exc:
+                raise self._wrap(self.stats[0], unwrap_group(exc), 0) from exc
 
     async def _guard(
         self,
@@ -198,6 +213,10 @@ class StageRunner:
         position: list[int],
     ) -> None:
         ctx = self.ctx.for_stage(stats.name, stats)
+        produce = getattr(self.extractor, "produce", None)
+        if produce is not None and callable(produce):
+            await self._extract_push(produce, ctx, send, stats, position)
+            return
         source: Any = self.extractor.extract(ctx)
         if inspect.isawaitable(source) and not hasattr(source, "__aiter__"):
             source = await source
@@ -271,6 +290,47 @@ class StageRunner:
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
+
+    async def _extract_push(
+        self,
+        produce: Any,
+        ctx: RunContext,
+        send: Channel[Batch],
+        stats: StageStats,
+        position: list[int],
+    ) -> None:
+        """Run an extractor that pushes its batches through ``emit`` (see the module docstring)."""
+        send_nowait = send.send_nowait
+
+        async def emit(batch: Batch) -> None:
+            position[0] += 1
+            if type(batch) is not list:
+                checked = self._check_batch(stats, batch, "extractor")
+                if checked is None:
+                    return
+                batch = checked
+            if not batch:
+                return
+            if type(batch[0]) is not dict:
+                self._check_records(stats, batch, "extractor")
+            stats.batches_out += 1
+            stats.records_out += len(batch)
+            try:
+                send_nowait(batch)
+            except WouldBlock:
+                t0 = perf_counter()
+                await send.send(batch)
+                stats.wait_output_seconds += perf_counter() - t0
+
+        on_success = await produce(ctx, emit)
+        if on_success is not None:
+            if not callable(on_success):
+                raise self._contract_error(
+                    stats,
+                    f"extractor produce() returned {type(on_success).__name__}; expected None "
+                    f"or an async callable to run once the run succeeded",
+                )
+            self._on_success.append(on_success)
 
     # ------------------------------------------------------------------ transform
 

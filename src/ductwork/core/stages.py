@@ -85,6 +85,12 @@ class Extractor(ABC):
     """Base class for extractor objects.
 
     Subclasses implement :meth:`extract` as an async generator yielding batches.
+
+    A subclass may also define ``async def produce(ctx, emit)``; a pipeline then awaits it
+    instead of iterating :meth:`extract`, and ``produce`` awaits ``emit(batch)`` for each batch
+    in order (from one task at a time). Unlike an async generator, ``produce`` may await ``emit``
+    inside its own task group, so it can fetch concurrently. It may return an async callable
+    that the pipeline awaits once every stage finished without error (to commit state).
     """
 
     name: str = "extract"

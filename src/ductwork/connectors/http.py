@@ -1,0 +1,981 @@
+"""HTTP extractor on httpx: pagination, concurrent page fetching, retries, rate limits, streaming.
+
+:func:`create_http_extractor` validates an :class:`HttpExtractorConfig` and returns an
+:class:`HttpExtractor`. Every run opens one ``httpx.AsyncClient`` and closes it (``async with``)
+however the run ends.
+
+How a run fetches pages
+-----------------------
+A pipeline calls :meth:`HttpExtractor.produce`, which pushes batches into the pipeline's first
+stream through ``emit`` (see :mod:`ductwork.core.runner`). With ``concurrency > 1`` and a
+predictable pagination (page number or offset), ``produce`` opens a task group of its own:
+
+* a *launcher* task walks the page indexes and, for each, starts a fetch task and queues a slot
+  for it in a memory stream of ``concurrency - 1`` slots, so at most ``concurrency`` pages are in
+  flight or waiting to be passed on;
+* the body of ``produce`` takes the slots in page order, waits for each page, and awaits
+  ``emit`` for its batches. Batches therefore leave in page order whatever order the pages
+  arrive in, and a slow downstream stage stops new requests (backpressure);
+* it stops at the first empty page, at ``max_pages`` or at the total the first page announces,
+  then cancels the task group: requests still in flight are abandoned and their errors (a 404
+  past the last page, say) are never raised.
+
+Batches are awaited into ``emit``, never ``yield``-ed from inside the task group: an async
+generator must not yield inside a task group or cancel scope (PEP 789), so the concurrent path
+exists only in ``produce``. Iterating :meth:`HttpExtractor.extract` directly (outside a
+pipeline) fetches one page at a time, and does not store the incremental cursor.
+
+Sequential pages (cursor, next URL, Link header, or ``concurrency=1``) are streamed: JSON Lines
+and CSV bodies are decoded chunk by chunk as they arrive, so memory stays constant for a body of
+any size. JSON bodies are parsed whole, one page at a time.
+
+Failures
+--------
+Connection errors, timeouts, dropped connections and the statuses in
+``RetryConfig.retry_statuses`` (408, 429, 500, 502, 503, 504) are retried with exponential backoff
+and jitter, or after the server's ``Retry-After``. A connection dropped while a streamed body was
+being passed on is not retried (its first records have already gone downstream); it fails the run.
+Everything else raises :class:`~ductwork.HttpError` with the method, the URL (passwords and
+secret query parameters redacted), the status and a short snippet of the body. Tokens and
+passwords are held as ``pydantic.SecretStr`` and never appear in reprs, logs or errors.
+
+Incremental extraction
+----------------------
+With ``incremental=IncrementalConfig(cursor_field="updated_at", param="since")`` a run reads the
+last value stored in ``ctx.state`` (key ``"<pipeline>:<extractor name>:<cursor_field>"`` unless
+``state_key`` says otherwise), sends it as ``?since=...`` (and as ``{last_value}`` in URL and
+parameter templates), and tracks the highest ``updated_at`` it sees. The new value is stored only
+once the whole run has succeeded, so a failed load never skips records on the next run.
+"""
+
+from __future__ import annotations
+
+import base64
+import codecs
+import logging
+from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+from contextlib import aclosing
+from dataclasses import dataclass
+from typing import Annotated, Any, Literal
+from urllib.parse import urlsplit
+
+import anyio
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+
+from .._exceptions import ExtractError, HttpError
+from ..core.context import RunContext
+from ..core.pipeline import validate_config
+from ..core.stages import Extractor
+from ..core.types import Batch
+from ._http_formats import ResponseFormatError, iter_csv, iter_ndjson, json_records
+from ._http_limits import (
+    RateLimitConfig,
+    RateLimiter,
+    RetryConfig,
+    coerce_rate_limit,
+    parse_retry_after,
+)
+from ._http_paging import (
+    CursorPagination,
+    LinkHeaderPagination,
+    NextUrlPagination,
+    NoPagination,
+    OffsetPagination,
+    PageInfo,
+    PageNumberPagination,
+    PageRequest,
+    PaginationConfig,
+    PaginationError,
+)
+
+__all__ = [
+    "BasicAuth",
+    "BearerAuth",
+    "CursorPagination",
+    "HeaderAuth",
+    "HttpExtractor",
+    "HttpExtractorConfig",
+    "IncrementalConfig",
+    "LinkHeaderPagination",
+    "NextUrlPagination",
+    "NoPagination",
+    "OffsetPagination",
+    "PageNumberPagination",
+    "RateLimitConfig",
+    "RateLimiter",
+    "RetryConfig",
+    "create_http_extractor",
+    "redact_url",
+]
+
+Emit = Callable[[Batch], Awaitable[None]]
+
+_SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
+_SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "code", "credential"})
+_SNIPPET = 200
+
+
+def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()) -> str:
+    """The URL with its password and the values of secret-looking query parameters masked.
+
+    Parameters whose name contains ``token``, ``secret``, ``password``, ``api_key``,
+    ``signature`` (or is ``key``, ``sig``, ``auth``, ``code`` ...), and those in
+    ``secret_params``, are shown as ``***``.
+
+    Example:
+        >>> redact_url("https://bob:pw@api.example.com/x?page=2&access_token=abc")
+        'https://bob:***@api.example.com/x?page=2&access_token=***'
+    """
+    try:
+        parsed = httpx.URL(url)
+    except (httpx.InvalidURL, TypeError):
+        return "<invalid URL>"
+    changed = False
+    if parsed.password:
+        parsed = parsed.copy_with(password="***")
+        changed = True
+    if parsed.query:
+        pairs = []
+        secret_query = False
+        for name, value in parsed.params.multi_items():
+            lowered = name.lower()
+            if (
+                lowered in _SECRET_PARAMS
+                or lowered in secret_params
+                or any(part in lowered for part in _SECRET_PARAM_PARTS)
+            ):
+                value = "***"
+                secret_query = True
+            pairs.append((name, value))
+        if secret_query:
+            parsed = parsed.copy_with(params=pairs)
+            changed = True
+    if not changed:
+        return str(url)
+    return str(parsed).replace("%2A%2A%2A", "***")
+
+
+# --------------------------------------------------------------------------- configuration
+
+
+class BearerAuth(BaseModel):
+    """``Authorization: Bearer <token>``.
+
+    Example:
+        >>> BearerAuth(token="s3cret")
+        BearerAuth(type='bearer', token=SecretStr('**********'))
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["bearer"] = "bearer"
+    token: SecretStr
+
+    def headers(self) -> dict[str, str]:
+        """The request headers carrying the credentials."""
+        return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
+
+
+class BasicAuth(BaseModel):
+    """HTTP basic authentication (``Authorization: Basic ...``)."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["basic"] = "basic"
+    username: str
+    password: SecretStr
+
+    def headers(self) -> dict[str, str]:
+        """The request headers carrying the credentials."""
+        raw = f"{self.username}:{self.password.get_secret_value()}".encode()
+        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
+
+
+class HeaderAuth(BaseModel):
+    """A secret in a header of your choice, e.g. ``X-API-Key: <value>``."""
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    type: Literal["header"] = "header"
+    name: Annotated[str, Field(min_length=1)] = "X-API-Key"
+    value: SecretStr
+
+    def headers(self) -> dict[str, str]:
+        """The request headers carrying the credentials."""
+        return {self.name: self.value.get_secret_value()}
+
+
+AuthConfig = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
+
+
+class IncrementalConfig(BaseModel):
+    """Fetch only new records on each run, using a cursor field such as ``updated_at``.
+
+    Attributes:
+        cursor_field: the record field whose highest value is carried to the next run.
+        param: query parameter that sends the last value (e.g. ``"since"``); it is also
+            available as ``{last_value}`` in URL and parameter templates.
+        initial_value: the value used on the first run (``None``: no parameter is sent).
+        state_key: the key in the state store; default ``"<pipeline>:<name>:<cursor_field>"``.
+
+    Example:
+        >>> IncrementalConfig(cursor_field="updated_at", param="since").param
+        'since'
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    cursor_field: Annotated[str, Field(min_length=1)]
+    param: Annotated[str, Field(min_length=1)] | None = None
+    initial_value: Any = None
+    state_key: Annotated[str, Field(min_length=1)] | None = None
+
+
+class HttpExtractorConfig(BaseModel):
+    """Validated configuration of an :class:`HttpExtractor` (see :func:`create_http_extractor`).
+
+    Fields that depend on others are declared after them and checked together: a pagination
+    that reads the JSON body needs ``response_format="json"``, ``records_path`` only applies to
+    JSON, and ``concurrency > 1`` needs page-number or offset pagination.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+
+    url: Annotated[str, Field(min_length=1)]
+    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    params: dict[str, Any] = Field(default_factory=dict, repr=False)
+    json_body: Any = Field(default=None, repr=False)
+    auth: AuthConfig | None = None
+    timeout: Annotated[float, Field(gt=0)] = 30.0
+    retry_logic: RetryConfig = RetryConfig()
+    rate_limiting: RateLimitConfig | RateLimiter | None = None
+    response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
+    records_path: Annotated[str, Field(min_length=1)] | None = None
+    pagination: PaginationConfig = NoPagination()
+    concurrency: Annotated[int, Field(ge=1, le=256, strict=True)] = 1
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
+    incremental: IncrementalConfig | None = None
+    csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    encoding: str = "utf-8"
+    follow_redirects: bool = True
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "http"
+
+    @field_validator("url")
+    @classmethod
+    def _check_url(cls, value: str) -> str:
+        parts = urlsplit(value)
+        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
+            raise ValueError("must be an absolute http:// or https:// URL")
+        return value
+
+    @field_validator("method", mode="before")
+    @classmethod
+    def _upper_method(cls, value: Any) -> Any:
+        return value.upper() if isinstance(value, str) else value
+
+    @field_validator("rate_limiting", mode="before")
+    @classmethod
+    def _number_is_rate(cls, value: Any) -> Any:
+        return coerce_rate_limit(value)
+
+    @field_validator("encoding")
+    @classmethod
+    def _check_encoding(cls, value: str) -> str:
+        try:
+            codecs.lookup(value)
+        except LookupError:
+            raise ValueError(f"unknown text encoding {value!r}") from None
+        return value
+
+    @field_validator("records_path")
+    @classmethod
+    def _records_path_is_json(cls, value: str | None, info: ValidationInfo) -> str | None:
+        fmt = info.data.get("response_format")
+        if value is not None and fmt not in (None, "json"):
+            raise ValueError(f"applies to JSON responses only, not response_format={fmt!r}")
+        return value
+
+    @field_validator("pagination")
+    @classmethod
+    def _pagination_fits_format(cls, value: Any, info: ValidationInfo) -> Any:
+        fmt = info.data.get("response_format")
+        if fmt not in (None, "json"):
+            needs_body = value.needs_body or getattr(value, "has_total", False)
+            if needs_body:
+                raise ValueError(
+                    f"{value.type!r} pagination reads the JSON body (a cursor, next URL or "
+                    f"total), so it needs response_format='json', not {fmt!r}"
+                )
+        return value
+
+    @field_validator("concurrency")
+    @classmethod
+    def _concurrency_needs_predictable_pages(cls, value: int, info: ValidationInfo) -> int:
+        pagination = info.data.get("pagination")
+        if value > 1 and pagination is not None and not pagination.predictable:
+            raise ValueError(
+                f"concurrency > 1 needs page_number or offset pagination (the next "
+                f"{pagination.type!r} page is only known once the previous one is read)"
+            )
+        return value
+
+
+# --------------------------------------------------------------------------- the extractor
+
+
+@dataclass(slots=True)
+class _Run:
+    """The state of one run."""
+
+    ctx: RunContext
+    url: str
+    params: dict[str, Any]
+    state_key: str | None = None
+    last_value: Any = None
+    max_value: Any = None
+    pages: int = 0
+
+
+@dataclass(slots=True)
+class _Tries:
+    """Retries spent on one page."""
+
+    retries: int = 0
+
+
+class _Slot:
+    """One page of a concurrent fetch: filled by its fetch task, read in page order."""
+
+    __slots__ = ("batches", "done", "error", "info", "request")
+
+    def __init__(self, request: PageRequest) -> None:
+        self.request = request
+        self.done = anyio.Event()
+        self.batches: list[Batch] = []
+        self.info = PageInfo()
+        self.error: Exception | None = None
+
+
+class HttpExtractor(Extractor):
+    """Extracts records from an HTTP API. Build one with :func:`create_http_extractor`.
+
+    In a pipeline, :meth:`produce` runs (concurrent page fetching when configured); iterating
+    :meth:`extract` yourself fetches the pages one at a time.
+
+    Attributes:
+        config: the validated :class:`HttpExtractorConfig`.
+        rate_limiter: the :class:`RateLimiter` shared by every run, or ``None``.
+    """
+
+    def __init__(self, config: HttpExtractorConfig) -> None:
+        self.config = config
+        self.name = config.name
+        limit = config.rate_limiting
+        self.rate_limiter: RateLimiter | None = (
+            limit.limiter() if isinstance(limit, RateLimitConfig) else limit
+        )
+        self._format = "ndjson" if config.response_format == "jsonl" else config.response_format
+        pagination = config.pagination
+        self._concurrent = config.concurrency > 1 and pagination.predictable
+
+    def __repr__(self) -> str:
+        return (
+            f"HttpExtractor(name={self.name!r}, method={self.config.method!r}, "
+            f"url={redact_url(self.config.url)!r}, pagination={self.config.pagination.type!r}, "
+            f"concurrency={self.config.concurrency})"
+        )
+
+    # ------------------------------------------------------------------ entry points
+
+    async def extract(self, ctx: RunContext) -> AsyncGenerator[Batch, None]:
+        """Yield the batches of one run, fetching pages one at a time."""
+        run = await self._start(ctx)
+        async with self._client() as client, aclosing(self._iterate(client, run)) as batches:
+            async for batch in batches:
+                yield batch
+
+    async def produce(self, ctx: RunContext, emit: Emit) -> Callable[[], Awaitable[None]] | None:
+        """Push the batches of one run into ``emit`` in order; called by the pipeline.
+
+        Returns:
+            a callable that stores the incremental cursor, for the pipeline to await once the
+            run succeeded, or ``None`` when there is nothing to store.
+        """
+        run = await self._start(ctx)
+        async with self._client() as client:
+            if self._concurrent:
+                await self._produce_concurrent(client, run, emit)
+            else:
+                async with aclosing(self._iterate(client, run)) as batches:
+                    async for batch in batches:
+                        await emit(batch)
+        return self._committer(run)
+
+    # ------------------------------------------------------------------ run set-up
+
+    async def _start(self, ctx: RunContext) -> _Run:
+        config = self.config
+        values = ctx.template_values()
+        run = _Run(ctx, config.url, {})
+        inc = config.incremental
+        if inc is not None:
+            if ctx.state is None:
+                raise ExtractError(
+                    f"incremental extraction on {inc.cursor_field!r} needs a state store: pass "
+                    f"state=... to the pipeline (e.g. ductwork.JsonFileStateStore(path))",
+                    retryable=False,
+                )
+            run.state_key = inc.state_key or f"{ctx.pipeline}:{self.name}:{inc.cursor_field}"
+            run.last_value = await ctx.state.get(run.state_key, inc.initial_value)
+        values["last_value"] = run.last_value
+        run.url = _fill(config.url, values, "url")
+        for key, value in config.params.items():
+            if isinstance(value, str):
+                value = _fill(value, values, f"params.{key}")
+            run.params[key] = value
+        if inc is not None and inc.param is not None and run.last_value is not None:
+            run.params[inc.param] = run.last_value
+        return run
+
+    def _client(self) -> httpx.AsyncClient:
+        config = self.config
+        headers = dict(config.headers)
+        if config.auth is not None:
+            headers.update(config.auth.headers())
+        connections = max(10, config.concurrency)
+        return httpx.AsyncClient(
+            headers=headers,
+            timeout=httpx.Timeout(config.timeout),
+            follow_redirects=config.follow_redirects,
+            limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
+        )
+
+    def _committer(self, run: _Run) -> Callable[[], Awaitable[None]] | None:
+        state = run.ctx.state
+        if run.state_key is None or state is None or run.max_value is None:
+            return None
+        if run.last_value is not None:
+            try:
+                if not run.max_value > run.last_value:
+                    return None
+            except TypeError:
+                pass  # a different type than stored before: store the new one
+        key, value, logger = run.state_key, run.max_value, run.ctx.logger
+
+        async def commit() -> None:
+            await state.set(key, value)
+            logger.info("%s: incremental cursor %s = %r", run.ctx.pipeline, key, value)
+
+        return commit
+
+    def _observe(self, run: _Run, batch: Batch) -> None:
+        """Track the highest incremental cursor value seen."""
+        inc = self.config.incremental
+        if inc is None:
+            return
+        field = inc.cursor_field
+        try:
+            values = [value for record in batch if (value := record.get(field)) is not None]
+            if values:
+                top = max(values)
+                if run.max_value is None or top > run.max_value:
+                    run.max_value = top
+        except (TypeError, AttributeError) as exc:
+            raise ExtractError(
+                f"incremental cursor field {field!r} holds values that cannot be compared: {exc}",
+                retryable=False,
+            ) from None
+
+    # ------------------------------------------------------------------ paging
+
+    async def _iterate(self, client: httpx.AsyncClient, run: _Run) -> AsyncGenerator[Batch, None]:
+        """Fetch pages one after the other, streaming each body."""
+        pagination = self.config.pagination
+        request: PageRequest | None = pagination.first_request(run.url, run.params)
+        seen: set[tuple[str, tuple[tuple[str, str], ...]]] = set()
+        while request is not None:
+            if not pagination.predictable:
+                key = request.key()
+                if key in seen:
+                    raise self._loop_error(request)
+                seen.add(key)
+            info = PageInfo()
+            async with aclosing(self._page(client, request, run, info, buffered=False)) as page:
+                async for batch in page:
+                    self._observe(run, batch)
+                    yield batch
+            run.pages += 1
+            request = self._next(request, info, run)
+
+    def _next(self, request: PageRequest, info: PageInfo, run: _Run) -> PageRequest | None:
+        """The next request, or ``None`` when a stop condition holds."""
+        pagination = self.config.pagination
+        if pagination.max_pages is not None and run.pages >= pagination.max_pages:
+            return None
+        if info.records == 0 and pagination.stop_on_empty_page:
+            return None
+        try:
+            total = pagination.total_pages(info)
+            if total is not None and request.index + 1 >= total:
+                return None
+            return pagination.next_request(request, info)
+        except PaginationError as exc:
+            raise self._error(request, f"{pagination.type} pagination: {exc}", info=info) from None
+
+    async def _produce_concurrent(self, client: httpx.AsyncClient, run: _Run, emit: Emit) -> None:
+        """Fetch predictable pages ``concurrency`` at a time, emitting them in page order."""
+        pagination = self.config.pagination
+        stop = pagination.max_pages
+        start = 0
+        if pagination.has_total:
+            # The first page says how many there are; the rest are fetched concurrently.
+            first = pagination.first_request(run.url, run.params)
+            info = PageInfo()
+            async with aclosing(self._page(client, first, run, info, buffered=False)) as page:
+                async for batch in page:
+                    self._observe(run, batch)
+                    await emit(batch)
+            run.pages = 1
+            if self._next(first, info, run) is None:
+                return
+            total = pagination.total_pages(info)
+            if total is not None:
+                stop = total if stop is None else min(stop, total)
+            start = 1
+        await self._fetch_window(client, run, emit, start, stop)
+
+    async def _fetch_window(
+        self,
+        client: httpx.AsyncClient,
+        run: _Run,
+        emit: Emit,
+        start: int,
+        stop: int | None,
+    ) -> None:
+        pagination = self.config.pagination
+        assert isinstance(pagination, (PageNumberPagination, OffsetPagination))
+        send_slots, receive_slots = anyio.create_memory_object_stream[_Slot](
+            max_buffer_size=self.config.concurrency - 1
+        )
+        error: Exception | None = None
+
+        async def fetch(slot: _Slot) -> None:
+            try:
+                async with aclosing(
+                    self._page(client, slot.request, run, slot.info, buffered=True)
+                ) as page:
+                    async for batch in page:
+                        slot.batches.append(batch)
+            except Exception as exc:  # raised in page order by the consumer, or never
+                slot.error = exc
+            finally:
+                slot.done.set()
+
+        async def launch(tg: anyio.abc.TaskGroup) -> None:
+            with send_slots:
+                index = start
+                while stop is None or index < stop:
+                    slot = _Slot(pagination.request_at(run.url, run.params, index))
+                    await send_slots.send(slot)
+                    tg.start_soon(fetch, slot)
+                    index += 1
+
+        try:
+            async with anyio.create_task_group() as tg:
+                tg.start_soon(launch, tg)
+                try:
+                    async for slot in receive_slots:
+                        await slot.done.wait()
+                        if slot.error is not None:
+                            raise slot.error
+                        run.pages += 1
+                        for batch in slot.batches:
+                            self._observe(run, batch)
+                            await emit(batch)
+                        slot.batches = []
+                        if self._next(slot.request, slot.info, run) is None:
+                            break
+                except Exception as exc:
+                    error = exc
+                tg.cancel_scope.cancel()
+        finally:
+            send_slots.close()
+            receive_slots.close()
+        if error is not None:
+            raise error
+
+    # ------------------------------------------------------------------ one page
+
+    async def _page(
+        self,
+        client: httpx.AsyncClient,
+        request: PageRequest,
+        run: _Run,
+        info: PageInfo,
+        *,
+        buffered: bool,
+    ) -> AsyncGenerator[Batch, None]:
+        """Fetch one page with retries and yield its batches.
+
+        Streamed bodies are passed on as they arrive; a connection dropped before the first
+        batch was yielded is retried, one dropped later fails. With ``buffered`` the whole body
+        is read first, so a drop at any point is retried.
+        """
+        tries = _Tries()
+        while True:
+            response = await self._open(client, request, run, tries)
+            started = False
+            failure: httpx.TransportError
+            collected: list[Batch] = []
+            try:
+                info.url = response.url
+                info.headers = response.headers
+                info.links = response.links
+                info.records = 0
+                async with aclosing(self._parse(response, info)) as batches:
+                    async for batch in batches:
+                        if buffered:
+                            collected.append(batch)
+                        else:
+                            started = True
+                            yield batch
+            except httpx.TransportError as exc:
+                if started:
+                    raise self._error(
+                        request,
+                        f"connection dropped after {info.records} records of the response "
+                        f"had been passed on ({type(exc).__name__}: {exc})",
+                        response=response,
+                    ) from exc
+                failure = exc
+            except ResponseFormatError as exc:
+                raise self._error(
+                    request, str(exc), response=response, snippet=exc.snippet, retryable=False
+                ) from None
+            else:
+                if run.ctx.logger.isEnabledFor(logging.DEBUG):
+                    run.ctx.logger.debug(
+                        "%s %s -> %d (%d records)",
+                        self.config.method,
+                        redact_url(response.url),
+                        response.status_code,
+                        info.records,
+                    )
+                run.ctx.add_metric("http_pages")
+                break
+            finally:
+                await response.aclose()
+            await self._retry_or_raise(request, run, tries, exc=failure)
+        for batch in collected:
+            yield batch
+
+    async def _parse(self, response: httpx.Response, info: PageInfo) -> AsyncGenerator[Batch, None]:
+        size = self.config.batch_size
+        if self._format == "json":
+            raw = await response.aread()
+            records, info.body = json_records(raw, self.config.records_path)
+            info.records = len(records)
+            if len(records) <= size:
+                if records:
+                    yield records
+            else:
+                for start in range(0, len(records), size):
+                    yield records[start : start + size]
+            return
+        if self._format == "ndjson":
+            stream = iter_ndjson(response.aiter_bytes(), size)
+        else:
+            stream = iter_csv(
+                response.aiter_bytes(),
+                size,
+                encoding=response.charset_encoding or self.config.encoding,
+                delimiter=self.config.csv_delimiter,
+            )
+        async with aclosing(stream) as batches:
+            async for batch in batches:
+                info.records += len(batch)
+                yield batch
+
+    async def _open(
+        self, client: httpx.AsyncClient, request: PageRequest, run: _Run, tries: _Tries
+    ) -> httpx.Response:
+        """Send ``request`` until a 2xx response arrives; return it with its body unread."""
+        config = self.config
+        limiter = self.rate_limiter
+        ctx = run.ctx
+        while True:
+            if limiter is not None:
+                waited = await limiter.acquire()
+                if waited:
+                    ctx.add_metric("http_rate_limit_wait_seconds", waited)
+            outgoing = client.build_request(
+                config.method,
+                request.url,
+                params=request.params or None,
+                json=config.json_body,
+            )
+            ctx.add_metric("http_requests")
+            try:
+                response = await client.send(outgoing, stream=True)
+            except httpx.TransportError as exc:
+                await self._retry_or_raise(request, run, tries, exc=exc)
+                continue
+            if response.is_success:
+                return response
+            try:
+                snippet = await _read_snippet(response)
+            finally:
+                await response.aclose()
+            await self._retry_or_raise(request, run, tries, response=response, snippet=snippet)
+
+    async def _retry_or_raise(
+        self,
+        request: PageRequest,
+        run: _Run,
+        tries: _Tries,
+        *,
+        exc: httpx.TransportError | None = None,
+        response: httpx.Response | None = None,
+        snippet: str | None = None,
+    ) -> None:
+        """Wait before the next attempt, or raise HttpError when the failure is final."""
+        retry = self.config.retry_logic
+        if response is not None:
+            status = response.status_code
+            what = f"HTTP {status} {response.reason_phrase}".rstrip()
+            retryable = status in retry.retry_statuses
+        else:
+            assert exc is not None
+            what = _describe_transport_error(exc, self.config.timeout)
+            retryable = isinstance(
+                exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
+            )
+        after = f" after {tries.retries} retries" if tries.retries else ""
+        if not retryable or tries.retries >= retry.max_retries:
+            raise self._error(
+                request,
+                f"{what}{after}",
+                response=response,
+                snippet=snippet,
+                retryable=retryable or (response is not None and response.status_code >= 500),
+            ) from exc
+        wait: float | None = None
+        if response is not None and retry.respect_retry_after:
+            wait = _retry_after(response)
+            if wait is not None and wait > retry.max_retry_after:
+                raise self._error(
+                    request,
+                    f"{what}{after}: the server asks to retry after {wait:.0f}s, longer than "
+                    f"max_retry_after={retry.max_retry_after:g}s",
+                    response=response,
+                    snippet=snippet,
+                ) from exc
+        if wait is None:
+            wait = retry.backoff(tries.retries)
+        tries.retries += 1
+        run.ctx.add_metric("http_retries")
+        run.ctx.logger.info(
+            "%s: %s %s failed (%s); retry %d of %d in %.2fs",
+            run.ctx.pipeline,
+            self.config.method,
+            redact_url(_request_url(request)),
+            what,
+            tries.retries,
+            retry.max_retries,
+            wait,
+        )
+        await anyio.sleep(wait)
+
+    # ------------------------------------------------------------------ errors
+
+    def _error(
+        self,
+        request: PageRequest,
+        problem: str,
+        *,
+        response: httpx.Response | None = None,
+        info: PageInfo | None = None,
+        snippet: str | None = None,
+        retryable: bool | None = None,
+    ) -> HttpError:
+        method = self.config.method
+        if response is not None:
+            url = redact_url(response.url)
+        else:
+            url = redact_url(_request_url(request))
+        message = f"{method} {url}: {problem}"
+        if snippet:
+            message += f"; body: {snippet!r}"
+        status = response.status_code if response is not None else None
+        return HttpError(
+            message, url=url, status_code=status, method=method, body=snippet, retryable=retryable
+        )
+
+    def _loop_error(self, request: PageRequest) -> ExtractError:
+        pagination = self.config.pagination
+        return ExtractError(
+            f"{pagination.type} pagination loop: page {request.index + 1} would fetch "
+            f"{pagination.describe(request)} again ({redact_url(_request_url(request))}); "
+            f"stopping instead of fetching forever",
+            retryable=False,
+        )
+
+
+def _request_url(request: PageRequest) -> str:
+    if not request.params:
+        return request.url
+    try:
+        return str(httpx.URL(request.url).copy_merge_params(request.params))
+    except (httpx.InvalidURL, TypeError):
+        return request.url
+
+
+def _retry_after(response: httpx.Response) -> float | None:
+    return parse_retry_after(response.headers.get("Retry-After"))
+
+
+def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
+    detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, httpx.TimeoutException):
+        return f"timed out after {timeout:g}s ({detail})"
+    if isinstance(exc, httpx.ConnectError):
+        return f"could not connect ({detail})"
+    if isinstance(exc, (httpx.RemoteProtocolError, httpx.ReadError)):
+        return f"connection dropped ({detail})"
+    return detail
+
+
+async def _read_snippet(response: httpx.Response) -> str:
+    """The start of an error response's body, without reading a large body whole."""
+    data = b""
+    try:
+        async for chunk in response.aiter_bytes():
+            data += chunk
+            if len(data) >= _SNIPPET:
+                break
+    except httpx.TransportError:
+        pass  # the status is the error; a broken error body only shortens the snippet
+    text = data[:_SNIPPET].decode(response.encoding or "utf-8", "replace").strip()
+    return text[: _SNIPPET - 3] + "..." if len(data) > _SNIPPET else text
+
+
+def _fill(template: str, values: Mapping[str, Any], field: str) -> str:
+    """Fill ``{name}`` placeholders from the run's template values."""
+    if "{" not in template:
+        return template
+    try:
+        return template.format_map(values)
+    except KeyError as exc:
+        known = ", ".join(sorted(k for k in values if isinstance(k, str)))
+        raise ExtractError(
+            f"{field} template names {{{exc.args[0]}}}, which is not a run value (known: {known})",
+            retryable=False,
+        ) from None
+    except (ValueError, IndexError, AttributeError) as exc:
+        raise ExtractError(
+            f"{field} template is malformed: {exc} (write literal braces as {{{{ and }}}})",
+            retryable=False,
+        ) from None
+
+
+# --------------------------------------------------------------------------- factory
+
+
+def create_http_extractor(
+    url: str,
+    headers: Mapping[str, str] | None = None,
+    timeout: float = 30.0,
+    retry_logic: RetryConfig | Mapping[str, Any] | None = None,
+    rate_limiting: RateLimitConfig | RateLimiter | Mapping[str, Any] | float | None = None,
+    *,
+    method: str = "GET",
+    params: Mapping[str, Any] | None = None,
+    json_body: Any = None,
+    auth: BearerAuth | BasicAuth | HeaderAuth | Mapping[str, Any] | None = None,
+    response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json",
+    records_path: str | None = None,
+    pagination: Any = None,
+    concurrency: int = 1,
+    batch_size: int = 1000,
+    incremental: IncrementalConfig | Mapping[str, Any] | None = None,
+    csv_delimiter: str = ",",
+    encoding: str = "utf-8",
+    follow_redirects: bool = True,
+    name: str = "http",
+) -> HttpExtractor:
+    """Create an extractor that reads records from an HTTP API.
+
+    Args:
+        url: the endpoint; may hold ``{date}``, ``{pipeline}``, ``{last_value}`` and run
+            parameters as ``{name}`` placeholders, filled for each run.
+        headers: extra request headers.
+        timeout: seconds allowed to connect, and for each read and write.
+        retry_logic: a :class:`RetryConfig` (or dict); default: 3 retries with backoff.
+        rate_limiting: a :class:`RateLimitConfig` (or dict), a bare number of requests per
+            second, or a :class:`RateLimiter` instance to share.
+        method: the HTTP method.
+        params: query parameters (string values may hold placeholders as ``url`` does).
+        json_body: a JSON request body (for POST and the like).
+        auth: :class:`BearerAuth`, :class:`BasicAuth` or :class:`HeaderAuth` (or a dict with
+            ``"type"``); secrets are held as ``SecretStr``.
+        response_format: ``"json"``, ``"ndjson"`` (alias ``"jsonl"``) or ``"csv"``; JSON Lines
+            and CSV bodies are streamed in constant memory.
+        records_path: dotted path of the records in a JSON body (``"data.items"``); without it
+            the body must be a list.
+        pagination: a pagination strategy (:class:`PageNumberPagination`,
+            :class:`OffsetPagination`, :class:`CursorPagination`, :class:`NextUrlPagination`,
+            :class:`LinkHeaderPagination`) or a dict with ``"type"``; default: one request.
+        concurrency: pages fetched at once (page-number and offset pagination only); batches
+            still leave in page order.
+        batch_size: records per batch for streamed bodies and large JSON pages.
+        incremental: an :class:`IncrementalConfig` (or dict) to fetch only new records.
+        csv_delimiter: the CSV field delimiter.
+        encoding: text encoding of CSV bodies whose response names no charset.
+        follow_redirects: follow 3xx redirects.
+        name: the stage name.
+
+    Raises:
+        ConfigError: a value is invalid; the message names the field.
+
+    Example:
+        >>> extractor = create_http_extractor(
+        ...     "https://api.example.com/v1/orders?day={date}",
+        ...     auth=BearerAuth(token="s3cret"),
+        ...     records_path="data",
+        ...     pagination=PageNumberPagination(page_size=100, total_pages_path="meta.pages"),
+        ...     concurrency=4,
+        ...     retry_logic=RetryConfig(max_retries=5),
+        ...     rate_limiting=10,
+        ... )
+        >>> extractor
+        HttpExtractor(name='http', method='GET', url='https://api.example.com/v1/orders?day={date}', pagination='page_number', concurrency=4)
+    """  # noqa: E501
+    values: dict[str, Any] = {
+        "url": url,
+        "method": method,
+        "timeout": timeout,
+        "response_format": response_format,
+        "concurrency": concurrency,
+        "batch_size": batch_size,
+        "csv_delimiter": csv_delimiter,
+        "encoding": encoding,
+        "follow_redirects": follow_redirects,
+        "name": name,
+        "json_body": json_body,
+        "records_path": records_path,
+        "auth": auth,
+        "incremental": incremental,
+        "rate_limiting": rate_limiting,
+    }
+    if headers is not None:
+        values["headers"] = headers
+    if params is not None:
+        values["params"] = params
+    if retry_logic is not None:
+        values["retry_logic"] = retry_logic
+    if pagination is not None:
+        values["pagination"] = pagination
+    config: HttpExtractorConfig = validate_config(HttpExtractorConfig, "HTTP extractor", **values)
+    return HttpExtractor(config)
