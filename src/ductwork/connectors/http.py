@@ -52,7 +52,10 @@ from __future__ import annotations
 
 import base64
 import codecs
+import functools
 import logging
+import os
+import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
@@ -112,7 +115,7 @@ __all__ = [
 Emit = Callable[[Batch], Awaitable[None]]
 
 _SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
-_SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "code", "credential"})
+_SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "credential", "credentials"})
 _SNIPPET = 200
 
 
@@ -120,7 +123,7 @@ def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()
     """The URL with its password and the values of secret-looking query parameters masked.
 
     Parameters whose name contains ``token``, ``secret``, ``password``, ``api_key``,
-    ``signature`` (or is ``key``, ``sig``, ``auth``, ``code`` ...), and those in
+    ``signature`` (or is ``key``, ``sig``, ``auth`` ...), and those in
     ``secret_params``, are shown as ``***``.
 
     Example:
@@ -133,7 +136,7 @@ def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()
         return "<invalid URL>"
     changed = False
     if parsed.password:
-        parsed = parsed.copy_with(password="***")
+        parsed = parsed.copy_with(username=parsed.username, password="***")
         changed = True
     if parsed.query:
         pairs = []
@@ -154,6 +157,39 @@ def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()
     if not changed:
         return str(url)
     return str(parsed).replace("%2A%2A%2A", "***")
+
+
+class _RedactUrls(logging.Filter):
+    """Masks secrets in the URLs of httpx's own ``HTTP Request: ...`` log lines."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        args = record.args
+        if isinstance(args, tuple) and any(isinstance(arg, httpx.URL) for arg in args):
+            record.args = tuple(
+                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in args
+            )
+        return True
+
+
+_URL_FILTER = _RedactUrls()
+
+
+def _redact_httpx_logs() -> None:
+    """Install the URL-masking filter on the ``httpx`` logger (once)."""
+    logger = logging.getLogger("httpx")
+    if _URL_FILTER not in logger.filters:
+        logger.addFilter(_URL_FILTER)
+
+
+@functools.lru_cache(maxsize=8)
+def _ssl_context(verify: bool | str) -> ssl.SSLContext:
+    """One SSL context per ``verify`` setting for the process: building one takes tens of
+    milliseconds, which every run would otherwise pay when it opens its client."""
+    if isinstance(verify, str):
+        if os.path.isdir(verify):
+            return ssl.create_default_context(capath=verify)
+        return ssl.create_default_context(cafile=verify)
+    return httpx.create_ssl_context(verify=verify)
 
 
 # --------------------------------------------------------------------------- configuration
@@ -260,7 +296,12 @@ class HttpExtractorConfig(BaseModel):
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     encoding: str = "utf-8"
     follow_redirects: bool = True
+    verify: bool | Annotated[str, Field(min_length=1)] = True
     name: Annotated[str, Field(min_length=1, max_length=200)] = "http"
+
+    def __repr_args__(self) -> Any:
+        for name, value in super().__repr_args__():
+            yield name, redact_url(value) if name == "url" else value
 
     @field_validator("url")
     @classmethod
@@ -279,6 +320,11 @@ class HttpExtractorConfig(BaseModel):
     @classmethod
     def _number_is_rate(cls, value: Any) -> Any:
         return coerce_rate_limit(value)
+
+    @field_validator("pagination", mode="before")
+    @classmethod
+    def _name_is_strategy(cls, value: Any) -> Any:
+        return {"type": value} if isinstance(value, str) else value
 
     @field_validator("encoding")
     @classmethod
@@ -373,6 +419,7 @@ class HttpExtractor(Extractor):
         self.config = config
         self.name = config.name
         limit = config.rate_limiting
+        _redact_httpx_logs()
         self.rate_limiter: RateLimiter | None = (
             limit.limiter() if isinstance(limit, RateLimitConfig) else limit
         )
@@ -447,6 +494,7 @@ class HttpExtractor(Extractor):
         connections = max(10, config.concurrency)
         return httpx.AsyncClient(
             headers=headers,
+            verify=_ssl_context(config.verify),
             timeout=httpx.Timeout(config.timeout),
             follow_redirects=config.follow_redirects,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
@@ -710,11 +758,9 @@ class HttpExtractor(Extractor):
                 waited = await limiter.acquire()
                 if waited:
                     ctx.add_metric("http_rate_limit_wait_seconds", waited)
+            # httpx replaces a URL's query with ``params``; merge them instead
             outgoing = client.build_request(
-                config.method,
-                request.url,
-                params=request.params or None,
-                json=config.json_body,
+                config.method, _request_url(request), json=config.json_body
             )
             ctx.add_metric("http_requests")
             try:
@@ -903,6 +949,7 @@ def create_http_extractor(
     csv_delimiter: str = ",",
     encoding: str = "utf-8",
     follow_redirects: bool = True,
+    verify: bool | str = True,
     name: str = "http",
 ) -> HttpExtractor:
     """Create an extractor that reads records from an HTTP API.
@@ -926,7 +973,8 @@ def create_http_extractor(
             the body must be a list.
         pagination: a pagination strategy (:class:`PageNumberPagination`,
             :class:`OffsetPagination`, :class:`CursorPagination`, :class:`NextUrlPagination`,
-            :class:`LinkHeaderPagination`) or a dict with ``"type"``; default: one request.
+            :class:`LinkHeaderPagination`), a dict with ``"type"``, or just the type
+            (``"link_header"``) for its defaults; default: one request.
         concurrency: pages fetched at once (page-number and offset pagination only); batches
             still leave in page order.
         batch_size: records per batch for streamed bodies and large JSON pages.
@@ -934,6 +982,8 @@ def create_http_extractor(
         csv_delimiter: the CSV field delimiter.
         encoding: text encoding of CSV bodies whose response names no charset.
         follow_redirects: follow 3xx redirects.
+        verify: verify TLS certificates: ``True``, ``False`` to skip, or the path of a CA
+            bundle file or directory.
         name: the stage name.
 
     Raises:
@@ -962,6 +1012,7 @@ def create_http_extractor(
         "csv_delimiter": csv_delimiter,
         "encoding": encoding,
         "follow_redirects": follow_redirects,
+        "verify": verify,
         "name": name,
         "json_body": json_body,
         "records_path": records_path,
