@@ -11,6 +11,7 @@ Endpoints:
 from __future__ import annotations
 
 import functools
+import socket
 import sys
 import threading
 import time
@@ -46,6 +47,10 @@ class Handler(BaseHTTPRequestHandler):
 
     def log_message(self, format: str, *args: Any) -> None:
         pass
+
+    def setup(self) -> None:
+        super().setup()
+        self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
     def handle(self) -> None:
         try:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import csv
-import doctest
 import io
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
@@ -30,7 +29,6 @@ from ductwork import (
     RetryConfig,
     create_http_extractor,
 )
-from ductwork.connectors import _http_formats, _http_limits, _http_paging, http
 from ductwork.connectors._http_formats import (
     ResponseFormatError,
     iter_csv,
@@ -40,13 +38,6 @@ from ductwork.connectors._http_formats import (
 from ductwork.connectors._http_limits import parse_retry_after
 from ductwork.connectors._http_paging import PageInfo, PageRequest, PaginationError, get_path
 from ductwork.connectors.http import redact_url
-
-
-@pytest.mark.parametrize("module", [http, _http_formats, _http_limits, _http_paging])
-def test_docstring_examples(module: Any) -> None:
-    failures, tried = doctest.testmod(module, optionflags=doctest.ELLIPSIS)
-    assert failures == 0
-    assert tried > 0 or module is _http_formats
 
 
 async def chunks_of(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:
