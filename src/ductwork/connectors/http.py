@@ -50,35 +50,32 @@ once the whole run has succeeded, so a failed load never skips records on the ne
 
 from __future__ import annotations
 
-import base64
-import codecs
-import functools
 import logging
-import os
-import ssl
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Annotated, Any, Literal
-from urllib.parse import urlsplit
+from typing import Any, Literal
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
 from .._exceptions import ExtractError, HttpError
 from ..core.context import RunContext
 from ..core.pipeline import validate_config
 from ..core.stages import Extractor
 from ..core.types import Batch
-from ._http_formats import ResponseFormatError, iter_csv, iter_ndjson, json_records
-from ._http_limits import (
-    RateLimitConfig,
-    RateLimiter,
-    RetryConfig,
-    coerce_rate_limit,
-    parse_retry_after,
+from ._http_config import (
+    BasicAuth,
+    BearerAuth,
+    HeaderAuth,
+    HttpExtractorConfig,
+    IncrementalConfig,
+    redact_httpx_logs,
+    redact_url,
+    ssl_context,
 )
+from ._http_formats import ResponseFormatError, iter_csv, iter_ndjson, json_records
+from ._http_limits import RateLimitConfig, RateLimiter, RetryConfig, parse_retry_after
 from ._http_paging import (
     CursorPagination,
     LinkHeaderPagination,
@@ -88,7 +85,6 @@ from ._http_paging import (
     PageInfo,
     PageNumberPagination,
     PageRequest,
-    PaginationConfig,
     PaginationError,
 )
 
@@ -114,258 +110,7 @@ __all__ = [
 
 Emit = Callable[[Batch], Awaitable[None]]
 
-_SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
-_SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "credential", "credentials"})
 _SNIPPET = 200
-
-
-def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()) -> str:
-    """The URL with its password and the values of secret-looking query parameters masked.
-
-    Parameters whose name contains ``token``, ``secret``, ``password``, ``api_key``,
-    ``signature`` (or is ``key``, ``sig``, ``auth`` ...), and those in
-    ``secret_params``, are shown as ``***``.
-
-    Example:
-        >>> redact_url("https://bob:pw@api.example.com/x?page=2&access_token=abc")
-        'https://bob:***@api.example.com/x?page=2&access_token=***'
-    """
-    try:
-        parsed = httpx.URL(url)
-    except (httpx.InvalidURL, TypeError):
-        return "<invalid URL>"
-    changed = False
-    if parsed.password:
-        parsed = parsed.copy_with(username=parsed.username, password="***")
-        changed = True
-    if parsed.query:
-        pairs = []
-        secret_query = False
-        for name, value in parsed.params.multi_items():
-            lowered = name.lower()
-            if (
-                lowered in _SECRET_PARAMS
-                or lowered in secret_params
-                or any(part in lowered for part in _SECRET_PARAM_PARTS)
-            ):
-                value = "***"
-                secret_query = True
-            pairs.append((name, value))
-        if secret_query:
-            parsed = parsed.copy_with(params=pairs)
-            changed = True
-    if not changed:
-        return str(url)
-    return str(parsed).replace("%2A%2A%2A", "***")
-
-
-class _RedactUrls(logging.Filter):
-    """Masks secrets in the URLs of httpx's own ``HTTP Request: ...`` log lines."""
-
-    def filter(self, record: logging.LogRecord) -> bool:
-        args = record.args
-        if isinstance(args, tuple) and any(isinstance(arg, httpx.URL) for arg in args):
-            record.args = tuple(
-                redact_url(arg) if isinstance(arg, httpx.URL) else arg for arg in args
-            )
-        return True
-
-
-_URL_FILTER = _RedactUrls()
-
-
-def _redact_httpx_logs() -> None:
-    """Install the URL-masking filter on the ``httpx`` logger (once)."""
-    logger = logging.getLogger("httpx")
-    if _URL_FILTER not in logger.filters:
-        logger.addFilter(_URL_FILTER)
-
-
-@functools.lru_cache(maxsize=8)
-def _ssl_context(verify: bool | str) -> ssl.SSLContext:
-    """One SSL context per ``verify`` setting for the process: building one takes tens of
-    milliseconds, which every run would otherwise pay when it opens its client."""
-    if isinstance(verify, str):
-        if os.path.isdir(verify):
-            return ssl.create_default_context(capath=verify)
-        return ssl.create_default_context(cafile=verify)
-    return httpx.create_ssl_context(verify=verify)
-
-
-# --------------------------------------------------------------------------- configuration
-
-
-class BearerAuth(BaseModel):
-    """``Authorization: Bearer <token>``.
-
-    Example:
-        >>> BearerAuth(token="s3cret")
-        BearerAuth(type='bearer', token=SecretStr('**********'))
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["bearer"] = "bearer"
-    token: SecretStr
-
-    def headers(self) -> dict[str, str]:
-        """The request headers carrying the credentials."""
-        return {"Authorization": f"Bearer {self.token.get_secret_value()}"}
-
-
-class BasicAuth(BaseModel):
-    """HTTP basic authentication (``Authorization: Basic ...``)."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["basic"] = "basic"
-    username: str
-    password: SecretStr
-
-    def headers(self) -> dict[str, str]:
-        """The request headers carrying the credentials."""
-        raw = f"{self.username}:{self.password.get_secret_value()}".encode()
-        return {"Authorization": "Basic " + base64.b64encode(raw).decode("ascii")}
-
-
-class HeaderAuth(BaseModel):
-    """A secret in a header of your choice, e.g. ``X-API-Key: <value>``."""
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    type: Literal["header"] = "header"
-    name: Annotated[str, Field(min_length=1)] = "X-API-Key"
-    value: SecretStr
-
-    def headers(self) -> dict[str, str]:
-        """The request headers carrying the credentials."""
-        return {self.name: self.value.get_secret_value()}
-
-
-AuthConfig = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
-
-
-class IncrementalConfig(BaseModel):
-    """Fetch only new records on each run, using a cursor field such as ``updated_at``.
-
-    Attributes:
-        cursor_field: the record field whose highest value is carried to the next run.
-        param: query parameter that sends the last value (e.g. ``"since"``); it is also
-            available as ``{last_value}`` in URL and parameter templates.
-        initial_value: the value used on the first run (``None``: no parameter is sent).
-        state_key: the key in the state store; default ``"<pipeline>:<name>:<cursor_field>"``.
-
-    Example:
-        >>> IncrementalConfig(cursor_field="updated_at", param="since").param
-        'since'
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
-    cursor_field: Annotated[str, Field(min_length=1)]
-    param: Annotated[str, Field(min_length=1)] | None = None
-    initial_value: Any = None
-    state_key: Annotated[str, Field(min_length=1)] | None = None
-
-
-class HttpExtractorConfig(BaseModel):
-    """Validated configuration of an :class:`HttpExtractor` (see :func:`create_http_extractor`).
-
-    Fields that depend on others are declared after them and checked together: a pagination
-    that reads the JSON body needs ``response_format="json"``, ``records_path`` only applies to
-    JSON, and ``concurrency > 1`` needs page-number or offset pagination.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
-
-    url: Annotated[str, Field(min_length=1)]
-    method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
-    headers: dict[str, str] = Field(default_factory=dict, repr=False)
-    params: dict[str, Any] = Field(default_factory=dict, repr=False)
-    json_body: Any = Field(default=None, repr=False)
-    auth: AuthConfig | None = None
-    timeout: Annotated[float, Field(gt=0)] = 30.0
-    retry_logic: RetryConfig = RetryConfig()
-    rate_limiting: RateLimitConfig | RateLimiter | None = None
-    response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
-    records_path: Annotated[str, Field(min_length=1)] | None = None
-    pagination: PaginationConfig = NoPagination()
-    concurrency: Annotated[int, Field(ge=1, le=256, strict=True)] = 1
-    batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
-    incremental: IncrementalConfig | None = None
-    csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
-    encoding: str = "utf-8"
-    follow_redirects: bool = True
-    verify: bool | Annotated[str, Field(min_length=1)] = True
-    name: Annotated[str, Field(min_length=1, max_length=200)] = "http"
-
-    def __repr_args__(self) -> Any:
-        for name, value in super().__repr_args__():
-            yield name, redact_url(value) if name == "url" else value
-
-    @field_validator("url")
-    @classmethod
-    def _check_url(cls, value: str) -> str:
-        parts = urlsplit(value)
-        if parts.scheme.lower() not in ("http", "https") or not parts.netloc:
-            raise ValueError("must be an absolute http:// or https:// URL")
-        return value
-
-    @field_validator("method", mode="before")
-    @classmethod
-    def _upper_method(cls, value: Any) -> Any:
-        return value.upper() if isinstance(value, str) else value
-
-    @field_validator("rate_limiting", mode="before")
-    @classmethod
-    def _number_is_rate(cls, value: Any) -> Any:
-        return coerce_rate_limit(value)
-
-    @field_validator("pagination", mode="before")
-    @classmethod
-    def _name_is_strategy(cls, value: Any) -> Any:
-        return {"type": value} if isinstance(value, str) else value
-
-    @field_validator("encoding")
-    @classmethod
-    def _check_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}") from None
-        return value
-
-    @field_validator("records_path")
-    @classmethod
-    def _records_path_is_json(cls, value: str | None, info: ValidationInfo) -> str | None:
-        fmt = info.data.get("response_format")
-        if value is not None and fmt not in (None, "json"):
-            raise ValueError(f"applies to JSON responses only, not response_format={fmt!r}")
-        return value
-
-    @field_validator("pagination")
-    @classmethod
-    def _pagination_fits_format(cls, value: Any, info: ValidationInfo) -> Any:
-        fmt = info.data.get("response_format")
-        if fmt not in (None, "json"):
-            needs_body = value.needs_body or getattr(value, "has_total", False)
-            if needs_body:
-                raise ValueError(
-                    f"{value.type!r} pagination reads the JSON body (a cursor, next URL or "
-                    f"total), so it needs response_format='json', not {fmt!r}"
-                )
-        return value
-
-    @field_validator("concurrency")
-    @classmethod
-    def _concurrency_needs_predictable_pages(cls, value: int, info: ValidationInfo) -> int:
-        pagination = info.data.get("pagination")
-        if value > 1 and pagination is not None and not pagination.predictable:
-            raise ValueError(
-                f"concurrency > 1 needs page_number or offset pagination (the next "
-                f"{pagination.type!r} page is only known once the previous one is read)"
-            )
-        return value
 
 
 # --------------------------------------------------------------------------- the extractor
@@ -419,7 +164,7 @@ class HttpExtractor(Extractor):
         self.config = config
         self.name = config.name
         limit = config.rate_limiting
-        _redact_httpx_logs()
+        redact_httpx_logs()
         self.rate_limiter: RateLimiter | None = (
             limit.limiter() if isinstance(limit, RateLimitConfig) else limit
         )
@@ -494,7 +239,7 @@ class HttpExtractor(Extractor):
         connections = max(10, config.concurrency)
         return httpx.AsyncClient(
             headers=headers,
-            verify=_ssl_context(config.verify),
+            verify=ssl_context(config.verify),
             timeout=httpx.Timeout(config.timeout),
             follow_redirects=config.follow_redirects,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
