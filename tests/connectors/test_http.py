@@ -138,6 +138,18 @@ async def test_offset_pagination_with_and_without_total(api: TestServer) -> None
     assert [r.query["offset"] for r in api.seen("/offset")] == ["0", "10", "20", "30"]
 
 
+async def test_missing_total_fails_clearly(api: TestServer) -> None:
+    extractor = create_http_extractor(
+        api.url + "/offset?total=25",
+        records_path="items",
+        pagination=OffsetPagination(limit=10, total_path="meta.total"),
+        concurrency=2,
+    )
+    with pytest.raises(HttpError, match=r"offset pagination: 'meta\.total' \(the total\) is not"):
+        await run(extractor)
+    assert len(api.seen("/offset")) == 1
+
+
 async def test_cursor_pagination_keeps_the_other_params(api: TestServer) -> None:
     extractor = create_http_extractor(
         api.url + "/cursor",

@@ -58,6 +58,7 @@ from typing import Any, Literal
 
 import anyio
 import httpx
+from anyio.abc import TaskGroup
 
 from .._exceptions import ExtractError, HttpError
 from ..core.context import RunContext
@@ -221,7 +222,7 @@ class HttpExtractor(Extractor):
                 )
             run.state_key = inc.state_key or f"{ctx.pipeline}:{self.name}:{inc.cursor_field}"
             run.last_value = await ctx.state.get(run.state_key, inc.initial_value)
-        values["last_value"] = run.last_value
+        values["last_value"] = "" if run.last_value is None else run.last_value
         run.url = _fill(config.url, values, "url")
         for key, value in config.params.items():
             if isinstance(value, str):
@@ -315,7 +316,9 @@ class HttpExtractor(Extractor):
                 return None
             return pagination.next_request(request, info)
         except PaginationError as exc:
-            raise self._error(request, f"{pagination.type} pagination: {exc}", info=info) from None
+            raise self._error(
+                request, f"{pagination.type} pagination: {exc}", retryable=False
+            ) from None
 
     async def _produce_concurrent(self, client: httpx.AsyncClient, run: _Run, emit: Emit) -> None:
         """Fetch predictable pages ``concurrency`` at a time, emitting them in page order."""
@@ -366,7 +369,7 @@ class HttpExtractor(Extractor):
             finally:
                 slot.done.set()
 
-        async def launch(tg: anyio.abc.TaskGroup) -> None:
+        async def launch(tg: TaskGroup) -> None:
             with send_slots:
                 index = start
                 while stop is None or index < stop:
@@ -587,7 +590,6 @@ class HttpExtractor(Extractor):
         problem: str,
         *,
         response: httpx.Response | None = None,
-        info: PageInfo | None = None,
         snippet: str | None = None,
         retryable: bool | None = None,
     ) -> HttpError:
