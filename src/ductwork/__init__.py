@@ -26,6 +26,12 @@ from .backfill import backfill_pipeline as backfill_pipeline
 from .connectors.console import ConsoleLoader as ConsoleLoader
 from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
 from .connectors.console import create_console_loader as create_console_loader
+from .connectors.files import FileExtractor as FileExtractor
+from .connectors.files import FileExtractorConfig as FileExtractorConfig
+from .connectors.files import FileLoader as FileLoader
+from .connectors.files import FileLoaderConfig as FileLoaderConfig
+from .connectors.files import create_file_extractor as create_file_extractor
+from .connectors.files import create_file_loader as create_file_loader
 from .connectors.http import BasicAuth as BasicAuth
 from .connectors.http import BearerAuth as BearerAuth
 from .connectors.http import CursorPagination as CursorPagination
@@ -127,7 +133,11 @@ __all__ = (
     "DuctworkError",
     "ExtractError",
     "Extractor",
+    "FileExtractor",
+    "FileExtractorConfig",
     "FileFormatError",
+    "FileLoader",
+    "FileLoaderConfig",
     "HeaderAuth",
     "HttpError",
     "HttpExtractor",
@@ -177,6 +187,8 @@ __all__ = (
     "create_console_loader",
     "create_el_pipeline",
     "create_etl_pipeline",
+    "create_file_extractor",
+    "create_file_loader",
     "create_http_extractor",
     "create_lambda_transformer",
     "create_parallel_pipeline",

@@ -1,0 +1,297 @@
+"""The file loader's sink: a temporary file beside the target, renamed into place on success."""
+
+from __future__ import annotations
+
+import bz2
+import contextlib
+import csv
+import gzip
+import io
+import os
+import secrets
+import shutil
+from contextlib import AbstractAsyncContextManager
+from types import TracebackType
+from typing import IO, TYPE_CHECKING, Any, Literal
+
+import aiofiles
+import anyio
+import zstandard
+from aiofiles.threadpool.binary import AsyncBufferedIOBase
+
+from .._exceptions import LoadError
+from ..core.context import RunContext
+from ..core.types import Batch
+from ._compression import Codec, Encoder, infer_compression, make_encoder
+from ._formats import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter, text_codec
+
+if TYPE_CHECKING:
+    from .files import FileLoaderConfig
+
+__all__ = ["FileSink"]
+
+_WHITESPACE = b" \t\r\n"
+
+
+class _Prepared:
+    """What the target looked like when the run started."""
+
+    __slots__ = ("columns", "continuing", "has_items")
+
+    def __init__(self) -> None:
+        self.continuing = False  # appending to a non-empty file
+        self.columns: tuple[str, ...] | None = None  # CSV header of that file
+        self.has_items = False  # JSON: that array is not empty
+
+
+class FileSink(AbstractAsyncContextManager["FileSink"]):
+    """One run's output: ``async with`` it, ``await sink.write(batch)``; committed on a clean exit.
+
+    A sink is used once: writing before entering or after leaving raises RuntimeError.
+    """
+
+    def __init__(self, config: FileLoaderConfig, path: str, ctx: RunContext) -> None:
+        self.config = config
+        self.path = path
+        self.ctx = ctx
+        self.codec: Codec = (
+            infer_compression(path) if config.compression == "infer" else config.compression
+        )
+        self._state: Literal["new", "open", "closed"] = "new"
+        self._tmp: str | None = None
+        self._file: AsyncBufferedIOBase | None = None
+        self._writer: RecordWriter | None = None
+        self._encoder: Encoder | None = None
+        self._buffer: list[bytes] = []
+        self._buffered = 0
+        self._written = 0
+        self._records = 0
+
+    def __repr__(self) -> str:
+        return f"FileSink({self.path!r}, {self._state})"
+
+    @property
+    def temp_path(self) -> str | None:
+        """The temporary file being written, while the sink is open."""
+        return self._tmp
+
+    # ------------------------------------------------------------------ open
+
+    async def __aenter__(self) -> FileSink:
+        if self._state != "new":
+            raise RuntimeError("a file sink can be opened only once; call loader.open(ctx) again")
+        self._state = "open"
+        try:
+            prepared = await anyio.to_thread.run_sync(self._prepare)
+            assert self._tmp is not None
+            self._file = await aiofiles.open(self._tmp, "ab" if prepared.continuing else "wb")
+        except BaseException:
+            self._state = "closed"
+            await self._discard()
+            raise
+        self._writer = self._make_writer(prepared)
+        if self.codec != "none":
+            self._encoder = make_encoder(self.codec, self.config.compression_level)
+        return self
+
+    def _prepare(self) -> _Prepared:
+        """Create the temporary file (a copy of the target when appending). Runs in a thread."""
+        config = self.config
+        directory = os.path.dirname(os.path.abspath(self.path))
+        if config.make_dirs:
+            os.makedirs(directory, exist_ok=True)
+        base = os.path.basename(self.path)
+        while True:
+            tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
+            try:
+                fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
+            except FileExistsError:
+                continue
+            os.close(fd)
+            break
+        self._tmp = tmp
+        prepared = _Prepared()
+        if not os.path.isfile(self.path):
+            return prepared
+        shutil.copymode(self.path, tmp)
+        if config.mode != "append" or os.path.getsize(self.path) == 0:
+            return prepared
+        shutil.copyfile(self.path, tmp)
+        prepared.continuing = True
+        if config.format == "csv" and config.header and config.field_names is None:
+            prepared.columns = self._existing_header()
+        elif config.format == "json":
+            prepared.has_items = self._reopen_json_array(tmp)
+        return prepared
+
+    def _open_existing_text(self) -> IO[str]:
+        config = self.config
+        encoding = "utf-8-sig" if text_codec(config.encoding).utf8 else config.encoding
+        if self.codec == "gzip":
+            return gzip.open(self.path, "rt", encoding=encoding, newline="")
+        if self.codec == "bz2":
+            return bz2.open(self.path, "rt", encoding=encoding, newline="")
+        if self.codec == "zstd":
+            return zstandard.open(self.path, "rt", encoding=encoding, newline="")  # type: ignore[no-any-return]
+        return open(self.path, encoding=encoding, newline="")
+
+    def _existing_header(self) -> tuple[str, ...] | None:
+        """The header row of the CSV file being appended to."""
+        config = self.config
+        dialect: dict[str, Any] = {"delimiter": config.delimiter}
+        if config.quotechar:
+            dialect["quotechar"] = config.quotechar
+        else:
+            dialect["quoting"] = csv.QUOTE_NONE
+        try:
+            with self._open_existing_text() as text:
+                for row in csv.reader(text, **dialect):
+                    if row:
+                        return tuple(row)
+        except (OSError, EOFError, UnicodeDecodeError, csv.Error, zstandard.ZstdError) as exc:
+            raise LoadError(
+                f"cannot read the header of {self.path} to append to it: {exc}", retryable=False
+            ) from exc
+        return None
+
+    def _reopen_json_array(self, tmp: str) -> bool:
+        """Cut the closing ``]`` off the copied JSON array; return whether it has items."""
+        if text_codec(self.config.encoding).transcode:
+            raise LoadError(
+                f"cannot append to {self.path}: continuing a JSON array needs an "
+                f"ASCII-compatible encoding, not {self.config.encoding}",
+                retryable=False,
+            )
+        with open(tmp, "r+b") as file:
+            end = file.seek(0, io.SEEK_END)
+            close, char = _last_non_space(file, end)
+            if char != b"]":
+                raise LoadError(
+                    f"cannot append to {self.path}: it does not end with a JSON array",
+                    retryable=False,
+                )
+            _, before = _last_non_space(file, close)
+            file.truncate(close)
+        return before != b"["
+
+    def _make_writer(self, prepared: _Prepared) -> RecordWriter:
+        config = self.config
+        if config.format == "jsonl":
+            return JsonlWriter(config.encoding, prepared.continuing, config.json_default)
+        if config.format == "json":
+            return JsonArrayWriter(
+                config.encoding, prepared.continuing, config.json_default, prepared.has_items
+            )
+        return CsvWriter(
+            config.encoding,
+            prepared.continuing,
+            columns=config.field_names or prepared.columns,
+            write_header=config.header and not prepared.continuing,
+            delimiter=config.delimiter,
+            quotechar=config.quotechar,
+            line_terminator=config.line_terminator,
+            extra_fields=config.extra_fields,
+        )
+
+    # ------------------------------------------------------------------ write
+
+    async def write(self, batch: Batch) -> None:
+        """Encode one batch; compress and write once ``flush_size`` bytes are buffered."""
+        if self._state != "open" or self._writer is None:
+            raise RuntimeError(f"the file sink for {self.path} is not open")
+        data = self._writer.encode(batch)
+        self._records += len(batch)
+        if data:
+            self._buffer.append(data)
+            self._buffered += len(data)
+            if self._buffered >= self.config.flush_size:
+                await self._flush()
+
+    async def _flush(self) -> None:
+        buffer = self._buffer
+        data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
+        buffer.clear()
+        self._buffered = 0
+        if self._encoder is not None:
+            data = await anyio.to_thread.run_sync(self._encoder.compress, data)
+        await self._write_raw(data)
+
+    async def _write_raw(self, data: bytes) -> None:
+        if data:
+            assert self._file is not None
+            await self._file.write(data)
+            self._written += len(data)
+
+    # ------------------------------------------------------------------ close
+
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        tb: TracebackType | None,
+    ) -> None:
+        if self._state != "open":
+            return
+        self._state = "closed"
+        if exc_type is not None:
+            await self._discard()
+            return
+        try:
+            await self._commit()
+        except BaseException:
+            await self._discard()
+            raise
+
+    async def _commit(self) -> None:
+        assert self._writer is not None
+        assert self._file is not None
+        assert self._tmp is not None
+        if self.config.mode == "append" and self._records == 0:
+            # Nothing to add: leave the target as it is.
+            await self._discard()
+            return
+        tail = self._writer.finish()
+        if tail:
+            self._buffer.append(tail)
+        if self._buffer:
+            await self._flush()
+        if self._encoder is not None:
+            await self._write_raw(await anyio.to_thread.run_sync(self._encoder.flush))
+        await self._file.flush()
+        if self.config.fsync:
+            await anyio.to_thread.run_sync(os.fsync, self._file.fileno())
+        await self._file.close()
+        self._file = None
+        # A metadata operation, done here rather than in a thread so that no cancellation can
+        # arrive between the rename and the bookkeeping.
+        os.replace(self._tmp, self.path)
+        self._tmp = None
+        self.ctx.add_metric("bytes_written", self._written)
+
+    async def _discard(self) -> None:
+        """Close and delete the temporary file; shielded so that cancellation cannot skip it."""
+        try:
+            if self._file is not None:
+                file, self._file = self._file, None
+                with anyio.CancelScope(shield=True):
+                    await file.close()
+        finally:
+            tmp, self._tmp = self._tmp, None
+            if tmp is not None:
+                with contextlib.suppress(FileNotFoundError):
+                    os.unlink(tmp)
+
+
+def _last_non_space(file: IO[bytes], end: int) -> tuple[int, bytes]:
+    """Position and value of the last byte before ``end`` that is not JSON whitespace."""
+    position = end
+    while position > 0:
+        start = max(0, position - 4096)
+        file.seek(start)
+        block = file.read(position - start)
+        stripped = block.rstrip(_WHITESPACE)
+        if stripped:
+            index = start + len(stripped) - 1
+            return index, stripped[-1:]
+        position = start
+    return -1, b""

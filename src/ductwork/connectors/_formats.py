@@ -1,0 +1,824 @@
+"""Record formats of the file connector: incremental parsers and batch writers for CSV, JSON Lines
+and JSON arrays.
+
+Parsers are fed decompressed bytes a block at a time (about a MiB) and return the records complete
+in that block, so the work per call is one C-level split, one ``csv.reader`` pass or one ijson
+``send`` per block, not one Python call per line. When a fast pass meets anything unusual (a
+malformed line, a blank line, a row of the wrong width, a CSV record split across blocks) the
+block is parsed again line by line to name the exact line, and to skip the bad record when
+``on_error="skip"``.
+
+Line numbers are 1-based and count ``\\n``; byte offsets are positions in the decompressed file.
+"""
+
+from __future__ import annotations
+
+import codecs
+import csv
+import io
+from abc import ABC, abstractmethod
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from operator import itemgetter
+from typing import Any
+
+import ijson  # type: ignore[import-untyped]
+import orjson
+
+from .._exceptions import FileFormatError, LoadError
+from ..core.types import Batch, Record
+
+__all__ = [
+    "CsvParser",
+    "CsvWriter",
+    "JsonArrayParser",
+    "JsonArrayWriter",
+    "JsonSyntaxError",
+    "JsonlParser",
+    "JsonlWriter",
+    "RecordParser",
+    "RecordWriter",
+    "TextCodec",
+    "text_codec",
+]
+
+_BOM = codecs.BOM_UTF8
+_SNIPPET = 80
+_PROBE = '\n\r",;|\t{}[]:'
+
+
+@dataclass(frozen=True, slots=True)
+class TextCodec:
+    """How a file's bytes become text.
+
+    Attributes:
+        encoding: the name the user gave.
+        name: the Python codec used to decode complete lines.
+        utf8: the bytes are UTF-8 (a leading byte-order mark is dropped).
+        transcode: the encoding is not ASCII-compatible (UTF-16/32): the bytes are decoded
+            incrementally and re-encoded as UTF-8 before framing, and offsets are not reported.
+    """
+
+    encoding: str
+    name: str
+    utf8: bool
+    transcode: bool
+
+    @property
+    def unit(self) -> str:
+        """The codec of the framed bytes the parsers see (UTF-8 once transcoded)."""
+        return "utf-8" if self.utf8 or self.transcode else self.name
+
+
+def text_codec(encoding: str) -> TextCodec:
+    """Describe ``encoding`` (raises LookupError for an unknown one)."""
+    name = codecs.lookup(encoding).name
+    if name in ("utf-8", "utf-8-sig"):
+        return TextCodec(encoding, "utf-8", utf8=True, transcode=False)
+    try:
+        ascii_compatible = _PROBE.encode(name) == _PROBE.encode("ascii")
+    except (UnicodeError, LookupError):
+        ascii_compatible = False
+    return TextCodec(encoding, name, utf8=False, transcode=not ascii_compatible)
+
+
+def _snippet(data: bytes | str, codec: str = "utf-8") -> str:
+    text = data.decode(codec, "replace") if isinstance(data, bytes) else data
+    text = text.strip()
+    return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
+
+
+class JsonSyntaxError(Exception):
+    """ijson rejected a block; the extractor rescans the file to find the exact line."""
+
+    def __init__(self, message: str, block: int) -> None:
+        super().__init__(message)
+        self.block = block
+
+
+# --------------------------------------------------------------------------- parsers
+
+
+class RecordParser(ABC):
+    """Turns the decompressed bytes of one file into records.
+
+    Args:
+        file: the path, for error messages.
+        codec: the text encoding.
+        on_bad: ``None`` to raise every :class:`FileFormatError`; otherwise called with each bad
+            record's error, which is then skipped.
+        max_record_size: the longest line (or CSV record) accepted, in bytes.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        codec: TextCodec,
+        on_bad: Callable[[FileFormatError], None] | None,
+        max_record_size: int,
+    ) -> None:
+        self.file = file
+        self.codec = codec
+        self.on_bad = on_bad
+        self.max_record_size = max_record_size
+        self.line = 1  # line number at the start of the unparsed input
+        self.offset = 0  # byte offset of the start of the unparsed input
+        self._decoder: codecs.IncrementalDecoder | None = None
+        if codec.transcode:
+            self._decoder = codecs.getincrementaldecoder(codec.name)("strict")
+        self._raw_offset = 0  # bytes of the original encoding consumed by the transcoder
+
+    @property
+    def offsets_known(self) -> bool:
+        """Whether byte offsets refer to the file (not to transcoded text)."""
+        return not self.codec.transcode
+
+    @abstractmethod
+    def feed(self, data: bytes) -> list[Record]:
+        """Parse the next block of decompressed bytes; return the records it completes."""
+
+    @abstractmethod
+    def finish(self) -> list[Record]:
+        """The file has ended: parse what is left, or raise if it is incomplete."""
+
+    def error(
+        self, message: str, line: int | None, offset: int | None, snippet: str | None
+    ) -> FileFormatError:
+        """Build a FileFormatError for this file."""
+        return FileFormatError(
+            message,
+            file=self.file,
+            line=line,
+            offset=offset if self.offsets_known else None,
+            snippet=snippet,
+        )
+
+    def bad(self, message: str, line: int, offset: int | None, snippet: str | None) -> None:
+        """Report a bad record: raise, or hand it to ``on_bad`` and go on."""
+        err = self.error(message, line, offset, snippet)
+        if self.on_bad is None:
+            raise err
+        self.on_bad(err)
+
+    def _transcode(self, data: bytes, pending: bytes, final: bool = False) -> bytes:
+        """Decode ``data`` incrementally and re-encode it as UTF-8 (non-ASCII-compatible text)."""
+        assert self._decoder is not None
+        try:
+            text = self._decoder.decode(data, final)
+        except UnicodeDecodeError as exc:
+            head = data[: max(exc.start, 0)].decode(self.codec.name, "replace")
+            line = self.line + pending.count(b"\n") + head.count("\n")
+            raise self.error(
+                f"cannot decode as {self.codec.encoding}: {exc.reason}",
+                line,
+                None,
+                _snippet(data[max(exc.start - 40, 0) : exc.end + 40], self.codec.name),
+            ) from None
+        self._raw_offset += len(data)
+        return text.encode("utf-8")
+
+
+class _LineParser(RecordParser):
+    """Frames the input into units of complete records, cut at a line end."""
+
+    def __init__(
+        self,
+        file: str,
+        codec: TextCodec,
+        on_bad: Callable[[FileFormatError], None] | None,
+        max_record_size: int,
+    ) -> None:
+        super().__init__(file, codec, on_bad, max_record_size)
+        self._tail = b""
+        self._bom_pending = codec.utf8
+
+    def feed(self, data: bytes) -> list[Record]:
+        if self._decoder is not None:
+            data = self._transcode(data, self._tail)
+        buf = self._tail + data if self._tail else data
+        cut = self._boundary(buf)
+        if cut < 0:
+            self._tail = buf
+            self._check_size()
+            return []
+        self._tail = buf[cut + 1 :]
+        return self._unit(buf[: cut + 1], final=False)
+
+    def finish(self) -> list[Record]:
+        if self._decoder is not None:
+            self._tail += self._transcode(b"", self._tail, final=True)
+        unit, self._tail = self._tail, b""
+        if not unit:
+            return []
+        return self._unit(unit, final=True)
+
+    def _check_size(self) -> None:
+        if len(self._tail) > self.max_record_size:
+            raise self.error(
+                f"no complete record within max_record_size={self.max_record_size} bytes "
+                f"(a missing line end or an unterminated quote?)",
+                self.line,
+                self.offset,
+                _snippet(self._tail[:_SNIPPET], self.codec.unit),
+            )
+
+    def _unit(self, unit: bytes, final: bool) -> list[Record]:
+        if self._bom_pending:
+            if unit.startswith(_BOM):
+                unit = unit[len(_BOM) :]
+                self.offset += len(_BOM)
+            self._bom_pending = False
+        records, leftover = self._parse(unit, self.line, self.offset, final)
+        consumed = len(unit) - len(leftover)
+        self.line += unit.count(b"\n", 0, consumed)
+        self.offset += consumed
+        if leftover:
+            self._tail = leftover + self._tail
+            self._check_size()
+        return records
+
+    def _boundary(self, buf: bytes) -> int:
+        """Index of the line end that closes the last complete record in ``buf``, or -1."""
+        return buf.rfind(b"\n")
+
+    @abstractmethod
+    def _parse(
+        self, unit: bytes, first_line: int, offset: int, final: bool
+    ) -> tuple[list[Record], bytes]:
+        """Parse a unit of whole lines; return the records and any unconsumed suffix."""
+
+    def _decode(self, unit: bytes, first_line: int, offset: int) -> tuple[str, bytes]:
+        """Decode a unit; a line that does not decode is reported (and blanked when skipping)."""
+        name = self.codec.unit
+        while True:
+            try:
+                return unit.decode(name), unit
+            except UnicodeDecodeError as exc:
+                start = unit.rfind(b"\n", 0, exc.start) + 1
+                end = unit.find(b"\n", exc.end)
+                end = len(unit) if end < 0 else end
+                self.bad(
+                    f"cannot decode as {self.codec.encoding}: {exc.reason}",
+                    first_line + unit.count(b"\n", 0, exc.start),
+                    offset + exc.start,
+                    _snippet(unit[start:end], name),
+                )
+                unit = unit[:start] + unit[end:]
+
+
+class JsonlParser(_LineParser):
+    """JSON Lines: one JSON object per line; blank lines are ignored."""
+
+    def _parse(
+        self, unit: bytes, first_line: int, offset: int, final: bool
+    ) -> tuple[list[Record], bytes]:
+        lines: Sequence[bytes | str]
+        if self.codec.utf8 or self.codec.transcode:
+            lines = unit.split(b"\n")
+        else:
+            text, unit = self._decode(unit, first_line, offset)
+            lines = text.split("\n")
+        if unit.endswith(b"\n"):
+            lines = lines[:-1]
+        loads = orjson.loads
+        try:
+            records = list(map(loads, lines))
+        except orjson.JSONDecodeError:
+            return self._parse_slowly(lines, first_line, offset), b""
+        if records and set(map(type, records)) != {dict}:
+            return self._parse_slowly(lines, first_line, offset), b""
+        return records, b""
+
+    def _parse_slowly(
+        self, lines: Sequence[bytes | str], first_line: int, offset: int
+    ) -> list[Record]:
+        records: list[Record] = []
+        loads = orjson.loads
+        position: int | None = offset if self.codec.utf8 else None
+        for index, line in enumerate(lines):
+            number = first_line + index
+            if line.strip():
+                try:
+                    value = loads(line)
+                except orjson.JSONDecodeError as exc:
+                    self._bad_json(line, number, position, exc)
+                else:
+                    if type(value) is dict:
+                        records.append(value)
+                    else:
+                        self.bad(
+                            f"expected a JSON object, got {_json_type(value)}",
+                            number,
+                            position,
+                            _snippet(line),
+                        )
+            if position is not None:
+                position += len(line) + 1
+        return records
+
+    def _bad_json(
+        self, line: bytes | str, number: int, position: int | None, exc: orjson.JSONDecodeError
+    ) -> None:
+        if isinstance(line, bytes):
+            try:
+                line.decode("utf-8")
+            except UnicodeDecodeError as uexc:
+                where = None if position is None else position + uexc.start
+                self.bad(
+                    f"cannot decode as {self.codec.encoding}: {uexc.reason}",
+                    number,
+                    where,
+                    _snippet(line),
+                )
+                return
+        where = None if position is None else position + exc.pos
+        self.bad(f"malformed JSON at column {exc.colno}: {exc.msg}", number, where, _snippet(line))
+
+
+def _json_type(value: Any) -> str:
+    if isinstance(value, list):
+        return "an array"
+    if isinstance(value, str):
+        return "a string"
+    if value is None:
+        return "null"
+    if isinstance(value, bool):
+        return "a boolean"
+    return "a number"
+
+
+class CsvParser(_LineParser):
+    """CSV with a header row or explicit field names; every row must have as many fields.
+
+    Quoted fields may hold delimiters, quotes (doubled) and line breaks. Parsing is strict: text
+    after a closing quote, or a quote left open at the end of the file, is an error. Values are
+    strings; blank lines are ignored.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        codec: TextCodec,
+        on_bad: Callable[[FileFormatError], None] | None,
+        max_record_size: int,
+        *,
+        delimiter: str,
+        quotechar: str | None,
+        header: bool,
+        field_names: Sequence[str] | None,
+    ) -> None:
+        super().__init__(file, codec, on_bad, max_record_size)
+        self._format: dict[str, Any] = {
+            "delimiter": delimiter,
+            "strict": True,
+            "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
+        }
+        if quotechar:
+            self._format["quotechar"] = quotechar
+        self._delimiter = delimiter
+        self._quote = quotechar.encode(codec.unit) if quotechar else b""
+        self._given_names = tuple(field_names) if field_names is not None else None
+        self._header_pending = header
+        self._names: tuple[str, ...] | None = None if header else self._given_names
+
+    def _boundary(self, buf: bytes) -> int:
+        """The last line end outside quotes (quote parity), else the last line end."""
+        last = buf.rfind(b"\n")
+        quote = self._quote
+        if last < 0 or not quote:
+            return last
+        total = buf.count(quote)
+        if not total:
+            return last
+        end, after = len(buf), 0
+        while True:
+            cut = buf.rfind(b"\n", 0, end)
+            if cut < 0:
+                # A stray quote: let the strict reader find where the last record starts.
+                return last
+            after += buf.count(quote, cut, end)
+            if (total - after) % 2 == 0:
+                return cut
+            end = cut
+
+    def _header(self, row: list[str], line: int) -> tuple[str, ...]:
+        if self._given_names is not None:
+            return self._given_names
+        seen: set[str] = set()
+        for name in row:
+            if name in seen:
+                raise self.error(
+                    f"duplicate column name {name!r} in the header",
+                    line,
+                    None,
+                    _snippet(self._delimiter.join(row)),
+                )
+            seen.add(name)
+        return tuple(row)
+
+    def _parse(
+        self, unit: bytes, first_line: int, offset: int, final: bool
+    ) -> tuple[list[Record], bytes]:
+        text, unit = self._decode(unit, first_line, offset)
+        try:
+            rows = list(csv.reader(io.StringIO(text, newline=""), **self._format))
+        except csv.Error:
+            return self._parse_slowly(text, unit, first_line, offset, final)
+        names = self._names
+        body = rows
+        if self._header_pending:
+            if not rows or not rows[0]:
+                return self._parse_slowly(text, unit, first_line, offset, final)
+            names = self._header(rows[0], first_line)
+            body = rows[1:]
+        assert names is not None
+        if body and set(map(len, body)) != {len(names)}:
+            return self._parse_slowly(text, unit, first_line, offset, final)
+        self._names = names
+        self._header_pending = False
+        return [dict(zip(names, row, strict=False)) for row in body], b""
+
+    def _parse_slowly(
+        self, text: str, unit: bytes, first_line: int, offset: int, final: bool
+    ) -> tuple[list[Record], bytes]:
+        reader = csv.reader(io.StringIO(text, newline=""), **self._format)
+        records: list[Record] = []
+        while True:
+            start = reader.line_num
+            line = first_line + start
+            try:
+                row = next(reader)
+            except StopIteration:
+                break
+            except csv.Error as exc:
+                if str(exc) == "unexpected end of data":
+                    if not final:
+                        # The last record goes on in the next block.
+                        return records, b"".join(unit.splitlines(keepends=True)[start:])
+                    raise self.error(
+                        "unterminated quoted field at the end of the file",
+                        line,
+                        None,
+                        _snippet("".join(io.StringIO(text, newline="").readlines()[start:])),
+                    ) from None
+                self.bad(f"malformed CSV: {exc}", line, None, _snippet(_line_at(text, start)))
+                continue
+            if not row:
+                continue
+            if self._header_pending:
+                self._names = self._header(row, line)
+                self._header_pending = False
+                continue
+            names = self._names
+            assert names is not None
+            if len(row) != len(names):
+                self.bad(
+                    f"expected {len(names)} fields, got {len(row)}",
+                    line,
+                    None,
+                    _snippet(self._delimiter.join(row)),
+                )
+                continue
+            records.append(dict(zip(names, row, strict=False)))
+        return records, b""
+
+
+def _line_at(text: str, index: int) -> str:
+    lines = io.StringIO(text, newline="").readlines()
+    return lines[index] if index < len(lines) else ""
+
+
+class JsonArrayParser(RecordParser):
+    """A JSON array of objects, at the top level or under a dotted ``records_path``, parsed
+    incrementally with ijson (yajl2 C backend): memory holds one block and the records it
+    completes, never the whole array.
+
+    Syntax errors raise :class:`JsonSyntaxError` carrying the block number; the extractor then
+    rescans the file with :meth:`locate` set, which feeds that block a line at a time to find the
+    exact line.
+    """
+
+    def __init__(
+        self,
+        file: str,
+        codec: TextCodec,
+        on_bad: Callable[[FileFormatError], None] | None,
+        max_record_size: int,
+        *,
+        records_path: str | None,
+        locate_block: int | None = None,
+    ) -> None:
+        super().__init__(file, codec, on_bad, max_record_size)
+        if not codec.utf8 and self._decoder is None:
+            self._decoder = codecs.getincrementaldecoder(codec.name)("strict")
+        self._prefix = f"{records_path}.item" if records_path else "item"
+        self._items: list[Any] = ijson.sendable_list()
+        self._coro = ijson.items_coro(self._items, self._prefix, use_float=True)
+        self._blocks = 0
+        self._count = 0  # records seen, for messages about a bad item
+        self._start = True
+        self._locate_block = locate_block
+
+    @property
+    def offsets_known(self) -> bool:
+        return self.codec.utf8
+
+    def feed(self, data: bytes) -> list[Record]:
+        if self._decoder is not None:
+            data = self._transcode(data, b"")
+        self._feed_utf8(data)
+        return self._take()
+
+    def _feed_utf8(self, data: bytes) -> None:
+        if self._start:
+            if data.startswith(_BOM):
+                data = data[len(_BOM) :]
+                self.offset += len(_BOM)
+            if data.strip():
+                self._start = False
+                first = data.lstrip()[:1]
+                if self._prefix == "item" and first != b"[":
+                    raise self.error(
+                        "expected a JSON array at the top level (set records_path for an array "
+                        "inside an object)",
+                        self.line + data[: len(data) - len(data.lstrip())].count(b"\n"),
+                        self.offset,
+                        _snippet(data[:_SNIPPET]),
+                    )
+        if self._locate_block is not None and self._blocks == self._locate_block:
+            self._feed_by_line(data)
+        else:
+            try:
+                self._coro.send(data)
+            except ijson.JSONError as exc:
+                raise JsonSyntaxError(str(exc), self._blocks) from exc
+        self._blocks += 1
+        self.line += data.count(b"\n")
+        self.offset += len(data)
+
+    def _feed_by_line(self, data: bytes) -> None:
+        line, offset = self.line, self.offset
+        for piece in data.splitlines(keepends=True):
+            for start in range(0, len(piece), 4096):
+                part = piece[start : start + 4096]
+                try:
+                    self._coro.send(part)
+                except ijson.JSONError as exc:
+                    raise self.error(
+                        f"malformed JSON: {_yajl_message(exc)}", line, offset, _snippet(piece)
+                    ) from None
+                offset += len(part)
+            line += piece.count(b"\n")
+
+    def finish(self) -> list[Record]:
+        if self._decoder is not None:
+            tail = self._transcode(b"", b"", final=True)
+            if tail:
+                self._feed_utf8(tail)
+        try:
+            self._coro.close()
+        except ijson.JSONError as exc:
+            raise self.error(
+                f"incomplete JSON at the end of the file: {_yajl_message(exc)}",
+                self.line,
+                self.offset,
+                None,
+            ) from None
+        return self._take()
+
+    def _take(self) -> list[Record]:
+        items = self._items
+        if not items:
+            return []
+        records = list(items)
+        del items[:]
+        first = self._count
+        self._count += len(records)
+        if set(map(type, records)) == {dict}:
+            return records
+        kept: list[Record] = []
+        for index, value in enumerate(records):
+            if type(value) is dict:
+                kept.append(value)
+            else:
+                self.bad(
+                    f"array item {first + index + 1} is {_json_type(value)}, not an object",
+                    self.line,
+                    None,
+                    _snippet(orjson.dumps(value)),
+                )
+        return kept
+
+
+def _yajl_message(exc: Exception) -> str:
+    return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
+
+
+# --------------------------------------------------------------------------- writers
+
+
+class RecordWriter(ABC):
+    """Encodes batches for one output file (one run). ``encode`` returns the bytes to append."""
+
+    def __init__(self, encoding: str, continuing: bool) -> None:
+        name = codecs.lookup(encoding).name
+        self._encoding = encoding
+        self._plain_utf8 = name == "utf-8"
+        self._encoder = codecs.getincrementalencoder(name)("strict")
+        if continuing:
+            self._encoder.setstate(0)  # appending to existing text: no second byte-order mark
+        self.batches = 0
+
+    def _text(self, text: str) -> bytes:
+        try:
+            if self._plain_utf8:
+                return text.encode("utf-8")
+            return self._encoder.encode(text)
+        except UnicodeEncodeError as exc:
+            raise self._fail(
+                f"cannot encode {_snippet(exc.object[exc.start : exc.end])!r} as "
+                f"{self._encoding}: {exc.reason}",
+                exc,
+            ) from exc
+
+    def _utf8(self, data: bytes) -> bytes:
+        if self._plain_utf8:
+            return data
+        return self._text(data.decode("utf-8"))
+
+    @abstractmethod
+    def encode(self, batch: Batch) -> bytes:
+        """Encode one batch."""
+
+    @abstractmethod
+    def finish(self) -> bytes:
+        """Bytes that close the output."""
+
+    def _fail(self, message: str, exc: BaseException | None = None) -> LoadError:
+        err = LoadError(f"batch {self.batches}: {message}", retryable=False)
+        err.__cause__ = exc
+        return err
+
+
+def _dumps_each(
+    batch: Batch,
+    default: Callable[[Any], Any] | None,
+    fail: Callable[[str, BaseException], LoadError],
+) -> list[bytes]:
+    dumps = orjson.dumps
+    try:
+        if default is None:
+            return list(map(dumps, batch))
+        return [dumps(record, default=default) for record in batch]
+    except orjson.JSONEncodeError:
+        for index, record in enumerate(batch):
+            try:
+                dumps(record, default=default)
+            except orjson.JSONEncodeError as exc:
+                raise fail(f"record {index + 1} cannot be encoded as JSON: {exc}", exc) from exc
+        raise
+
+
+class JsonlWriter(RecordWriter):
+    """One JSON object per line (orjson, one ``join`` per batch)."""
+
+    def __init__(self, encoding: str, continuing: bool, default: Callable[[Any], Any] | None):
+        super().__init__(encoding, continuing)
+        self._default = default
+
+    def encode(self, batch: Batch) -> bytes:
+        self.batches += 1
+        parts = _dumps_each(batch, self._default, self._fail)
+        parts.append(b"")
+        return self._utf8(b"\n".join(parts))
+
+    def finish(self) -> bytes:
+        return b""
+
+
+class JsonArrayWriter(RecordWriter):
+    """A JSON array, one object per line. Appending continues an existing array."""
+
+    def __init__(
+        self,
+        encoding: str,
+        continuing: bool,
+        default: Callable[[Any], Any] | None,
+        has_items: bool = False,
+    ) -> None:
+        super().__init__(encoding, continuing)
+        self._default = default
+        self._opened = continuing
+        self._has_items = has_items
+
+    def encode(self, batch: Batch) -> bytes:
+        self.batches += 1
+        if not batch:
+            return b""
+        body = b",\n".join(_dumps_each(batch, self._default, self._fail))
+        if not self._opened:
+            prefix = b"[\n"
+            self._opened = True
+        else:
+            prefix = b",\n" if self._has_items else b"\n"
+        self._has_items = True
+        return self._utf8(prefix + body)
+
+    def finish(self) -> bytes:
+        if not self._opened:
+            return self._utf8(b"[]\n")
+        return self._utf8(b"\n]\n" if self._has_items else b"]\n")
+
+
+class CsvWriter(RecordWriter):
+    """CSV with a header row. Columns come from ``field_names``, the header of the file being
+    appended to, or the first record's keys; a missing value is written empty, and a key that is
+    not a column raises (or is dropped with ``extra_fields="ignore"``)."""
+
+    def __init__(
+        self,
+        encoding: str,
+        continuing: bool,
+        *,
+        columns: Sequence[str] | None,
+        write_header: bool,
+        delimiter: str,
+        quotechar: str | None,
+        line_terminator: str,
+        extra_fields: str,
+    ) -> None:
+        super().__init__(encoding, continuing)
+        self._columns: tuple[str, ...] | None = tuple(columns) if columns is not None else None
+        self._write_header = write_header
+        self._format: dict[str, Any] = {
+            "delimiter": delimiter,
+            "lineterminator": line_terminator,
+            "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
+        }
+        if quotechar:
+            self._format["quotechar"] = quotechar
+        else:
+            self._format["escapechar"] = "\\"
+        self._ignore_extra = extra_fields == "ignore"
+        self._getter: Callable[[Record], Any] | None = None
+
+    def _start(self, columns: tuple[str, ...]) -> str:
+        """Fix the columns; return the header line (or ``""``)."""
+        self._columns = columns
+        if len(columns) == 1:
+            name = columns[0]
+            self._getter = lambda record: (record[name],)
+        else:
+            self._getter = itemgetter(*columns)
+        if not self._write_header:
+            return ""
+        self._write_header = False
+        out = io.StringIO()
+        csv.writer(out, **self._format).writerow(columns)
+        return out.getvalue()
+
+    def encode(self, batch: Batch) -> bytes:
+        self.batches += 1
+        head = ""
+        if self._getter is None:
+            if not batch:
+                return b""
+            head = self._start(self._columns or tuple(batch[0]))
+        assert self._columns is not None
+        assert self._getter is not None
+        out = io.StringIO()
+        try:
+            done = False
+            if set(map(len, batch)) == {len(self._columns)}:
+                try:
+                    csv.writer(out, **self._format).writerows(map(self._getter, batch))
+                    done = True
+                except KeyError:
+                    out = io.StringIO()
+            if not done:
+                csv.writer(out, **self._format).writerows(self._rows_slowly(batch))
+        except csv.Error as exc:
+            raise self._fail(f"cannot write CSV: {exc}", exc) from exc
+        return self._text(head + out.getvalue())
+
+    def _rows_slowly(self, batch: Batch) -> list[list[Any]]:
+        columns = self._columns
+        assert columns is not None
+        known = set(columns)
+        rows = []
+        for index, record in enumerate(batch):
+            if not self._ignore_extra:
+                extra = [key for key in record if key not in known]
+                if extra:
+                    raise self._fail(
+                        f"record {index + 1} has fields that are not CSV columns: "
+                        f"{', '.join(map(repr, extra))} (columns: {', '.join(columns)}; set "
+                        f"field_names, or extra_fields='ignore' to drop them)"
+                    )
+            rows.append([record.get(column, "") for column in columns])
+        return rows
+
+    def finish(self) -> bytes:
+        if self._write_header and self._columns is not None:
+            return self._text(self._start(self._columns))
+        return b""
