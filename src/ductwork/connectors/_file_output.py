@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import bz2
 import contextlib
 import csv
@@ -23,7 +24,8 @@ from .._exceptions import LoadError
 from ..core.context import RunContext
 from ..core.types import Batch
 from ._compression import Codec, Encoder, infer_compression, make_encoder
-from ._formats import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter, text_codec
+from ._file_parsers import text_codec
+from ._file_writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
 
 if TYPE_CHECKING:
     from .files import FileLoaderConfig
@@ -64,6 +66,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         self._encoder: Encoder | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
+        self._compressing: asyncio.Future[bytes] | None = None
         self._written = 0
         self._records = 0
 
@@ -208,13 +211,28 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
                 await self._flush()
 
     async def _flush(self) -> None:
+        """Hand the buffered output on: written directly, or compressed in a worker thread.
+
+        One chunk is compressed at a time, and the sink does not wait for it: it goes on
+        encoding the next batches on the event loop while zlib/bz2/zstd (which release the GIL)
+        work in the thread, and collects the result at the next flush.
+        """
         buffer = self._buffer
         data = buffer[0] if len(buffer) == 1 else b"".join(buffer)
         buffer.clear()
         self._buffered = 0
-        if self._encoder is not None:
-            data = await anyio.to_thread.run_sync(self._encoder.compress, data)
-        await self._write_raw(data)
+        if self._encoder is None:
+            await self._write_raw(data)
+            return
+        await self._collect()
+        loop = asyncio.get_running_loop()
+        self._compressing = loop.run_in_executor(None, self._encoder.compress, data)
+
+    async def _collect(self) -> None:
+        """Wait for the chunk being compressed, if any, and write it."""
+        if self._compressing is not None:
+            future, self._compressing = self._compressing, None
+            await self._write_raw(await future)
 
     async def _write_raw(self, data: bytes) -> None:
         if data:
@@ -255,6 +273,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
             self._buffer.append(tail)
         if self._buffer:
             await self._flush()
+        await self._collect()
         if self._encoder is not None:
             await self._write_raw(await anyio.to_thread.run_sync(self._encoder.flush))
         await self._file.flush()
@@ -271,6 +290,13 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
     async def _discard(self) -> None:
         """Close and delete the temporary file; shielded so that cancellation cannot skip it."""
         try:
+            if self._compressing is not None:
+                # Let the worker thread finish with the encoder before dropping everything.
+                future, self._compressing = self._compressing, None
+                with anyio.CancelScope(shield=True):
+                    await asyncio.wait([future])
+                if not future.cancelled():
+                    future.exception()  # retrieved: the run's own error is the one to report
             if self._file is not None:
                 file, self._file = self._file, None
                 with anyio.CancelScope(shield=True):

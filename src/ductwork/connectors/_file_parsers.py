@@ -1,5 +1,4 @@
-"""Record formats of the file connector: incremental parsers and batch writers for CSV, JSON Lines
-and JSON arrays.
+"""Incremental record parsers of the file connector: CSV, JSON Lines and JSON arrays.
 
 Parsers are fed decompressed bytes a block at a time (about a MiB) and return the records complete
 in that block, so the work per call is one C-level split, one ``csv.reader`` pass or one ijson
@@ -19,32 +18,29 @@ import io
 from abc import ABC, abstractmethod
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
-from operator import itemgetter
 from typing import Any
 
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from .._exceptions import FileFormatError, LoadError
-from ..core.types import Batch, Record
+from .._exceptions import FileFormatError
+from ..core.types import Record
 
 __all__ = [
     "CsvParser",
-    "CsvWriter",
     "JsonArrayParser",
-    "JsonArrayWriter",
     "JsonSyntaxError",
     "JsonlParser",
-    "JsonlWriter",
     "RecordParser",
-    "RecordWriter",
     "TextCodec",
+    "snippet",
     "text_codec",
 ]
 
 _BOM = codecs.BOM_UTF8
 _SNIPPET = 80
 _PROBE = '\n\r",;|\t{}[]:'
+_EXTRA_FIELD = object()
 
 
 @dataclass(frozen=True, slots=True)
@@ -82,7 +78,8 @@ def text_codec(encoding: str) -> TextCodec:
     return TextCodec(encoding, name, utf8=False, transcode=not ascii_compatible)
 
 
-def _snippet(data: bytes | str, codec: str = "utf-8") -> str:
+def snippet(data: bytes | str, codec: str = "utf-8") -> str:
+    """A short, one-line excerpt of bad input for an error message."""
     text = data.decode(codec, "replace") if isinstance(data, bytes) else data
     text = text.strip()
     return text if len(text) <= _SNIPPET else text[: _SNIPPET - 3] + "..."
@@ -172,7 +169,7 @@ class RecordParser(ABC):
                 f"cannot decode as {self.codec.encoding}: {exc.reason}",
                 line,
                 None,
-                _snippet(data[max(exc.start - 40, 0) : exc.end + 40], self.codec.name),
+                snippet(data[max(exc.start - 40, 0) : exc.end + 40], self.codec.name),
             ) from None
         self._raw_offset += len(data)
         return text.encode("utf-8")
@@ -219,7 +216,7 @@ class _LineParser(RecordParser):
                 f"(a missing line end or an unterminated quote?)",
                 self.line,
                 self.offset,
-                _snippet(self._tail[:_SNIPPET], self.codec.unit),
+                snippet(self._tail[:_SNIPPET], self.codec.unit),
             )
 
     def _unit(self, unit: bytes, final: bool) -> list[Record]:
@@ -261,7 +258,7 @@ class _LineParser(RecordParser):
                     f"cannot decode as {self.codec.encoding}: {exc.reason}",
                     first_line + unit.count(b"\n", 0, exc.start),
                     offset + exc.start,
-                    _snippet(unit[start:end], name),
+                    snippet(unit[start:end], name),
                 )
                 unit = unit[:start] + unit[end:]
 
@@ -310,7 +307,7 @@ class JsonlParser(_LineParser):
                             f"expected a JSON object, got {_json_type(value)}",
                             number,
                             position,
-                            _snippet(line),
+                            snippet(line),
                         )
             if position is not None:
                 position += len(line) + 1
@@ -328,11 +325,11 @@ class JsonlParser(_LineParser):
                     f"cannot decode as {self.codec.encoding}: {uexc.reason}",
                     number,
                     where,
-                    _snippet(line),
+                    snippet(line),
                 )
                 return
         where = None if position is None else position + exc.pos
-        self.bad(f"malformed JSON at column {exc.colno}: {exc.msg}", number, where, _snippet(line))
+        self.bad(f"malformed JSON at column {exc.colno}: {exc.msg}", number, where, snippet(line))
 
 
 def _json_type(value: Any) -> str:
@@ -411,7 +408,7 @@ class CsvParser(_LineParser):
                     f"duplicate column name {name!r} in the header",
                     line,
                     None,
-                    _snippet(self._delimiter.join(row)),
+                    snippet(self._delimiter.join(row)),
                 )
             seen.add(name)
         return tuple(row)
@@ -420,23 +417,26 @@ class CsvParser(_LineParser):
         self, unit: bytes, first_line: int, offset: int, final: bool
     ) -> tuple[list[Record], bytes]:
         text, unit = self._decode(unit, first_line, offset)
+        reader = csv.reader(io.StringIO(text, newline=""), **self._format)
+        names = self._names
         try:
-            rows = list(csv.reader(io.StringIO(text, newline=""), **self._format))
+            if self._header_pending:
+                first = next(reader, None)
+                if not first:
+                    return self._parse_slowly(text, unit, first_line, offset, final)
+                names = self._header(first, first_line)
+            assert names is not None
+            # Rows stream straight into dicts. The sentinel key makes a row with too many fields
+            # give a dict one entry larger, so one pass over the lengths checks every row.
+            keys: tuple[Any, ...] = (*names, _EXTRA_FIELD)
+            records = [dict(zip(keys, row, strict=False)) for row in reader]
         except csv.Error:
             return self._parse_slowly(text, unit, first_line, offset, final)
-        names = self._names
-        body = rows
-        if self._header_pending:
-            if not rows or not rows[0]:
-                return self._parse_slowly(text, unit, first_line, offset, final)
-            names = self._header(rows[0], first_line)
-            body = rows[1:]
-        assert names is not None
-        if body and set(map(len, body)) != {len(names)}:
+        if records and set(map(len, records)) != {len(names)}:
             return self._parse_slowly(text, unit, first_line, offset, final)
         self._names = names
         self._header_pending = False
-        return [dict(zip(names, row, strict=False)) for row in body], b""
+        return records, b""
 
     def _parse_slowly(
         self, text: str, unit: bytes, first_line: int, offset: int, final: bool
@@ -459,9 +459,9 @@ class CsvParser(_LineParser):
                         "unterminated quoted field at the end of the file",
                         line,
                         None,
-                        _snippet("".join(io.StringIO(text, newline="").readlines()[start:])),
+                        snippet("".join(io.StringIO(text, newline="").readlines()[start:])),
                     ) from None
-                self.bad(f"malformed CSV: {exc}", line, None, _snippet(_line_at(text, start)))
+                self.bad(f"malformed CSV: {exc}", line, None, snippet(_line_at(text, start)))
                 continue
             if not row:
                 continue
@@ -476,7 +476,7 @@ class CsvParser(_LineParser):
                     f"expected {len(names)} fields, got {len(row)}",
                     line,
                     None,
-                    _snippet(self._delimiter.join(row)),
+                    snippet(self._delimiter.join(row)),
                 )
                 continue
             records.append(dict(zip(names, row, strict=False)))
@@ -543,7 +543,7 @@ class JsonArrayParser(RecordParser):
                         "inside an object)",
                         self.line + data[: len(data) - len(data.lstrip())].count(b"\n"),
                         self.offset,
-                        _snippet(data[:_SNIPPET]),
+                        snippet(data[:_SNIPPET]),
                     )
         if self._locate_block is not None and self._blocks == self._locate_block:
             self._feed_by_line(data)
@@ -565,7 +565,7 @@ class JsonArrayParser(RecordParser):
                     self._coro.send(part)
                 except ijson.JSONError as exc:
                     raise self.error(
-                        f"malformed JSON: {_yajl_message(exc)}", line, offset, _snippet(piece)
+                        f"malformed JSON: {_yajl_message(exc)}", line, offset, snippet(piece)
                     ) from None
                 offset += len(part)
             line += piece.count(b"\n")
@@ -605,220 +605,10 @@ class JsonArrayParser(RecordParser):
                     f"array item {first + index + 1} is {_json_type(value)}, not an object",
                     self.line,
                     None,
-                    _snippet(orjson.dumps(value)),
+                    snippet(orjson.dumps(value)),
                 )
         return kept
 
 
 def _yajl_message(exc: Exception) -> str:
     return str(exc).strip().splitlines()[0] if str(exc).strip() else type(exc).__name__
-
-
-# --------------------------------------------------------------------------- writers
-
-
-class RecordWriter(ABC):
-    """Encodes batches for one output file (one run). ``encode`` returns the bytes to append."""
-
-    def __init__(self, encoding: str, continuing: bool) -> None:
-        name = codecs.lookup(encoding).name
-        self._encoding = encoding
-        self._plain_utf8 = name == "utf-8"
-        self._encoder = codecs.getincrementalencoder(name)("strict")
-        if continuing:
-            self._encoder.setstate(0)  # appending to existing text: no second byte-order mark
-        self.batches = 0
-
-    def _text(self, text: str) -> bytes:
-        try:
-            if self._plain_utf8:
-                return text.encode("utf-8")
-            return self._encoder.encode(text)
-        except UnicodeEncodeError as exc:
-            raise self._fail(
-                f"cannot encode {_snippet(exc.object[exc.start : exc.end])!r} as "
-                f"{self._encoding}: {exc.reason}",
-                exc,
-            ) from exc
-
-    def _utf8(self, data: bytes) -> bytes:
-        if self._plain_utf8:
-            return data
-        return self._text(data.decode("utf-8"))
-
-    @abstractmethod
-    def encode(self, batch: Batch) -> bytes:
-        """Encode one batch."""
-
-    @abstractmethod
-    def finish(self) -> bytes:
-        """Bytes that close the output."""
-
-    def _fail(self, message: str, exc: BaseException | None = None) -> LoadError:
-        err = LoadError(f"batch {self.batches}: {message}", retryable=False)
-        err.__cause__ = exc
-        return err
-
-
-def _dumps_each(
-    batch: Batch,
-    default: Callable[[Any], Any] | None,
-    fail: Callable[[str, BaseException], LoadError],
-) -> list[bytes]:
-    dumps = orjson.dumps
-    try:
-        if default is None:
-            return list(map(dumps, batch))
-        return [dumps(record, default=default) for record in batch]
-    except orjson.JSONEncodeError:
-        for index, record in enumerate(batch):
-            try:
-                dumps(record, default=default)
-            except orjson.JSONEncodeError as exc:
-                raise fail(f"record {index + 1} cannot be encoded as JSON: {exc}", exc) from exc
-        raise
-
-
-class JsonlWriter(RecordWriter):
-    """One JSON object per line (orjson, one ``join`` per batch)."""
-
-    def __init__(self, encoding: str, continuing: bool, default: Callable[[Any], Any] | None):
-        super().__init__(encoding, continuing)
-        self._default = default
-
-    def encode(self, batch: Batch) -> bytes:
-        self.batches += 1
-        parts = _dumps_each(batch, self._default, self._fail)
-        parts.append(b"")
-        return self._utf8(b"\n".join(parts))
-
-    def finish(self) -> bytes:
-        return b""
-
-
-class JsonArrayWriter(RecordWriter):
-    """A JSON array, one object per line. Appending continues an existing array."""
-
-    def __init__(
-        self,
-        encoding: str,
-        continuing: bool,
-        default: Callable[[Any], Any] | None,
-        has_items: bool = False,
-    ) -> None:
-        super().__init__(encoding, continuing)
-        self._default = default
-        self._opened = continuing
-        self._has_items = has_items
-
-    def encode(self, batch: Batch) -> bytes:
-        self.batches += 1
-        if not batch:
-            return b""
-        body = b",\n".join(_dumps_each(batch, self._default, self._fail))
-        if not self._opened:
-            prefix = b"[\n"
-            self._opened = True
-        else:
-            prefix = b",\n" if self._has_items else b"\n"
-        self._has_items = True
-        return self._utf8(prefix + body)
-
-    def finish(self) -> bytes:
-        if not self._opened:
-            return self._utf8(b"[]\n")
-        return self._utf8(b"\n]\n" if self._has_items else b"]\n")
-
-
-class CsvWriter(RecordWriter):
-    """CSV with a header row. Columns come from ``field_names``, the header of the file being
-    appended to, or the first record's keys; a missing value is written empty, and a key that is
-    not a column raises (or is dropped with ``extra_fields="ignore"``)."""
-
-    def __init__(
-        self,
-        encoding: str,
-        continuing: bool,
-        *,
-        columns: Sequence[str] | None,
-        write_header: bool,
-        delimiter: str,
-        quotechar: str | None,
-        line_terminator: str,
-        extra_fields: str,
-    ) -> None:
-        super().__init__(encoding, continuing)
-        self._columns: tuple[str, ...] | None = tuple(columns) if columns is not None else None
-        self._write_header = write_header
-        self._format: dict[str, Any] = {
-            "delimiter": delimiter,
-            "lineterminator": line_terminator,
-            "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
-        }
-        if quotechar:
-            self._format["quotechar"] = quotechar
-        else:
-            self._format["escapechar"] = "\\"
-        self._ignore_extra = extra_fields == "ignore"
-        self._getter: Callable[[Record], Any] | None = None
-
-    def _start(self, columns: tuple[str, ...]) -> str:
-        """Fix the columns; return the header line (or ``""``)."""
-        self._columns = columns
-        if len(columns) == 1:
-            name = columns[0]
-            self._getter = lambda record: (record[name],)
-        else:
-            self._getter = itemgetter(*columns)
-        if not self._write_header:
-            return ""
-        self._write_header = False
-        out = io.StringIO()
-        csv.writer(out, **self._format).writerow(columns)
-        return out.getvalue()
-
-    def encode(self, batch: Batch) -> bytes:
-        self.batches += 1
-        head = ""
-        if self._getter is None:
-            if not batch:
-                return b""
-            head = self._start(self._columns or tuple(batch[0]))
-        assert self._columns is not None
-        assert self._getter is not None
-        out = io.StringIO()
-        try:
-            done = False
-            if set(map(len, batch)) == {len(self._columns)}:
-                try:
-                    csv.writer(out, **self._format).writerows(map(self._getter, batch))
-                    done = True
-                except KeyError:
-                    out = io.StringIO()
-            if not done:
-                csv.writer(out, **self._format).writerows(self._rows_slowly(batch))
-        except csv.Error as exc:
-            raise self._fail(f"cannot write CSV: {exc}", exc) from exc
-        return self._text(head + out.getvalue())
-
-    def _rows_slowly(self, batch: Batch) -> list[list[Any]]:
-        columns = self._columns
-        assert columns is not None
-        known = set(columns)
-        rows = []
-        for index, record in enumerate(batch):
-            if not self._ignore_extra:
-                extra = [key for key in record if key not in known]
-                if extra:
-                    raise self._fail(
-                        f"record {index + 1} has fields that are not CSV columns: "
-                        f"{', '.join(map(repr, extra))} (columns: {', '.join(columns)}; set "
-                        f"field_names, or extra_fields='ignore' to drop them)"
-                    )
-            rows.append([record.get(column, "") for column in columns])
-        return rows
-
-    def finish(self) -> bytes:
-        if self._write_header and self._columns is not None:
-            return self._text(self._start(self._columns))
-        return b""
