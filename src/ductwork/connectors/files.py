@@ -11,8 +11,8 @@ where the input is clean.
 
 The loader encodes each batch at once (orjson, csv), buffers up to ``flush_size`` bytes, and
 compresses them in a worker thread while it encodes the next ones, writing through aiofiles to a
-temporary file in the target directory. The temporary file is renamed over the target only when the run succeeds; a failed or
-cancelled run deletes it and leaves the previous file untouched.
+temporary file in the target directory. The temporary file is renamed over the target only when
+the run succeeds; a failed or cancelled run deletes it and leaves the previous file untouched.
 
 aiofiles runs on asyncio, so this connector needs the asyncio backend of anyio (the default).
 """
