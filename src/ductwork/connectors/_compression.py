@@ -129,9 +129,14 @@ class _GzipDecoder:
 
     def read(self, max_length: int) -> bytes:
         while self._input:
-            data, self._input = self._input, b""
             if self._d.eof:
+                # Another member follows; zero bytes between or after members are padding (as
+                # the gzip module accepts).
+                self._input = self._input.lstrip(b"\x00")
+                if not self._input:
+                    return b""
                 self._d = zlib.decompressobj(wbits=31)
+            data, self._input = self._input, b""
             self._started = True
             try:
                 out = self._d.decompress(data, max_length)
