@@ -4,7 +4,6 @@ placeholders and configuration errors. Everything runs against real files in ``t
 from __future__ import annotations
 
 import bz2
-import doctest
 import gzip
 import os
 import stat
@@ -18,7 +17,6 @@ import orjson
 import pytest
 import zstandard
 
-import ductwork.connectors.files as files_module
 from ductwork import (
     Batch,
     ConfigError,
@@ -875,9 +873,3 @@ def test_configs_are_public_models(tmp_path: Path) -> None:
     assert (loader_config.format, loader_config.codec) == ("csv", "bz2")
     assert FileLoader(loader_config).name == "write_file"
     assert create_file_loader(Path("out.json"), name="save").name == "save"
-
-
-def test_docstring_examples_run() -> None:
-    failures, tried = doctest.testmod(files_module, optionflags=doctest.ELLIPSIS)
-    assert tried >= 6
-    assert failures == 0
