@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import bz2
 import gzip
+import importlib.util
 import os
 import stat
 from collections.abc import AsyncIterator
@@ -873,3 +874,22 @@ def test_configs_are_public_models(tmp_path: Path) -> None:
     assert (loader_config.format, loader_config.codec) == ("csv", "bz2")
     assert FileLoader(loader_config).name == "write_file"
     assert create_file_loader(Path("out.json"), name="save").name == "save"
+
+
+async def test_files_example_converts_the_bundled_csv(tmp_path: Path) -> None:
+    root = Path(__file__).resolve().parents[2]
+    spec = importlib.util.spec_from_file_location(
+        "files_example", root / "examples" / "files_pipeline.py"
+    )
+    assert spec is not None
+    assert spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(module)
+    result = await module.main(tmp_path)
+    assert result.stages[0].metrics["records_skipped"] == 2
+    lines = gzip.decompress((tmp_path / "customers_to_jsonl.jsonl.gz").read_bytes()).splitlines()
+    customers = [orjson.loads(line) for line in lines]
+    assert len(customers) == result.records_out == 1000
+    assert [c["customer_id"] for c in customers] == list(range(1, 1001))
+    assert customers[96]["note"].startswith('prefers "paper" invoices')
+    assert isinstance(customers[0]["lifetime_value"], float)
