@@ -4,6 +4,7 @@ placeholders and configuration errors. Everything runs against real files in ``t
 from __future__ import annotations
 
 import bz2
+import gc
 import gzip
 import importlib.util
 import os
@@ -893,3 +894,21 @@ async def test_files_example_converts_the_bundled_csv(tmp_path: Path) -> None:
     assert [c["customer_id"] for c in customers] == list(range(1, 1001))
     assert customers[96]["note"].startswith('prefers "paper" invoices')
     assert isinstance(customers[0]["lifetime_value"], float)
+
+
+@pytest.mark.parametrize("enabled", [True, False])
+async def test_garbage_collector_setting_is_restored(tmp_path: Path, enabled: bool) -> None:
+    path = tmp_path / "gc.jsonl"
+    path.write_text('{"a": [1]}\n' * 100 + "broken\n")
+    was = gc.isenabled()
+    try:
+        if not enabled:
+            gc.disable()
+        back, _ = await read(path, on_error="skip")
+        assert len(back) == 100
+        assert gc.isenabled() is enabled
+        await read_error(path)
+        assert gc.isenabled() is enabled
+    finally:
+        if was:
+            gc.enable()
