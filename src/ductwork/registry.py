@@ -523,6 +523,7 @@ class PipelineRegistry:
         state: StateStore | None = None,
         now: datetime | None = None,
         trigger: str = "manual",
+        on_start: Callable[[RunResult], object] | None = None,
     ) -> RunResult:
         """Run the pipeline registered under ``name`` once and record the run.
 
@@ -537,6 +538,8 @@ class PipelineRegistry:
             now: the trigger time the default window is computed from (default: now).
             trigger: what started the run, kept in the run record (``manual``, ``schedule``,
                 ``backfill``, ...).
+            on_start: called with the run's RunResult just before the run starts; its per-stage
+                counters fill in while the run goes on (for progress displays).
 
         Returns:
             The RunResult of a successful run.
@@ -577,6 +580,8 @@ class PipelineRegistry:
             state=state if state is not None else (runnable.state or self.state),
         )
         result = runnable.new_result(ctx)
+        if on_start is not None:
+            on_start(result)
         try:
             await runnable.execute(ctx, result)
         finally:
