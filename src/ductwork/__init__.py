@@ -92,6 +92,11 @@ from .registry import remove_cron_job as remove_cron_job
 from .registry import run_pipeline as run_pipeline
 from .registry import unregister_pipeline as unregister_pipeline
 from .registry import validate_pipeline as validate_pipeline
+from .scheduler import JobStatus as JobStatus
+from .scheduler import Scheduler as Scheduler
+from .scheduler import SchedulerConfig as SchedulerConfig
+from .scheduler import SchedulerStatistics as SchedulerStatistics
+from .scheduler import open_scheduler as open_scheduler
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
 from .state import StateStore as StateStore
@@ -143,6 +148,7 @@ __all__ = (
     "HttpExtractor",
     "HttpExtractorConfig",
     "IncrementalConfig",
+    "JobStatus",
     "JsonFileStateStore",
     "LinkHeaderPagination",
     "LoadError",
@@ -170,6 +176,9 @@ __all__ = (
     "RunTimeoutError",
     "Runnable",
     "ScheduleError",
+    "Scheduler",
+    "SchedulerConfig",
+    "SchedulerStatistics",
     "SequentialPipeline",
     "Sink",
     "StageStats",
@@ -205,6 +214,7 @@ __all__ = (
     "list_cron_jobs",
     "list_pipelines",
     "monthly",
+    "open_scheduler",
     "register_cron_job",
     "register_pipeline",
     "register_pipeline_with_timescope",
