@@ -336,12 +336,7 @@ class Scheduler:
                     async for signum in signals:
                         name = signal.Signals(signum).name
                         if self._state == "running":
-                            logger.info(
-                                "received %s: shutting down (waiting up to %gs for %d run(s))",
-                                name,
-                                self.config.grace_period,
-                                self._in_flight,
-                            )
+                            logger.info("received %s: shutting down", name)
                             tg.start_soon(self.shutdown)
                         else:
                             logger.warning(

@@ -10,7 +10,7 @@ from decimal import Decimal
 import pytest
 
 from ductwork import Batch, ConfigError, create_el_pipeline
-from ductwork.connectors.console import create_console_loader
+from ductwork.connectors.console import create_console_loader, progress_shown_elsewhere
 
 
 async def two_batches() -> AsyncIterator[Batch]:
@@ -96,6 +96,22 @@ async def test_progress_goes_to_stderr_only_when_it_is_a_terminal() -> None:
     ).run()
     assert "shown" in tty.getvalue()
     assert "records" in tty.getvalue()
+
+
+async def test_no_progress_line_while_another_display_owns_the_terminal() -> None:
+    tty = FakeTerminal()
+    out = io.StringIO()
+    token = progress_shown_elsewhere.set(True)
+    try:
+        await create_el_pipeline(
+            two_batches,
+            create_console_loader("jsonl", stream=out, progress_stream=tty),
+            name="hidden",
+        ).run()
+    finally:
+        progress_shown_elsewhere.reset(token)
+    assert tty.getvalue() == ""
+    assert out.getvalue().count("\n") == 2
 
 
 def test_bad_format_names_the_field() -> None:

@@ -3,7 +3,8 @@
 ``jsonl``, ``json`` and ``csv`` stream every record as it arrives. ``table`` renders one table at
 the end of the run of at most ``max_rows`` records (memory stays bounded) followed by a line
 counting the rest. The progress line (records, records/s, elapsed) goes to stderr and is shown only
-when stderr is a terminal, so piping the output stays clean.
+when stderr is a terminal, so piping the output stays clean, and not while the ``ductwork``
+command shows its own progress display for the run (see :data:`progress_shown_elsewhere`).
 """
 
 from __future__ import annotations
@@ -13,6 +14,7 @@ import io
 import sys
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from contextvars import ContextVar
 from time import perf_counter
 from typing import Any, Literal, TextIO
 
@@ -27,7 +29,19 @@ from ..core.pipeline import validate_config
 from ..core.stages import Loader
 from ..core.types import Batch
 
-__all__ = ["ConsoleLoader", "ConsoleLoaderConfig", "create_console_loader"]
+__all__ = [
+    "ConsoleLoader",
+    "ConsoleLoaderConfig",
+    "create_console_loader",
+    "progress_shown_elsewhere",
+]
+
+#: True while something else (the ``ductwork run`` command) draws a live progress display on the
+#: terminal for the current run: console loaders then leave the terminal to it instead of drawing
+#: a second one.
+progress_shown_elsewhere: ContextVar[bool] = ContextVar(
+    "ductwork_progress_shown_elsewhere", default=False
+)
 
 ConsoleFormat = Literal["table", "json", "jsonl", "csv"]
 
@@ -80,7 +94,7 @@ class ConsoleLoader(Loader):
         err = self.progress_stream if self.progress_stream is not None else sys.stderr
         sink = _ConsoleSink(self.config, out)
         progress: Progress | None = None
-        if self.config.show_progress and err.isatty():
+        if self.config.show_progress and err.isatty() and not progress_shown_elsewhere.get():
             progress = Progress(
                 TextColumn("[bold]{task.description}"),
                 TextColumn("{task.completed:,} records"),
