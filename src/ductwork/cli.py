@@ -237,15 +237,29 @@ class _CurrentStderr:
         sys.stderr.flush()
 
 
+class _RunEndFilter(logging.Filter):
+    """Drops the ``run failed``/``run cancelled`` log lines of runs the command reports itself."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (
+            record.name == "ductwork"
+            and isinstance(record.msg, str)
+            and record.msg.startswith(("run failed:", "run cancelled:"))
+        )
+
+
 def _configure_logging(args: argparse.Namespace) -> None:
     base = logging.INFO if args.command == "serve" else logging.WARNING
-    level = base - 10 * getattr(args, "verbose", 0)
+    verbose = getattr(args, "verbose", 0)
+    level = base - 10 * verbose
     if getattr(args, "quiet", False):
         level = logging.ERROR
     handler = logging.StreamHandler(_CurrentStderr())
     handler.setFormatter(
         logging.Formatter("%(asctime)s %(levelname)-7s %(name)s: %(message)s", "%H:%M:%S")
     )
+    if args.command in ("run", "backfill") and not verbose:
+        handler.addFilter(_RunEndFilter())
     root = logging.getLogger("ductwork")
     root.handlers[:] = [handler]
     root.setLevel(max(level, logging.DEBUG))
@@ -607,13 +621,12 @@ async def cmd_serve(args: argparse.Namespace) -> int:
             f"{job.next_fire_time():%Y-%m-%d %H:%M:%S %z}",
             "yes" if job.enabled else "no",
         )
-    out = _console(sys.stdout)
-    out.print(table)
-    out.print(
+    _console(sys.stdout).print(table)
+    print(
         f"serving {len(jobs)} cron job(s) from {project.where}, state in {project.state_path}; "
-        f"press Ctrl+C to stop"
+        f"press Ctrl+C to stop",
+        flush=True,
     )
-    sys.stdout.flush()
     async with open_scheduler(registry, grace_period=args.grace, overlap=args.overlap) as s:
         await s.serve()
     stats = s.statistics()
