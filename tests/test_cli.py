@@ -352,11 +352,13 @@ def test_run_errors_before_running_exit_2(project: Path) -> None:
     assert history(project, "numbers") == []
 
 
+PROGRESS_PARAMS = ("--param", "count=60", "--param", "delay=0.25")
+
+
 def test_run_shows_progress_on_a_terminal_and_keeps_stdout_clean(project: Path) -> None:
     master, slave = pty.openpty()
     proc = subprocess.Popen(
-        [sys.executable, "-m", "ductwork", "run", "numbers", "--param", "count=60"]
-        + ["--param", "delay=0.25"],
+        [sys.executable, "-m", "ductwork", "run", "numbers", *PROGRESS_PARAMS],
         stdout=subprocess.PIPE,
         stderr=slave,
         env={**env_for(project), "COLUMNS": "120"},
@@ -587,3 +589,26 @@ def test_history_table(project: Path) -> None:
     done = ductwork("history", "nope", project=project)
     assert done.returncode == 2
     assert "no pipeline named 'nope'" in done.stderr
+
+
+# --- the demo -------------------------------------------------------------------------------------
+
+
+def test_the_demo_tour_of_the_command_runs() -> None:
+    done = subprocess.run(
+        [sys.executable, "-c", "import sys; from examples.__main__ import tour; sys.exit(tour())"],
+        capture_output=True,
+        text=True,
+        env=env_for(None),
+        cwd=ROOT,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert "FAILED" not in done.stdout
+    for command in ("validate", "list", "run daily_orders", "backfill", "history", "serve"):
+        assert f"$ ductwork {command}" in done.stdout
+    assert "validated 3 pipeline(s): 3 ok, 0 invalid" in done.stdout
+    assert "7 daily windows: 7 succeeded, 0 failed, 0 skipped" in done.stdout
+    assert "stopped: 0 run(s)" in done.stdout
+    assert "2026-11-10.jsonl" in done.stdout.splitlines()[-1]

@@ -292,13 +292,16 @@ def _when(text: str | None) -> str:
 
 
 def _window_text(window: Any) -> str:
+    """``2024-02-29 → 2024-03-01`` for whole days, ``2024-02-29 13:00 → 14:00`` within a day."""
     if not window:
         return "-"
     start = datetime.fromisoformat(window["start"])
     end = datetime.fromisoformat(window["end"])
-    midnight = all((t.hour, t.minute, t.second) == (0, 0, 0) for t in (start, end))
-    fmt = "%Y-%m-%d" if midnight else "%Y-%m-%d %H:%M:%S"
-    return f"{start:{fmt}} → {end:{fmt}}"
+    if all((t.hour, t.minute, t.second) == (0, 0, 0) for t in (start, end)):
+        return f"{start:%Y-%m-%d} → {end:%Y-%m-%d}"
+    clock = "%H:%M:%S" if start.second or end.second else "%H:%M"
+    end_format = clock if start.date() == end.date() else f"%Y-%m-%d {clock}"
+    return f"{start:%Y-%m-%d {clock}} → {end:{end_format}}"
 
 
 # --- discovery ----------------------------------------------------------------------------------
