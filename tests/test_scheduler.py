@@ -267,6 +267,31 @@ async def test_failed_runs_are_counted_recorded_and_do_not_stop_the_scheduler() 
     assert "the source is down" in history[0]["error"]
 
 
+class UnwritableStore(MemoryStateStore):
+    async def _record_run(self, pipeline: str, record: Any, succeeded: Any) -> None:
+        raise OSError("disk full")
+
+
+async def test_a_failure_to_record_is_reported_and_the_scheduler_goes_on(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    recorder = Recorder("unrecorded")
+    registry = PipelineRegistry(state=UnwritableStore())
+    registry.register_pipeline("unrecorded", recorder, EVERY_SECOND)
+    caplog.set_level(logging.ERROR, logger="ductwork.scheduler")
+
+    async with open_scheduler(registry) as scheduler:
+        await wait_for(lambda: scheduler.job_status("unrecorded").failed >= 2)
+
+    status = scheduler.job_status("unrecorded")
+    assert status.last_error == "OSError: disk full"
+    assert len(recorder.finished) >= 2  # the runs themselves went through
+    logged = [r for r in caplog.records if "could not run" in r.getMessage()]
+    assert logged
+    assert logged[0].exc_info is not None
+    assert isinstance(logged[0].exc_info[1], OSError)
+
+
 async def test_shutdown_waits_for_a_run_in_flight_within_the_grace_period() -> None:
     recorder = Recorder("finishing", hold=True)
     registry = registry_with(recorder)

@@ -28,7 +28,8 @@ Cron jobs added to or removed from the registry while the scheduler runs are pic
 (the scheduler listens to the registry; change the registry from the event loop's thread).
 
 A failed run does not stop the scheduler: it is recorded in the run history and the job's
-status, and logged (with the traceback when the error is not a :class:`~ductwork.PipelineError`).
+status, and logged (with the traceback when the error is not a :class:`~ductwork.DuctworkError`,
+such as a state store that cannot be written).
 
 Shutdown (leaving the block, :meth:`Scheduler.shutdown`, or a signal during ``serve``) stops
 the ticks, waits for runs in flight up to ``grace_period`` seconds, then cancels those still
@@ -73,7 +74,7 @@ from anyio.abc import TaskGroup
 from cronsim import CronSim
 from pydantic import BaseModel, ConfigDict, Field
 
-from ._exceptions import ConfigError, PipelineError, RegistryError
+from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
 from .core.context import new_run_id
 from .core.pipeline import validate_config
 from .core.runner import unwrap_group
@@ -699,10 +700,13 @@ class Scheduler:
         except PipelineError as exc:
             self._ended(job, RunStatus.FAILED, str(exc))
             logger.warning("job %s: run %s failed: %s", job.name, run_id, exc)
+        except DuctworkError as exc:  # e.g. the pipeline was unregistered since the tick
+            self._ended(job, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
+            logger.error("job %s: run %s could not run: %s", job.name, run_id, exc)
         except Exception as exc:
-            # Not a run failure but a failure to run (the pipeline was unregistered, the
-            # state store could not be written...): recorded in the status, logged in full,
-            # and the scheduler goes on with its other jobs.
+            # Not a run failure but a failure to run (the state store could not be written,
+            # ...): recorded in the status, logged in full, and the scheduler goes on with its
+            # other jobs.
             self._ended(job, RunStatus.FAILED, f"{type(exc).__name__}: {exc}")
             logger.exception("job %s: run %s could not run", job.name, run_id)
         else:
