@@ -6,6 +6,8 @@ slow loader holds the extractor back and memory stays constant however large the
 """
 
 from ._exceptions import ClickHouseError as ClickHouseError
+from ._exceptions import ClickHouseExtractError as ClickHouseExtractError
+from ._exceptions import ClickHouseLoadError as ClickHouseLoadError
 from ._exceptions import CompositionError as CompositionError
 from ._exceptions import ConfigError as ConfigError
 from ._exceptions import DiscoveryError as DiscoveryError
@@ -23,6 +25,13 @@ from ._exceptions import TypeConversionError as TypeConversionError
 from .backfill import BackfillResult as BackfillResult
 from .backfill import WindowRun as WindowRun
 from .backfill import backfill_pipeline as backfill_pipeline
+from .connectors.clickhouse import ClickHouseConfig as ClickHouseConfig
+from .connectors.clickhouse import ClickHouseExtractor as ClickHouseExtractor
+from .connectors.clickhouse import ClickHouseExtractorConfig as ClickHouseExtractorConfig
+from .connectors.clickhouse import ClickHouseLoader as ClickHouseLoader
+from .connectors.clickhouse import ClickHouseLoaderConfig as ClickHouseLoaderConfig
+from .connectors.clickhouse import create_clickhouse_extractor as create_clickhouse_extractor
+from .connectors.clickhouse import create_clickhouse_loader as create_clickhouse_loader
 from .connectors.console import ConsoleLoader as ConsoleLoader
 from .connectors.console import ConsoleLoaderConfig as ConsoleLoaderConfig
 from .connectors.console import create_console_loader as create_console_loader
@@ -122,7 +131,14 @@ __all__ = (
     "BasicAuth",
     "Batch",
     "BearerAuth",
+    "ClickHouseConfig",
     "ClickHouseError",
+    "ClickHouseExtractError",
+    "ClickHouseExtractor",
+    "ClickHouseExtractorConfig",
+    "ClickHouseLoadError",
+    "ClickHouseLoader",
+    "ClickHouseLoaderConfig",
     "ColumnType",
     "CompositionError",
     "ConditionalPipeline",
@@ -192,6 +208,8 @@ __all__ = (
     "__version__",
     "backfill_pipeline",
     "convert_types",
+    "create_clickhouse_extractor",
+    "create_clickhouse_loader",
     "create_conditional_pipeline",
     "create_console_loader",
     "create_el_pipeline",

@@ -10,13 +10,18 @@ Every error the library raises on purpose derives from :class:`DuctworkError`::
     └── PipelineError            a run failed: .pipeline, .stage, .result; __cause__ is the original
         ├── ExtractError         the extract stage failed
         │   ├── FileFormatError  malformed input; .file, .line, .offset, .snippet
-        │   └── HttpError        an HTTP request failed; .status_code, .url
+        │   ├── HttpError        an HTTP request failed; .status_code, .url
+        │   └── ClickHouseExtractError   a ClickHouse query failed (also a ClickHouseError)
         ├── TransformError       a transform stage failed
         │   └── TypeConversionError   a value did not convert; .column, .value, .position
         ├── LoadError            the load stage failed
-        ├── ClickHouseError      a ClickHouse query or insert failed (raised as Extract/LoadError)
+        │   └── ClickHouseLoadError      a ClickHouse insert failed (also a ClickHouseError)
+        ├── ClickHouseError      any ClickHouse failure; .code, .query, .table, .batch, .record
         ├── CompositionError     child runs of a composition failed; .errors, __cause__ = the first
         └── RunTimeoutError      a run exceeded its ``timeout`` (also a ``TimeoutError``)
+
+The ClickHouse connector raises :class:`ClickHouseExtractError` and :class:`ClickHouseLoadError`,
+so ``except LoadError`` and ``except ClickHouseError`` both catch a failed insert.
 
 A failed run raises a :class:`PipelineError` carrying its :class:`~ductwork.RunResult` in
 ``.result``. Errors marked ``retryable = False`` (bad configuration, a stage with the wrong shape,
@@ -35,6 +40,8 @@ if TYPE_CHECKING:
 
 __all__ = [
     "ClickHouseError",
+    "ClickHouseExtractError",
+    "ClickHouseLoadError",
     "CompositionError",
     "ConfigError",
     "DiscoveryError",
@@ -248,22 +255,44 @@ class HttpError(ExtractError):
 class ClickHouseError(PipelineError):
     """A ClickHouse query or insert failed.
 
+    The connector raises one of its two subclasses, :class:`ClickHouseExtractError` or
+    :class:`ClickHouseLoadError`, so the error is also an ``ExtractError`` or a ``LoadError``.
+
     Attributes:
+        code: the server's error code, when the server reported the error.
         query: the statement that failed (without data), when known.
-        batch: 1-based number of the batch whose insert failed, for loaders.
+        table: the target table of a failed insert (``database.table``).
+        batch: 1-based number of the insert (of this run) that failed, for loaders.
+        record: the first record the server rejected, when it said which one.
     """
 
     def __init__(
         self,
         message: str,
         *,
+        code: int | None = None,
         query: str | None = None,
+        table: str | None = None,
         batch: int | None = None,
+        record: Any = None,
         retryable: bool | None = None,
     ) -> None:
         super().__init__(message, retryable=retryable)
+        self.code = code
         self.query = query
+        self.table = table
         self.batch = batch
+        self.record = record
+
+
+class ClickHouseExtractError(ClickHouseError, ExtractError):
+    """A ClickHouse query of an extractor failed (a :class:`ClickHouseError` and an
+    :class:`ExtractError`)."""
+
+
+class ClickHouseLoadError(ClickHouseError, LoadError):
+    """A ClickHouse insert of a loader failed (a :class:`ClickHouseError` and a
+    :class:`LoadError`)."""
 
 
 class TypeConversionError(TransformError):

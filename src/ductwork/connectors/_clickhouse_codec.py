@@ -1,0 +1,472 @@
+"""ClickHouse wire helpers: identifiers, SQL literals, query templates, row decoding and encoding.
+
+The bulk data paths use ClickHouse's ``JSONEachRow`` format read and written with orjson:
+
+* **Results** are decoded a network chunk at a time: the complete lines of a chunk are turned into
+  one JSON array and parsed in one call, then only the columns whose JSON form is not already the
+  Python value (``Date``, ``DateTime``, ``UUID``, ``Decimal``, ``Float`` written as integers or as
+  ``"nan"``) are converted, column by column. Results holding a ``Decimal`` column are parsed with
+  the standard library's ``json`` and ``parse_float=Decimal`` instead, so no decimal digit is ever
+  rounded through a binary float.
+* **Inserts** are encoded by orjson a batch at a time; dates and datetimes go out as ISO 8601 and
+  the insert runs with ``date_time_input_format=best_effort``, so an aware datetime lands on the
+  right instant whatever the server's time zone; ``Decimal`` goes out as an exact JSON number.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import re
+import string
+from collections.abc import Callable, Iterable, Mapping
+from datetime import date, datetime, timedelta
+from decimal import Decimal
+from enum import Enum
+from ipaddress import IPv4Address, IPv6Address
+from typing import Any
+from uuid import UUID
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import orjson
+
+from ..core.types import Batch
+
+try:  # aiochclient's compiled literal encoder, or its pure-Python twin
+    from aiochclient._types import py2ch as _py2ch  # type: ignore[import-untyped]
+except ImportError:  # pragma: no cover - depends on how aiochclient was built
+    from aiochclient.types import py2ch as _py2ch  # type: ignore[import-untyped]
+
+__all__ = [
+    "ServerError",
+    "decode_error_text",
+    "encode_records",
+    "quote_identifier",
+    "render_query",
+    "split_args",
+    "split_table",
+    "sql_literal",
+    "template_fields",
+    "valid_column",
+    "valid_identifier",
+    "valid_type",
+]
+
+# --------------------------------------------------------------------------- identifiers
+
+_IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
+_COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
+_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\(.*\))?", re.S)
+_TYPE_FORBIDDEN = (";", "`", "--", "/*", "\n", "\r", "\\")
+
+
+def valid_identifier(name: str) -> bool:
+    """Whether ``name`` is a plain database or table name (letters, digits, ``_``)."""
+    return bool(_IDENTIFIER.fullmatch(name))
+
+
+def valid_column(name: str) -> bool:
+    """Whether ``name`` is a plain column name; dots are allowed for ``Nested`` sub-columns."""
+    return bool(_COLUMN.fullmatch(name))
+
+
+def valid_type(spec: str) -> bool:
+    """Whether ``spec`` looks like a ClickHouse type (``UInt64``, ``Nullable(String)``, ...).
+
+    A type is a name with optional parenthesised arguments with balanced parentheses and quotes;
+    statement separators, comments, backticks and backslashes are refused.
+    """
+    if not _TYPE.fullmatch(spec) or any(bad in spec for bad in _TYPE_FORBIDDEN):
+        return False
+    depth = 0
+    quoted = False
+    for char in spec:
+        if char == "'":
+            quoted = not quoted
+        elif not quoted and char == "(":
+            depth += 1
+        elif not quoted and char == ")":
+            depth -= 1
+            if depth < 0:
+                return False
+    return depth == 0 and not quoted
+
+
+def quote_identifier(name: str) -> str:
+    """Quote a (validated) identifier with backticks, escaping ``\\`` and `````."""
+    return "`" + name.replace("\\", "\\\\").replace("`", "\\`") + "`"
+
+
+def split_table(table: str, default_database: str) -> tuple[str, str]:
+    """Split ``"db.table"`` or ``"table"`` into ``(database, table)``."""
+    database, dot, name = table.partition(".")
+    if not dot:
+        return default_database, table
+    return database, name
+
+
+# --------------------------------------------------------------------------- literals and templates
+
+
+def sql_literal(value: Any) -> str:
+    """Render ``value`` as a ClickHouse SQL literal, safely escaped.
+
+    Uses aiochclient's own encoder (strings are quoted with ``\\`` and ``'`` escaped; lists, tuples
+    and dicts recursively). An aware datetime becomes ``toDateTime(<unix seconds>)`` so it means the
+    same instant whatever the server's time zone.
+
+    Raises:
+        TypeError: the value has no SQL literal form.
+    """
+    if isinstance(value, datetime) and value.utcoffset() is not None:
+        return f"toDateTime({math.floor(value.timestamp())})"
+    try:
+        encoded: bytes = _py2ch(value)
+    except Exception as exc:  # aiochclient raises ChClientError for unsupported types
+        raise TypeError(
+            f"cannot bind a {type(value).__name__} as a ClickHouse literal: {exc}"
+        ) from None
+    return encoded.decode()
+
+
+def template_fields(template: str) -> list[str]:
+    """The ``{name}`` placeholders of a query template, in order of appearance.
+
+    Raises:
+        ValueError: unbalanced braces, or a placeholder that is not a plain name.
+    """
+    names: list[str] = []
+    for _, field, spec, conversion in string.Formatter().parse(template):
+        if field is None:
+            continue
+        if not _IDENTIFIER.fullmatch(field) or spec or conversion:
+            raise ValueError(
+                f"placeholder {{{field}{'!' + conversion if conversion else ''}"
+                f"{':' + spec if spec else ''}}} is not a plain {{name}}; "
+                f"write literal braces as '{{{{' and '}}}}'"
+            )
+        if field not in names:
+            names.append(field)
+    return names
+
+
+def render_query(template: str, values: Mapping[str, Any]) -> str:
+    """Fill the ``{name}`` placeholders of ``template`` with escaped SQL literals.
+
+    Raises:
+        KeyError: a placeholder has no value (the name is the key).
+        ValueError: the template is malformed.
+        TypeError: a value has no SQL literal form.
+    """
+    names = template_fields(template)
+    literals = {}
+    for name in names:
+        if name not in values:
+            raise KeyError(name)
+        literals[name] = sql_literal(values[name])
+    return template.format_map(literals)
+
+
+# --------------------------------------------------------------------------- server errors
+
+_CODE = re.compile(r"Code: (\d+)")
+_AT_ROW = re.compile(r"\(at row (\d+)\)")
+
+
+class ServerError(Exception):
+    """An error reported by the ClickHouse server.
+
+    Attributes:
+        code: the server's error code, when it gave one.
+        message: the server's message, without the exception-class boilerplate.
+        row: 1-based row of the insert body the server rejected, when it said so.
+        status_code: the HTTP status of the response.
+    """
+
+    def __init__(self, text: str, status_code: int | None = None) -> None:
+        code, message = decode_error_text(text)
+        super().__init__(message)
+        self.code = code
+        self.message = message
+        self.status_code = status_code
+        match = _AT_ROW.search(message)
+        self.row = int(match.group(1)) if match else None
+
+    def __str__(self) -> str:
+        return f"ClickHouse error {self.code}: {self.message}" if self.code else self.message
+
+
+def decode_error_text(text: str) -> tuple[int | None, str]:
+    """Split a ClickHouse error body into ``(code, message)``.
+
+    Understands both ``Code: 27, e.displayText() = DB::Exception: ..., e.what() = ...`` (old
+    servers) and ``Code: 27. DB::Exception: ... (CANNOT_PARSE_INPUT...) (version ...)`` (new ones).
+    """
+    text = text.strip()
+    match = _CODE.search(text)
+    code = int(match.group(1)) if match else None
+    message = text
+    if "e.displayText() = " in message:
+        message = message.split("e.displayText() = ", 1)[1].rsplit(", e.what() = ", 1)[0]
+    elif match:
+        message = message[match.end() :].lstrip(".,: ")
+    message = message.removeprefix("DB::Exception: ")
+    message = " ".join(message.split())  # one line: the server wraps long messages
+    return code, message or text
+
+
+# --------------------------------------------------------------------------- result decoding
+
+Converter = Callable[[Any], Any]
+
+
+def split_args(args: str) -> list[str]:
+    """Split a type's argument list on top-level commas (respecting parentheses and quotes)."""
+    parts: list[str] = []
+    depth = 0
+    quoted = False
+    escaped = False
+    start = 0
+    for i, char in enumerate(args):
+        if quoted:
+            if escaped:
+                escaped = False
+            elif char == "\\":
+                escaped = True
+            elif char == "'":
+                quoted = False
+        elif char == "'":
+            quoted = True
+        elif char == "(":
+            depth += 1
+        elif char == ")":
+            depth -= 1
+        elif char == "," and depth == 0:
+            parts.append(args[start:i].strip())
+            start = i + 1
+    tail = args[start:].strip()
+    if tail:
+        parts.append(tail)
+    return parts
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1].replace("\\'", "'").replace("\\\\", "\\")
+    return text
+
+
+def _to_float(value: Any) -> Any:
+    # Whole floats arrive as JSON integers, nan/inf as strings, and in decimal mode as Decimal.
+    return value if type(value) is float else float(value)
+
+
+def _to_decimal(value: Any) -> Any:
+    return value if type(value) is Decimal else Decimal(value)
+
+
+def _to_date(value: Any) -> date:
+    if value.startswith("0000"):  # old servers print day 0 (1970-01-01) as 0000-00-00
+        return date(1970, 1, 1)
+    return date.fromisoformat(value)
+
+
+def _datetime_converter(zero: datetime) -> Converter:
+    fromisoformat = datetime.fromisoformat
+
+    def convert(value: Any) -> datetime:
+        if type(value) is int:  # some servers print DateTime as seconds when asked to
+            return zero + timedelta(seconds=value)
+        if value.startswith("0000"):  # old servers print second 0 as 0000-00-00 00:00:00
+            return zero
+        return fromisoformat(value)
+
+    return convert
+
+
+def _naive_epoch(timezone: str | None) -> datetime:
+    """The Unix epoch as a naive wall-clock time in ``timezone`` (UTC when unknown)."""
+    epoch = datetime(1970, 1, 1)
+    if not timezone:
+        return epoch
+    try:
+        offset = ZoneInfo(timezone).utcoffset(epoch)
+    except (ZoneInfoNotFoundError, ValueError):
+        return epoch
+    return epoch + offset if offset is not None else epoch
+
+
+def _nullable(inner: Converter) -> Converter:
+    def convert(value: Any) -> Any:
+        return None if value is None else inner(value)
+
+    return convert
+
+
+def _array(inner: Converter) -> Converter:
+    def convert(value: Any) -> Any:
+        return [inner(item) for item in value]
+
+    return convert
+
+
+def _tuple(inner: list[Converter | None]) -> Converter:
+    def convert(value: Any) -> Any:
+        return tuple(
+            item if conv is None else conv(item) for conv, item in zip(inner, value, strict=False)
+        )
+
+    return convert
+
+
+def _map(key: Converter | None, val: Converter | None) -> Converter:
+    def convert(value: Any) -> Any:
+        return {
+            (k if key is None else key(k)): (v if val is None else val(v)) for k, v in value.items()
+        }
+
+    return convert
+
+
+def column_converter(type_name: str, server_timezone: str | None = None) -> Converter | None:
+    """The function turning a ``JSONEachRow`` value of ``type_name`` into its Python value.
+
+    ``None`` means the JSON value already is the Python value (integers, strings, enums, bools).
+    DateTime values come back as naive datetimes, as the server prints them (in the column's time
+    zone, or the server's when the column has none).
+    """
+    name = type_name.strip()
+    head, paren, rest = name.partition("(")
+    args = split_args(rest[:-1]) if paren else []
+    if head in ("Nullable", "LowCardinality", "SimpleAggregateFunction") and args:
+        inner = column_converter(args[-1], server_timezone)
+        if inner is None or head != "Nullable":
+            return inner
+        return _nullable(inner)
+    if head == "Array" and args:
+        inner = column_converter(args[0], server_timezone)
+        return None if inner is None else _array(inner)
+    if head == "Tuple":
+        # Tuple elements may be named: "Tuple(a UInt8, b String)"; the type is the last word.
+        elems = [
+            column_converter(
+                arg.split(" ", 1)[1] if _named(arg) else arg,
+                server_timezone,
+            )
+            for arg in args
+        ]
+        return _tuple(elems)
+    if head == "Map" and len(args) == 2:
+        key = column_converter(args[0], server_timezone)
+        if key is None and (args[0].startswith(("Int", "UInt"))):
+            key = int
+        val = column_converter(args[1], server_timezone)
+        return None if key is None and val is None else _map(key, val)
+    if head in ("Float32", "Float64"):
+        return _to_float
+    if head.startswith("Decimal"):
+        return _to_decimal
+    if head == "Date" or head == "Date32":
+        return _to_date
+    if head in ("DateTime", "DateTime64"):
+        timezone = server_timezone
+        if head == "DateTime" and args:
+            timezone = _unquote(args[0])
+        elif head == "DateTime64" and len(args) > 1:
+            timezone = _unquote(args[1])
+        return _datetime_converter(_naive_epoch(timezone))
+    if head == "UUID":
+        return UUID
+    if head == "IPv4":
+        return IPv4Address
+    if head == "IPv6":
+        return IPv6Address
+    return None
+
+
+def _named(arg: str) -> bool:
+    first, _, second = arg.partition(" ")
+    return bool(second) and bool(_IDENTIFIER.fullmatch(first)) and not first[0].isupper()
+
+
+def needs_decimal(type_name: str) -> bool:
+    """Whether values of ``type_name`` include decimals (parsed exactly, not through floats)."""
+    return "Decimal" in type_name
+
+
+def has_naive_datetime(type_name: str) -> bool:
+    """Whether ``type_name`` holds a DateTime without its own time zone."""
+    return bool(re.search(r"DateTime(?!64)(?!\(')|DateTime64(?!\(\d+,\s*')", type_name))
+
+
+class RowDecoder:
+    """Decodes ``JSONEachRow`` lines into dicts with Python values, a chunk of lines at a time."""
+
+    def __init__(self, columns: Iterable[tuple[str, str]], server_timezone: str | None) -> None:
+        self.columns = list(columns)
+        self.converters: list[tuple[str, Converter]] = []
+        for name, type_name in self.columns:
+            conv = column_converter(type_name, server_timezone)
+            if conv is not None:
+                self.converters.append((name, conv))
+        self.exact_decimals = any(needs_decimal(t) for _, t in self.columns)
+
+    def decode(self, lines: bytes) -> Batch:
+        """Decode complete lines (ending with ``\\n``) into records.
+
+        Raises:
+            ServerError: the server appended an error to the stream (it failed mid-result).
+            ValueError: the lines are not valid ``JSONEachRow``.
+        """
+        if lines.startswith(b"Code: ") or b"\nCode: " in lines:
+            # A row never starts with "Code: " (rows start with "{"; newlines inside strings are
+            # escaped), so this is the error the server writes when it fails while streaming.
+            start = 0 if lines.startswith(b"Code: ") else lines.index(b"\nCode: ") + 1
+            raise ServerError(lines[start:].decode("utf-8", "replace"))
+        data = b"[" + lines[:-1].replace(b"\n", b",") + b"]"
+        if self.exact_decimals:
+            rows: Batch = json.loads(data, parse_float=Decimal)
+        else:
+            rows = orjson.loads(data)
+        for name, conv in self.converters:
+            for row in rows:
+                row[name] = conv(row[name])
+        return rows
+
+
+# --------------------------------------------------------------------------- insert encoding
+
+
+def _encode_default(value: Any) -> Any:
+    """orjson fallback for values it does not serialise natively."""
+    if isinstance(value, Decimal):
+        if not value.is_finite():
+            raise TypeError(f"{value} has no ClickHouse Decimal form")
+        return orjson.Fragment(format(value, "f"))
+    if isinstance(value, Enum):
+        return value.value
+    if isinstance(value, set | frozenset):
+        return list(value)
+    if isinstance(value, bytes | bytearray | memoryview):
+        return bytes(value).decode()
+    if isinstance(value, IPv4Address | IPv6Address):
+        return str(value)
+    raise TypeError(f"cannot insert a value of type {type(value).__name__}")
+
+
+def encode_records(records: Batch) -> bytes:
+    """Encode records as a JSON array with orjson (the insert body drops the brackets).
+
+    Raises:
+        TypeError: a value cannot be encoded (``orjson.JSONEncodeError`` is a ``TypeError``).
+    """
+    return orjson.dumps(records, default=_encode_default)
+
+
+def encode_for_file(record: Any) -> bytes:
+    """Encode anything for a dead-letter file: values with no JSON form become their ``repr``."""
+    try:
+        return orjson.dumps(record, default=_encode_default)
+    except TypeError:
+        return orjson.dumps(record, default=repr)

@@ -1,0 +1,713 @@
+"""The ClickHouse loader: buffered, batched inserts; upsert into ReplacingMergeTree; dead letters.
+
+See :mod:`ductwork.connectors.clickhouse` for the semantics of ``upsert``, retries and duplicates.
+"""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Mapping, Sequence
+from contextlib import asynccontextmanager
+from pathlib import Path
+from time import monotonic
+from typing import Annotated, Any, Literal
+
+import anyio
+import httpx
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+
+from .._exceptions import ClickHouseLoadError
+from ..core.context import RunContext
+from ..core.pipeline import validate_config
+from ..core.stages import Loader
+from ..core.types import Batch
+from ._clickhouse_client import (
+    ClickHouseConfig,
+    Connection,
+    SettingValue,
+    as_connection_config,
+    check_settings,
+    server_version,
+    short_repr,
+)
+from ._clickhouse_codec import (
+    ServerError,
+    encode_for_file,
+    encode_records,
+    quote_identifier,
+    render_query,
+    split_args,
+    split_table,
+    valid_column,
+    valid_identifier,
+    valid_type,
+)
+
+__all__ = ["ClickHouseLoader", "ClickHouseLoaderConfig", "create_clickhouse_loader"]
+
+logger = logging.getLogger("ductwork.clickhouse")
+
+# Server error codes meaning "nothing was written, try again later".
+_OVERLOADED = frozenset({202, 241, 252})  # too many queries, memory limit, too many parts
+# Server error codes meaning "this data is bad" (parse and conversion errors): a dead-letter file
+# may take the rows that caused them.
+_BAD_DATA = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 377, 469})
+
+
+class ClickHouseLoaderConfig(BaseModel):
+    """Options of :func:`create_clickhouse_loader`.
+
+    Attributes:
+        table: ``table`` or ``database.table``.
+        columns: the columns to insert, in order; other keys of the records are ignored, and a
+            column a record lacks gets its default. ``None`` inserts every key of the records.
+        mode: ``insert`` appends; ``upsert`` replaces rows by key (see the module docs).
+        batch_size: rows per insert.
+        max_bytes: flush when the encoded buffer reaches this many bytes.
+        flush_interval: flush when the oldest buffered record is this many seconds old (checked
+            whenever a batch arrives; the rest is flushed when the run ends); ``None`` never.
+        upsert_key: for ``upsert``: the key columns; must be the table's sorting key.
+        version_column: for ``upsert``: the engine's version column.
+        create_table: ``{column: type}``: create the table when it does not exist.
+        order_by: sorting key of a created table (default: ``upsert_key``, else the first column).
+        dead_letter: a JSON Lines file for records the server rejects; instead of failing, a
+            rejected insert is split to isolate its bad records, which are appended there with the
+            error, and the rest is inserted.
+        max_dead_letters: fail anyway once this many records were dead-lettered in a run.
+        retries: attempts after the first for an insert that may be retried.
+        retry_backoff: seconds before the first retry; doubled for each next one.
+        optimize_final: run ``OPTIMIZE TABLE ... FINAL`` after a successful run.
+        settings: server settings for the inserts.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    table: str
+    columns: tuple[str, ...] | None = None
+    mode: Literal["insert", "upsert"] = "insert"
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 100_000
+    max_bytes: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
+    flush_interval: Annotated[float, Field(gt=0)] | None = 30.0
+    upsert_key: tuple[str, ...] | None = None
+    version_column: str | None = None
+    create_table: dict[str, str] | None = None
+    order_by: tuple[str, ...] | None = None
+    dead_letter: Path | None = None
+    max_dead_letters: Annotated[int, Field(ge=1)] = 1000
+    retries: Annotated[int, Field(ge=0, le=100)] = 3
+    retry_backoff: Annotated[float, Field(ge=0)] = 0.5
+    optimize_final: bool = False
+    settings: dict[str, SettingValue] = Field(default_factory=dict)
+
+    @field_validator("table")
+    @classmethod
+    def _check_table(cls, value: str) -> str:
+        if not all(valid_identifier(part) for part in value.split(".")) or value.count(".") > 1:
+            raise ValueError(f"{value!r} is not a table name ('table' or 'database.table')")
+        return value
+
+    @field_validator("columns", "upsert_key", "order_by")
+    @classmethod
+    def _check_columns(cls, value: tuple[str, ...] | None) -> tuple[str, ...] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must name at least one column")
+        for name in value:
+            if not valid_column(name):
+                raise ValueError(f"{name!r} is not a column name")
+        if len(set(value)) != len(value):
+            raise ValueError("names a column twice")
+        return value
+
+    @field_validator("version_column")
+    @classmethod
+    def _checkserver_version(cls, value: str | None) -> str | None:
+        if value is not None and not valid_column(value):
+            raise ValueError(f"{value!r} is not a column name")
+        return value
+
+    @field_validator("create_table")
+    @classmethod
+    def _check_create(cls, value: dict[str, str] | None) -> dict[str, str] | None:
+        if value is None:
+            return None
+        if not value:
+            raise ValueError("must define at least one column")
+        for column, spec in value.items():
+            if not valid_column(column):
+                raise ValueError(f"{column!r} is not a column name")
+            if not valid_type(spec.strip()):
+                raise ValueError(f"{spec!r} (column {column!r}) is not a ClickHouse type")
+        return {column: spec.strip() for column, spec in value.items()}
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _check_settings(cls, value: Any) -> Any:
+        return check_settings(value) if isinstance(value, Mapping) else value
+
+    @model_validator(mode="after")
+    def _check_combination(self) -> ClickHouseLoaderConfig:
+        if self.mode == "insert" and (self.upsert_key or self.version_column):
+            raise ValueError("upsert_key and version_column need mode='upsert'")
+        if self.columns is not None:
+            keys = [
+                *(self.upsert_key or ()),
+                *([self.version_column] if self.version_column else []),
+            ]
+            for key in keys:
+                if key not in self.columns:
+                    raise ValueError(f"column {key!r} of the upsert key must be in columns")
+        if self.create_table is not None:
+            for name in (*(self.columns or ()), *(self.order_by or ()), *(self.upsert_key or ())):
+                if name not in self.create_table:
+                    raise ValueError(f"column {name!r} is not in create_table")
+            if self.version_column and self.version_column not in self.create_table:
+                raise ValueError(f"column {self.version_column!r} is not in create_table")
+        elif self.order_by is not None:
+            raise ValueError("order_by needs create_table")
+        return self
+
+
+class ClickHouseLoader(Loader):
+    """Inserts records into a ClickHouse table in batches. Made by
+    :func:`create_clickhouse_loader`; see there and the module docs."""
+
+    def __init__(
+        self, config: ClickHouseLoaderConfig, connection: ClickHouseConfig, name: str = "clickhouse"
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self.name = name
+        database, table = split_table(config.table, connection.database)
+        self.database = database
+        self.table = table
+        self.qualified = f"{database}.{table}"
+        self.quoted = f"{quote_identifier(database)}.{quote_identifier(table)}"
+
+    @asynccontextmanager
+    async def open(self, ctx: RunContext) -> AsyncIterator[_ClickHouseSink]:
+        """Open a connection, check (or create) the table, and yield the sink of one run.
+
+        A clean exit flushes what is buffered; an exit with an error discards it (inserts already
+        made stay: ClickHouse has no transactions; the ``rows_inserted`` metric counts them).
+        """
+        async with Connection(self.connection, self.config.settings) as conn:
+            sink = _ClickHouseSink(self, conn, ctx)
+            try:
+                await sink.prepare()
+                yield sink
+                await sink.finish()
+            finally:
+                await sink.close()
+
+
+class _ClickHouseSink:
+    def __init__(self, loader: ClickHouseLoader, conn: Connection, ctx: RunContext) -> None:
+        self.loader = loader
+        self.config = loader.config
+        self.conn = conn
+        self.ctx = ctx
+        self.parts: list[tuple[Batch, bytes]] = []
+        self.rows = 0
+        self.nbytes = 0
+        self.since: float | None = None
+        self.inserts = 0
+        self.rows_inserted = 0
+        self.dead = 0
+        self.dead_file: Any = None
+        self.dedup_tokens = False
+        self.key: tuple[str, ...] = ()
+        self.version: str | None = None
+        self.query = ""
+        self.params: dict[str, Any] = {}
+
+    # ------------------------------------------------------------------ setup
+
+    async def prepare(self) -> None:
+        loader, config = self.loader, self.config
+        try:
+            version = (await self.conn.fetch("SELECT version()"))[0][0]
+            self.dedup_tokens = server_version(version) >= (22, 2)
+            if config.create_table is not None:
+                await self.conn.execute(self._create_sql())
+            info = await self.conn.fetch(
+                render_query(
+                    "SELECT engine, engine_full, sorting_key FROM system.tables "
+                    "WHERE database = {db} AND name = {table}",
+                    {"db": loader.database, "table": loader.table},
+                )
+            )
+            if not info:
+                raise self._setup_error(
+                    f"table {loader.qualified} does not exist "
+                    f"(pass create_table={{column: type}} to create it)"
+                )
+            engine, engine_full, sorting_key = info[0][0], info[0][1], info[0][2]
+            existing = [
+                row[0]
+                for row in await self.conn.fetch(
+                    render_query(
+                        "SELECT name FROM system.columns WHERE database = {db} AND table = {table}",
+                        {"db": loader.database, "table": loader.table},
+                    )
+                )
+            ]
+        except ServerError as exc:
+            raise self._setup_error(str(exc), code=exc.code) from None
+        except httpx.TransportError as exc:
+            raise ClickHouseLoadError(
+                f"cannot reach ClickHouse at {self.loader.connection.url}: "
+                f"{type(exc).__name__}: {exc}",
+                table=loader.qualified,
+                retryable=True,
+            ) from exc
+        if config.columns is not None:
+            unknown = [c for c in config.columns if c not in existing]
+            if unknown:
+                raise self._setup_error(
+                    f"table {loader.qualified} has no column(s) {', '.join(unknown)} "
+                    f"(it has {', '.join(existing)})"
+                )
+        if config.mode == "upsert":
+            self._check_upsert(engine, engine_full, sorting_key)
+        columns = ""
+        if config.columns is not None:
+            columns = " (" + ", ".join(quote_identifier(c) for c in config.columns) + ")"
+        self.query = f"INSERT INTO {loader.quoted}{columns} FORMAT JSONEachRow"
+        self.params = {
+            "date_time_input_format": "best_effort",
+            "input_format_skip_unknown_fields": 1 if config.columns is not None else 0,
+        }
+
+    def _create_sql(self) -> str:
+        config = self.config
+        assert config.create_table is not None
+        columns = ", ".join(f"{quote_identifier(c)} {t}" for c, t in config.create_table.items())
+        order = config.order_by or config.upsert_key or (next(iter(config.create_table)),)
+        if config.mode == "upsert":
+            version = quote_identifier(config.version_column) if config.version_column else ""
+            engine = f"ReplacingMergeTree({version})"
+        else:
+            engine = "MergeTree()"
+        order_sql = ", ".join(quote_identifier(c) for c in order)
+        return (
+            f"CREATE TABLE IF NOT EXISTS {self.loader.quoted} ({columns}) "
+            f"ENGINE = {engine} ORDER BY ({order_sql})"
+        )
+
+    def _check_upsert(self, engine: str, engine_full: str, sorting_key: str) -> None:
+        table = self.loader.qualified
+        if not engine.endswith("ReplacingMergeTree"):
+            raise self._setup_error(
+                f"mode='upsert' needs a ReplacingMergeTree table (rows with equal sorting key "
+                f"replace each other); {table} is {engine}"
+            )
+        key = tuple(part.strip().strip("`") for part in sorting_key.split(","))
+        if not all(valid_column(part) for part in key):
+            raise self._setup_error(
+                f"mode='upsert' needs a sorting key of plain columns; {table} is ordered by "
+                f"({sorting_key})"
+            )
+        if self.config.upsert_key is not None and set(self.config.upsert_key) != set(key):
+            raise self._setup_error(
+                f"upsert_key ({', '.join(self.config.upsert_key)}) is not the sorting key of "
+                f"{table} ({', '.join(key)}): ReplacingMergeTree replaces rows whose sorting "
+                f"keys are equal"
+            )
+        version = _engineserver_version(engine_full)
+        if self.config.version_column is not None and self.config.version_column != version:
+            have = f"version column {version!r}" if version else "no version column"
+            raise self._setup_error(
+                f"version_column {self.config.version_column!r} is not the version column of "
+                f"{table} ({engine} with {have})"
+            )
+        self.key = key
+        self.version = version
+
+    def _setup_error(self, message: str, code: int | None = None) -> ClickHouseLoadError:
+        return ClickHouseLoadError(message, code=code, table=self.loader.qualified, retryable=False)
+
+    # ------------------------------------------------------------------ writing
+
+    async def write(self, batch: Batch) -> None:
+        config = self.config
+        start = 0
+        total = len(batch)
+        while start < total:
+            take = min(total - start, config.batch_size - self.rows)
+            part = batch if take == total else batch[start : start + take]
+            await self._add(part, start)
+            start += take
+            if self.rows >= config.batch_size or self.nbytes >= config.max_bytes:
+                await self.flush()
+        if (
+            config.flush_interval is not None
+            and self.since is not None
+            and monotonic() - self.since >= config.flush_interval
+        ):
+            await self.flush()
+
+    async def _add(self, part: Batch, offset: int) -> None:
+        try:
+            data = encode_records(part)
+        except TypeError:
+            part = await self._encodable(part, offset)
+            if not part:
+                return
+            data = encode_records(part)
+        if self.since is None:
+            self.since = monotonic()
+        self.parts.append((part, data))
+        self.rows += len(part)
+        self.nbytes += len(data)
+
+    async def _encodable(self, part: Batch, offset: int) -> Batch:
+        """Split off the records orjson cannot encode: dead-letter them, or fail naming one."""
+        good = []
+        for i, record in enumerate(part):
+            try:
+                encode_records([record])
+            except TypeError as exc:
+                if self.config.dead_letter is None:
+                    raise ClickHouseLoadError(
+                        f"record {offset + i} of an incoming batch cannot be inserted into "
+                        f"{self.loader.qualified}: {exc}: {short_repr(record)}",
+                        table=self.loader.qualified,
+                        batch=self.inserts + 1,
+                        record=record,
+                        retryable=False,
+                    ) from None
+                await self._dead_letter(record, f"cannot encode: {exc}", self.inserts + 1)
+            else:
+                good.append(record)
+        return good
+
+    async def flush(self) -> None:
+        """Insert what is buffered, as one insert (or, with a dead-letter file, as few as needed
+        to set the rejected records aside)."""
+        if not self.parts:
+            return
+        parts, self.parts = self.parts, []
+        count = self.rows
+        self.rows = self.nbytes = 0
+        self.since = None
+        self.inserts += 1
+        batch_no = self.inserts
+        if len(parts) == 1:
+            body = parts[0][1][1:-1]
+        else:
+            body = b",".join(memoryview(data)[1:-1] for _, data in parts)
+        records: Batch | None = None
+        if self.config.mode == "upsert":
+            records = [record for part, _ in parts for record in part]
+            kept = self._latest_per_key(records, batch_no)
+            if len(kept) < len(records):
+                self.ctx.add_metric("rows_deduplicated", len(records) - len(kept))
+                records = kept
+                count = len(kept)
+                body = encode_records(kept)[1:-1]
+        try:
+            await self._send(body, self._token(batch_no))
+        except ServerError as exc:
+            if records is None:
+                records = [record for part, _ in parts for record in part]
+            if self.config.dead_letter is not None and exc.code in _BAD_DATA:
+                await self._isolate(records, batch_no, exc)
+                return
+            raise self._insert_error(exc, batch_no, records) from None
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc, batch_no, count) from exc
+        self._inserted(count, len(body))
+
+    def _inserted(self, rows: int, nbytes: int) -> None:
+        self.rows_inserted += rows
+        self.ctx.add_metric("rows_inserted", rows)
+        self.ctx.add_metric("inserts", 1)
+        self.ctx.add_metric("bytes_sent", nbytes)
+
+    def _token(self, batch_no: int, piece: str = "") -> dict[str, Any]:
+        if not self.dedup_tokens:
+            return {}
+        token = f"{self.ctx.run_id}:{self.loader.qualified}:{batch_no}{piece}"
+        return {"insert_deduplication_token": token}
+
+    def _latest_per_key(self, records: Batch, batch_no: int) -> Batch:
+        """Keep one record per upsert key: the highest version, or the last one."""
+        key, version = self.key, self.version
+        latest: dict[Any, dict[str, Any]] = {}
+        for record in records:
+            try:
+                k = tuple(record[c] for c in key)
+                if version is not None:
+                    old = latest.get(k)
+                    if old is not None and record[version] < old[version]:
+                        continue
+            except (KeyError, TypeError) as exc:
+                what = f"no column {exc}" if isinstance(exc, KeyError) else str(exc)
+                raise ClickHouseLoadError(
+                    f"upsert into {self.loader.qualified}, batch {batch_no}: a record has {what} "
+                    f"(key {', '.join(key)}{', version ' + version if version else ''}): "
+                    f"{short_repr(record)}",
+                    table=self.loader.qualified,
+                    batch=batch_no,
+                    record=record,
+                    retryable=False,
+                ) from None
+            latest[k] = record
+        return list(latest.values())
+
+    async def _send(self, body: bytes, params: Mapping[str, Any]) -> None:
+        """One insert, retried where that cannot duplicate rows (see the module docs)."""
+        config = self.config
+        attempt = 0
+        while True:
+            try:
+                await self.conn.insert(self.query, body, {**self.params, **params})
+                return
+            except ServerError as exc:
+                if exc.code not in _OVERLOADED or attempt >= config.retries:
+                    raise
+                reason = str(exc)
+            except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
+                if attempt >= config.retries:
+                    raise
+                reason = f"{type(exc).__name__}: {exc}"
+            except httpx.TransportError:
+                if not self.dedup_tokens or attempt >= config.retries:
+                    raise
+                reason = "the connection failed after the data was sent"
+            attempt += 1
+            delay = config.retry_backoff * 2 ** (attempt - 1)
+            logger.warning(
+                "%s: insert into %s failed (%s); retry %d of %d in %.1fs",
+                self.ctx.pipeline,
+                self.loader.qualified,
+                reason,
+                attempt,
+                config.retries,
+                delay,
+            )
+            await anyio.sleep(delay)
+
+    async def _isolate(self, records: Batch, batch_no: int, first: ServerError) -> None:
+        """Insert ``records`` without the ones the server rejects, which go to the dead letters.
+
+        The server names the first row it could not parse; the rows before it are inserted, it is
+        set aside, and the rest is tried again. Errors that name no row are narrowed down by
+        bisection.
+        """
+        stack: list[tuple[int, Batch, ServerError | None]] = [(0, records, first)]
+        while stack:
+            offset, chunk, error = stack.pop()
+            if error is None:
+                body = encode_records(chunk)[1:-1]
+                try:
+                    await self._send(body, self._token(batch_no, f":{offset}:{len(chunk)}"))
+                except ServerError as exc:
+                    if exc.code not in _BAD_DATA:
+                        raise self._insert_error(exc, batch_no, chunk) from None
+                    error = exc
+                except httpx.TransportError as exc:
+                    raise self._connection_error(exc, batch_no, len(chunk)) from exc
+                else:
+                    self._inserted(len(chunk), len(body))
+                    continue
+            if len(chunk) == 1:
+                await self._dead_letter(chunk[0], str(error), batch_no)
+                continue
+            row = error.row
+            if row is not None and 1 <= row <= len(chunk):
+                i = row - 1
+                stack.append((offset + i + 1, chunk[i + 1 :], None))
+                stack.append((offset + i, chunk[i : i + 1], error))
+                stack.append((offset, chunk[:i], None))
+            else:
+                mid = len(chunk) // 2
+                stack.append((offset + mid, chunk[mid:], None))
+                stack.append((offset, chunk[:mid], None))
+            stack[:] = [entry for entry in stack if entry[1]]
+
+    async def _dead_letter(self, record: Any, error: str, batch_no: int) -> None:
+        path = self.config.dead_letter
+        assert path is not None
+        self.dead += 1
+        if self.dead > self.config.max_dead_letters:
+            raise ClickHouseLoadError(
+                f"more than {self.config.max_dead_letters} records rejected by "
+                f"{self.loader.qualified} (see {path}); last error at batch {batch_no}: {error}",
+                table=self.loader.qualified,
+                batch=batch_no,
+                record=record,
+                retryable=False,
+            )
+        if self.dead_file is None:
+            self.dead_file = await anyio.open_file(path, "ab")
+        line = encode_for_file(
+            {"table": self.loader.qualified, "batch": batch_no, "error": error, "record": record}
+        )
+        await self.dead_file.write(line + b"\n")
+        self.ctx.add_metric("rows_dead_lettered", 1)
+
+    def _insert_error(self, exc: ServerError, batch_no: int, records: Batch) -> ClickHouseLoadError:
+        record = None
+        where = ""
+        if exc.row is not None and 1 <= exc.row <= len(records):
+            record = records[exc.row - 1]
+            where = f"; first rejected record (row {exc.row} of the batch): {short_repr(record)}"
+        done = self._done()
+        return ClickHouseLoadError(
+            f"insert into {self.loader.qualified} failed at batch {batch_no} "
+            f"({len(records)} rows): {exc}{where}; {done}",
+            code=exc.code,
+            query=self.query,
+            table=self.loader.qualified,
+            batch=batch_no,
+            record=record,
+            retryable=exc.code in _OVERLOADED,
+        )
+
+    def _connection_error(
+        self, exc: httpx.TransportError, batch_no: int, count: int
+    ) -> ClickHouseLoadError:
+        return ClickHouseLoadError(
+            f"insert into {self.loader.qualified} failed at batch {batch_no} ({count} rows): "
+            f"connection to {self.loader.connection.url} failed: {type(exc).__name__}: {exc}; "
+            f"{self._done()}",
+            query=self.query,
+            table=self.loader.qualified,
+            batch=batch_no,
+            retryable=True,
+        )
+
+    def _done(self) -> str:
+        return f"{self.rows_inserted} rows were inserted before it"
+
+    # ------------------------------------------------------------------ end of run
+
+    async def finish(self) -> None:
+        """Flush the rest and optimise the table if asked to (a clean end of the run)."""
+        await self.flush()
+        if self.config.optimize_final:
+            try:
+                await self.conn.execute(f"OPTIMIZE TABLE {self.loader.quoted} FINAL")
+            except ServerError as exc:
+                raise self._setup_error(f"OPTIMIZE TABLE failed: {exc}", exc.code) from None
+
+    async def close(self) -> None:
+        """Drop what is still buffered (after a failure) and close the dead-letter file."""
+        self.parts = []
+        if self.dead_file is not None:
+            await self.dead_file.aclose()
+            self.dead_file = None
+
+
+def _engineserver_version(engine_full: str) -> str | None:
+    """The version column of a ``ReplacingMergeTree(...)`` engine definition, if it has one.
+
+    Understands ``ReplacingMergeTree(ver)``, ``ReplacingMergeTree(ver, is_deleted)``, the
+    replicated form with its two quoted arguments first, and the old
+    ``ReplacingMergeTree(date, key, granularity[, ver])`` syntax.
+    """
+    head, paren, rest = engine_full.partition("(")
+    if not paren or " " in head.strip():
+        return None  # "ReplacingMergeTree ORDER BY ...": the engine has no arguments
+    depth = 1
+    end = 0
+    while end < len(rest) and depth:
+        depth += {"(": 1, ")": -1}.get(rest[end], 0)
+        end += 1
+    args = [arg for arg in split_args(rest[: end - 1]) if not arg.startswith("'")]
+    if len(args) >= 3:  # the old syntax: the version, if any, comes after the granularity
+        last = args[-1].strip("`")
+        return None if last.isdigit() else last
+    return args[0].strip("`") if args else None
+
+
+def create_clickhouse_loader(
+    table: str,
+    columns: Sequence[str] | None = None,
+    mode: Literal["insert", "upsert"] = "insert",
+    batch_size: int = 100_000,
+    *,
+    connection_config: ClickHouseConfig | Mapping[str, Any] | str | None = None,
+    max_bytes: int = 64 * 1024 * 1024,
+    flush_interval: float | None = 30.0,
+    upsert_key: Sequence[str] | None = None,
+    version_column: str | None = None,
+    create_table: Mapping[str, str] | None = None,
+    order_by: Sequence[str] | None = None,
+    dead_letter: str | Path | None = None,
+    max_dead_letters: int = 1000,
+    retries: int = 3,
+    retry_backoff: float = 0.5,
+    optimize_final: bool = False,
+    settings: Mapping[str, Any] | None = None,
+    name: str = "clickhouse",
+) -> ClickHouseLoader:
+    """Create a loader inserting records into a ClickHouse table in batches.
+
+    Records are buffered and inserted when ``batch_size`` rows or ``max_bytes`` bytes are
+    buffered, when the oldest is ``flush_interval`` seconds old, and when the run ends. A rejected
+    insert raises :class:`~ductwork.ClickHouseLoadError` (a ``LoadError``) naming the table, the
+    batch number, the server's message and the first rejected record — or, with ``dead_letter``,
+    the bad records are set aside in that file and the rest is inserted.
+
+    Args:
+        table: ``table`` or ``database.table`` (the default database is the connection's).
+        columns: the columns to insert, in order (default: every key of the records).
+        mode: ``"insert"`` appends; ``"upsert"`` replaces rows by key in a ``ReplacingMergeTree``
+            table (see the module docs).
+        batch_size: rows per insert.
+        connection_config: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL.
+        max_bytes: bytes of encoded rows per insert.
+        flush_interval: seconds a record may wait in the buffer while batches keep arriving.
+        upsert_key: for ``upsert``, the key columns (checked against the table's sorting key).
+        version_column: for ``upsert``, the version column (checked against the engine's).
+        create_table: ``{column: type}`` to create the table when it is missing (a ``MergeTree``,
+            or for ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``).
+        order_by: the sorting key of a created table.
+        dead_letter: a JSON Lines file collecting rejected records with their errors.
+        max_dead_letters: fail once more records than this were rejected in a run.
+        retries: retries of an insert that can be retried without duplicating rows.
+        retry_backoff: seconds before the first retry, doubled for each next one.
+        optimize_final: run ``OPTIMIZE TABLE ... FINAL`` after a successful run.
+        settings: server settings for the inserts.
+        name: the stage's name.
+
+    Raises:
+        ConfigError: an invalid argument (the error names it).
+
+    Example:
+        >>> loader = create_clickhouse_loader(
+        ...     "analytics.events", ["id", "ts", "name"], batch_size=50_000,
+        ...     connection_config={"url": "http://localhost:8123", "user": "etl"},
+        ... )
+        >>> loader.qualified, loader.config.mode
+        ('analytics.events', 'insert')
+    """
+    config: ClickHouseLoaderConfig = validate_config(
+        ClickHouseLoaderConfig,
+        "clickhouse loader",
+        table=table,
+        columns=tuple(columns) if columns is not None and not isinstance(columns, str) else columns,
+        mode=mode,
+        batch_size=batch_size,
+        max_bytes=max_bytes,
+        flush_interval=flush_interval,
+        upsert_key=tuple(upsert_key)
+        if upsert_key is not None and not isinstance(upsert_key, str)
+        else upsert_key,
+        version_column=version_column,
+        create_table=dict(create_table) if create_table is not None else None,
+        order_by=tuple(order_by)
+        if order_by is not None and not isinstance(order_by, str)
+        else order_by,
+        dead_letter=dead_letter,
+        max_dead_letters=max_dead_letters,
+        retries=retries,
+        retry_backoff=retry_backoff,
+        optimize_final=optimize_final,
+        settings=dict(settings or {}),
+    )
+    return ClickHouseLoader(config, as_connection_config(connection_config), name)

@@ -1,0 +1,286 @@
+"""ClickHouse connector: connection settings, a streaming extractor and a batched loader.
+
+Connections, metadata queries and DDL go through aiochclient over httpx. The bulk data paths are
+ClickHouse's ``JSONEachRow`` format over httpx, encoded and decoded with orjson a batch at a time
+(see ``_clickhouse_codec``): a result is read as it streams, so memory stays constant however many
+rows a query returns.
+
+**Query parameters.** A query is a template: ``{name}`` placeholders are replaced by SQL literals
+that aiochclient's encoder escapes (strings are quoted with ``\\`` and ``'`` escaped; lists, tuples,
+dates, ``Decimal``, ``UUID`` and ``None`` work too), never by formatting user values into the SQL
+text. Write literal braces as ``{{`` and ``}}``. Values come from, last one winning:
+
+1. the run's time window, when it has one: ``{window_start}`` and ``{window_end}`` (aware datetimes
+   are bound as ``toDateTime(<unix seconds>)``, the same instant in any server time zone);
+2. the run's parameters (``pipeline.run(params={...})``);
+3. the extractor's ``params`` (a mapping, or a function ``(ctx) -> mapping``).
+
+**Upsert.** ClickHouse has no in-place update. ``mode="upsert"`` therefore requires a
+``ReplacingMergeTree`` table: rows with equal sorting key (``ORDER BY``) replace each other, keeping
+the highest version column value (or the last inserted row when the table has no version column).
+The loader checks the engine, that ``upsert_key`` (if given) is the sorting key and that
+``version_column`` (if given) is the engine's version column, and fails before inserting anything
+otherwise. Within one flush it keeps only the winning record per key itself; across flushes and runs
+ClickHouse replaces rows when it merges parts, in the background: read with ``SELECT ... FINAL`` to
+see one row per key at once, or pass ``optimize_final=True`` to run ``OPTIMIZE TABLE ... FINAL``
+when the run ends.
+
+**Retries and duplicates.** An insert is retried (``retries`` times, exponential back-off) when the
+connection could not be opened (nothing was sent) or the server refused it as overloaded (too many
+parts, queries or memory: nothing was written). A failure after the data was sent (the connection
+dropped mid-request, a read timeout) is ambiguous: the server may have written the rows. It is
+retried only on servers that support ``insert_deduplication_token`` (22.2 and later); every insert
+carries a token made of the run id and the batch number, so the retry is discarded when the first
+attempt did land (for tables with deduplication on: ``Replicated*MergeTree``, or
+``non_replicated_deduplication_window`` set). On older servers (such as 18.16) an ambiguous failure
+is not retried and raises :class:`~ductwork.ClickHouseLoadError`. Each insert of at most
+``max_insert_block_size`` rows (about one million by default) is written as one block, atomically.
+"""
+
+from __future__ import annotations
+
+import secrets
+from collections.abc import AsyncIterator, Callable, Mapping
+from typing import Annotated, Any
+
+import httpx
+from aiochclient.sql import sqlparse  # type: ignore[import-untyped]
+from pydantic import BaseModel, ConfigDict, Field, field_validator
+
+from .._exceptions import ClickHouseExtractError, ConfigError, ExtractError
+from ..core.context import RunContext
+from ..core.pipeline import validate_config
+from ..core.stages import Extractor
+from ..core.types import Batch
+from ._clickhouse_client import (
+    ClickHouseConfig,
+    Connection,
+    SettingValue,
+    as_connection_config,
+    check_settings,
+    short_repr,
+)
+from ._clickhouse_codec import (
+    RowDecoder,
+    ServerError,
+    has_naive_datetime,
+    render_query,
+    template_fields,
+)
+from ._clickhouse_loader import ClickHouseLoader, ClickHouseLoaderConfig, create_clickhouse_loader
+
+__all__ = [
+    "ClickHouseConfig",
+    "ClickHouseExtractor",
+    "ClickHouseExtractorConfig",
+    "ClickHouseLoader",
+    "ClickHouseLoaderConfig",
+    "create_clickhouse_extractor",
+    "create_clickhouse_loader",
+]
+
+
+class ClickHouseExtractorConfig(BaseModel):
+    """Options of :func:`create_clickhouse_extractor`.
+
+    Attributes:
+        query: a ``SELECT`` with optional ``{name}`` placeholders (see the module docs); no
+            ``FORMAT`` clause (the extractor chooses the wire format).
+        batch_size: records per batch.
+        settings: server settings for this query (``{"max_execution_time": 60}``).
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+    query: Annotated[str, Field(min_length=1)]
+    batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 10_000
+    settings: dict[str, SettingValue] = Field(default_factory=dict)
+
+    @field_validator("query")
+    @classmethod
+    def _check_query(cls, value: str) -> str:
+        value = value.strip().rstrip(";").rstrip()
+        if not value:
+            raise ValueError("the query is empty")
+        template_fields(value)  # raises ValueError naming a malformed placeholder
+        statement = sqlparse.parse(value)[0]
+        kind = statement.get_type()
+        if kind not in ("SELECT", "UNKNOWN"):
+            raise ValueError(f"must be a SELECT query, got {kind}")
+        tokens = [
+            tok
+            for tok in statement.flatten()
+            if not tok.is_whitespace and tok.ttype not in sqlparse.tokens.Comment
+        ]
+        if len(tokens) >= 2 and tokens[-2].match(sqlparse.tokens.Keyword, "FORMAT"):
+            raise ValueError("must not have a FORMAT clause (the extractor sets the format)")
+        return value
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _check_settings(cls, value: Any) -> Any:
+        return check_settings(value) if isinstance(value, Mapping) else value
+
+
+ParamsLike = Mapping[str, Any] | Callable[[RunContext], Mapping[str, Any]] | None
+
+# Settings the JSONEachRow result decoder relies on.
+_RESULT_SETTINGS = {
+    "output_format_json_quote_64bit_integers": 0,
+    "output_format_json_quote_denormals": 1,
+}
+
+
+class ClickHouseExtractor(Extractor):
+    """Streams the result of a query in batches of dicts. Made by
+    :func:`create_clickhouse_extractor`; see there and the module docs."""
+
+    def __init__(
+        self,
+        config: ClickHouseExtractorConfig,
+        connection: ClickHouseConfig,
+        params: ParamsLike = None,
+        name: str = "clickhouse",
+    ) -> None:
+        self.config = config
+        self.connection = connection
+        self.params = params
+        self.name = name
+
+    def render(self, ctx: RunContext) -> str:
+        """The query of one run, its placeholders filled (see the module docs)."""
+        values: dict[str, Any] = {}
+        if ctx.window is not None:
+            values["window_start"] = ctx.window.start
+            values["window_end"] = ctx.window.end
+        values.update(ctx.params)
+        params = self.params(ctx) if callable(self.params) else self.params
+        values.update(params or {})
+        try:
+            return render_query(self.config.query, values)
+        except KeyError as exc:
+            name = exc.args[0]
+            hint = " or run the pipeline with a time window" if name.startswith("window_") else ""
+            raise ExtractError(
+                f"query placeholder {{{name}}} has no value: pass it in params or as a run "
+                f"parameter{hint}",
+                retryable=False,
+            ) from None
+        except TypeError as exc:
+            raise ExtractError(f"query parameters: {exc}", retryable=False) from None
+
+    async def extract(self, ctx: RunContext) -> AsyncIterator[Batch]:
+        """Run the query and yield its rows in batches of ``batch_size`` records."""
+        sql = self.render(ctx)
+        batch_size = self.config.batch_size
+        async with Connection(self.connection, self.config.settings) as conn:
+            try:
+                described = await conn.fetch(f"DESCRIBE TABLE ({sql}\n)")
+                columns = [(row[0], row[1]) for row in described]
+                timezone = None
+                if any(has_naive_datetime(type_name) for _, type_name in columns):
+                    timezone = (await conn.fetch("SELECT timezone()"))[0][0]
+                decoder = RowDecoder(columns, timezone)
+                params = {**_RESULT_SETTINGS, "query_id": f"{ctx.run_id}-{secrets.token_hex(4)}"}
+                async with conn.stream(sql + "\nFORMAT JSONEachRow", params) as response:
+                    if response.status_code != 200:
+                        await response.aread()
+                        raise ServerError(response.text, response.status_code)
+                    pending: Batch = []
+                    carry = b""
+                    async for chunk in response.aiter_bytes():
+                        ctx.add_metric("bytes_received", len(chunk))
+                        end = chunk.rfind(b"\n") + 1
+                        if not end:
+                            carry += chunk
+                            continue
+                        lines = carry + chunk[:end] if carry else chunk[:end]
+                        carry = chunk[end:]
+                        rows = decoder.decode(lines)
+                        if pending:
+                            pending.extend(rows)
+                        else:
+                            pending = rows
+                        while len(pending) >= batch_size:
+                            if len(pending) == batch_size:
+                                batch, pending = pending, []
+                            else:
+                                batch = pending[:batch_size]
+                                del pending[:batch_size]
+                            yield batch
+                    if carry.strip():
+                        decoder.decode(carry + b"\n")  # raises the server's error, if that is it
+                        raise ValueError(f"the result ended with an incomplete row {carry[:80]!r}")
+                    if pending:
+                        yield pending
+            except ServerError as exc:
+                raise self._error(str(exc), sql, code=exc.code, retryable=False) from None
+            except httpx.TransportError as exc:
+                raise self._error(
+                    f"connection failed: {type(exc).__name__}: {exc}", sql, retryable=True
+                ) from exc
+            except ValueError as exc:
+                raise self._error(f"malformed result: {exc}", sql, retryable=True) from exc
+
+    def _error(
+        self, message: str, sql: str, *, code: int | None = None, retryable: bool
+    ) -> ClickHouseExtractError:
+        return ClickHouseExtractError(
+            f"query {short_repr(self.config.query, 120)} failed: {message}",
+            code=code,
+            query=sql,
+            retryable=retryable,
+        )
+
+
+def create_clickhouse_extractor(
+    query: str,
+    connection_config: ClickHouseConfig | Mapping[str, Any] | str | None = None,
+    batch_size: int = 10_000,
+    *,
+    params: ParamsLike = None,
+    settings: Mapping[str, Any] | None = None,
+    name: str = "clickhouse",
+) -> ClickHouseExtractor:
+    """Create an extractor streaming the result of a ClickHouse query.
+
+    Rows arrive as dicts of Python values: ``int``, ``float``, ``str`` (also ``FixedString``,
+    NUL-padded as stored, and ``Enum``), ``date``, ``datetime`` (naive, as the server prints it in
+    the column's time zone), ``Decimal`` (exact), ``UUID``, lists for arrays, tuples for tuples and
+    ``None`` for nulls. The result is read as it streams: memory holds about one batch, however
+    many rows the query returns.
+
+    Args:
+        query: a ``SELECT``; ``{name}`` placeholders are bound safely from ``params``, the run's
+            parameters and its time window (``{window_start}``, ``{window_end}``).
+        connection_config: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL.
+        batch_size: records per batch.
+        params: values for the placeholders: a mapping, or a function ``(ctx) -> mapping``.
+        settings: server settings for this query.
+        name: the stage's name.
+
+    Raises:
+        ConfigError: an invalid argument (the error names it).
+
+    Example:
+        >>> extractor = create_clickhouse_extractor(
+        ...     "SELECT id, name FROM users WHERE country = {country}",
+        ...     "http://localhost:8123",
+        ...     batch_size=50_000,
+        ...     params={"country": "DE"},
+        ... )
+        >>> extractor.name, extractor.config.batch_size
+        ('clickhouse', 50000)
+    """
+    config: ClickHouseExtractorConfig = validate_config(
+        ClickHouseExtractorConfig,
+        "clickhouse extractor",
+        query=query,
+        batch_size=batch_size,
+        settings=dict(settings or {}),
+    )
+    if params is not None and not callable(params) and not isinstance(params, Mapping):
+        raise ConfigError.for_field(
+            "params", f"expected a mapping or a function (ctx) -> mapping, got {type(params)}"
+        )
+    return ClickHouseExtractor(config, as_connection_config(connection_config), params, name)
