@@ -60,7 +60,9 @@ class ClickHouseLoaderConfig(BaseModel):
     Attributes:
         table: ``table`` or ``database.table``.
         columns: the columns to insert, in order; other keys of the records are ignored, and a
-            column a record lacks gets its default. ``None`` inserts every key of the records.
+            column a record lacks gets a default value (the type's zero value on old servers such
+            as 18.16, which ignore DEFAULT expressions there). ``None`` inserts every key of the
+            records.
         mode: ``insert`` appends; ``upsert`` replaces rows by key (see the module docs).
         batch_size: rows per insert.
         max_bytes: flush when the encoded buffer reaches this many bytes.
@@ -122,7 +124,7 @@ class ClickHouseLoaderConfig(BaseModel):
 
     @field_validator("version_column")
     @classmethod
-    def _checkserver_version(cls, value: str | None) -> str | None:
+    def _check_version(cls, value: str | None) -> str | None:
         if value is not None and not valid_column(value):
             raise ValueError(f"{value!r} is not a column name")
         return value
@@ -315,7 +317,7 @@ class _ClickHouseSink:
                 f"{table} ({', '.join(key)}): ReplacingMergeTree replaces rows whose sorting "
                 f"keys are equal"
             )
-        version = _engineserver_version(engine_full)
+        version = _engine_version(engine_full)
         if self.config.version_column is not None and self.config.version_column != version:
             have = f"version column {version!r}" if version else "no version column"
             raise self._setup_error(
@@ -602,7 +604,7 @@ class _ClickHouseSink:
             self.dead_file = None
 
 
-def _engineserver_version(engine_full: str) -> str | None:
+def _engine_version(engine_full: str) -> str | None:
     """The version column of a ``ReplacingMergeTree(...)`` engine definition, if it has one.
 
     Understands ``ReplacingMergeTree(ver)``, ``ReplacingMergeTree(ver, is_deleted)``, the

@@ -172,7 +172,6 @@ class ClickHouseExtractor(Extractor):
     async def extract(self, ctx: RunContext) -> AsyncIterator[Batch]:
         """Run the query and yield its rows in batches of ``batch_size`` records."""
         sql = self.render(ctx)
-        batch_size = self.config.batch_size
         async with Connection(self.connection, self.config.settings) as conn:
             try:
                 described = await conn.fetch(f"DESCRIBE TABLE ({sql}\n)")
@@ -186,33 +185,11 @@ class ClickHouseExtractor(Extractor):
                     if response.status_code != 200:
                         await response.aread()
                         raise ServerError(response.text, response.status_code)
-                    pending: Batch = []
-                    carry = b""
-                    async for chunk in response.aiter_bytes():
-                        ctx.add_metric("bytes_received", len(chunk))
-                        end = chunk.rfind(b"\n") + 1
-                        if not end:
-                            carry += chunk
-                            continue
-                        lines = carry + chunk[:end] if carry else chunk[:end]
-                        carry = chunk[end:]
-                        rows = decoder.decode(lines)
-                        if pending:
-                            pending.extend(rows)
-                        else:
-                            pending = rows
-                        while len(pending) >= batch_size:
-                            if len(pending) == batch_size:
-                                batch, pending = pending, []
-                            else:
-                                batch = pending[:batch_size]
-                                del pending[:batch_size]
+                    try:
+                        async for batch in _batches(response, decoder, self.config.batch_size):
                             yield batch
-                    if carry.strip():
-                        decoder.decode(carry + b"\n")  # raises the server's error, if that is it
-                        raise ValueError(f"the result ended with an incomplete row {carry[:80]!r}")
-                    if pending:
-                        yield pending
+                    finally:
+                        ctx.add_metric("bytes_received", response.num_bytes_downloaded)
             except ServerError as exc:
                 raise self._error(str(exc), sql, code=exc.code, retryable=False) from None
             except httpx.TransportError as exc:
@@ -231,6 +208,42 @@ class ClickHouseExtractor(Extractor):
             query=sql,
             retryable=retryable,
         )
+
+
+async def _batches(
+    response: httpx.Response, decoder: RowDecoder, batch_size: int
+) -> AsyncIterator[Batch]:
+    """Decode a streamed ``JSONEachRow`` response into batches of exactly ``batch_size`` rows.
+
+    Each network chunk's complete lines are decoded in one call; the partial line at its end is
+    carried to the next chunk. Memory holds about one batch and one chunk.
+    """
+    pending: Batch = []
+    carry = b""
+    async for chunk in response.aiter_bytes():
+        end = chunk.rfind(b"\n") + 1
+        if not end:
+            carry += chunk
+            continue
+        lines = carry + chunk[:end] if carry else chunk[:end]
+        carry = chunk[end:]
+        rows = decoder.decode(lines)
+        if pending:
+            pending.extend(rows)
+        else:
+            pending = rows
+        while len(pending) >= batch_size:
+            if len(pending) == batch_size:
+                batch, pending = pending, []
+            else:
+                batch = pending[:batch_size]
+                del pending[:batch_size]
+            yield batch
+    if carry.strip():
+        decoder.decode(carry + b"\n")  # raises the server's error, if that is what it is
+        raise ValueError(f"the result ended with an incomplete row {carry[:80]!r}")
+    if pending:
+        yield pending
 
 
 def create_clickhouse_extractor(
