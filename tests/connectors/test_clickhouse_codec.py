@@ -190,6 +190,44 @@ def test_decoder_converts_each_type_to_its_python_value() -> None:
     assert type(row["f"]) is float
 
 
+def test_decoder_keeps_every_digit_of_top_level_decimals() -> None:
+    columns = [
+        ("a", "Decimal(38, 20)"),
+        ("b", "Nullable(Decimal(18, 4))"),
+        ("s", "String"),
+        ("z", "Decimal(9, 0)"),
+    ]
+    decoder = RowDecoder(columns, None)
+    assert decoder.quote  # the fast path: numbers become strings before orjson reads them
+    lines = (
+        b'{"a":123456789012345678.00000000000000000001,"b":null,"s":"\\"a\\":1}","z":7}\n'
+        b'{"a":-0.00000000000000000001,"b":-12345678901234.5678,"s":"","z":-3}\n'
+    )
+    rows = decoder.decode(lines)
+    assert rows == [
+        {
+            "a": Decimal("123456789012345678.00000000000000000001"),
+            "b": None,
+            "s": '"a":1}',
+            "z": Decimal(7),
+        },
+        {
+            "a": Decimal("-1E-20"),
+            "b": Decimal("-12345678901234.5678"),
+            "s": "",
+            "z": Decimal(-3),
+        },
+    ]
+    assert str(rows[0]["a"]) == "123456789012345678.00000000000000000001"
+
+
+def test_decoder_reads_named_tuples_written_as_objects() -> None:
+    [row] = RowDecoder([("t", "Tuple(a UInt8, b Date)")], None).decode(
+        b'{"t":{"a":1,"b":"2024-01-02"}}\n'
+    )
+    assert row == {"t": (1, date(2024, 1, 2))}
+
+
 def test_decoder_reads_non_finite_floats() -> None:
     rows = RowDecoder([("f", "Float32")], None).decode(b'{"f":"nan"}\n{"f":"-inf"}\n')
     assert math.isnan(rows[0]["f"])

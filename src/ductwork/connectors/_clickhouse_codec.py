@@ -2,11 +2,10 @@
 
 The bulk data paths use ClickHouse's ``JSONEachRow`` format read and written with orjson:
 
-* **Results** are decoded a network chunk at a time: the complete lines of a chunk are turned into
-  one JSON array and parsed in one call, then only the columns whose JSON form is not already the
-  Python value (``Date``, ``DateTime``, ``UUID``, ``Decimal``, ``Float`` written as integers or as
-  ``"nan"``) are converted, column by column. Results holding a ``Decimal`` column are parsed with
-  the standard library's ``json`` and ``parse_float=Decimal`` instead, so no decimal digit is ever
+* **Results** are decoded about 256 KiB at a time: the complete lines are turned into one JSON
+  array and parsed in one call, then only the columns whose JSON form is not already the Python
+  value (``Date``, ``DateTime``, ``UUID``, ``Decimal``, ``Float`` written as an integer or as
+  ``"nan"``) are converted, column by column (see :class:`RowDecoder`). No decimal digit is ever
   rounded through a binary float.
 * **Inserts** are encoded by orjson a batch at a time; dates and datetimes go out as ISO 8601 and
   the insert runs with ``date_time_input_format=best_effort``, so an aware datetime lands on the
@@ -267,15 +266,23 @@ def _to_decimal(value: Any) -> Any:
 
 
 def _to_date(value: Any) -> date:
+    if isinstance(value, date):
+        return value
     if value.startswith("0000"):  # old servers print day 0 (1970-01-01) as 0000-00-00
         return date(1970, 1, 1)
     return date.fromisoformat(value)
+
+
+def _to_uuid(value: Any) -> UUID:
+    return value if isinstance(value, UUID) else UUID(value)
 
 
 def _datetime_converter(zero: datetime) -> Converter:
     fromisoformat = datetime.fromisoformat
 
     def convert(value: Any) -> datetime:
+        if isinstance(value, datetime):
+            return value
         if type(value) is int:  # some servers print DateTime as seconds when asked to
             return zero + timedelta(seconds=value)
         if value.startswith("0000"):  # old servers print second 0 as 0000-00-00 00:00:00
@@ -313,6 +320,8 @@ def _array(inner: Converter) -> Converter:
 
 def _tuple(inner: list[Converter | None]) -> Converter:
     def convert(value: Any) -> Any:
+        if isinstance(value, dict):  # newer servers write named tuples as objects
+            value = list(value.values())
         return tuple(
             item if conv is None else conv(item) for conv, item in zip(inner, value, strict=False)
         )
@@ -377,11 +386,35 @@ def column_converter(type_name: str, server_timezone: str | None = None) -> Conv
             timezone = _unquote(args[1])
         return _datetime_converter(_naive_epoch(timezone))
     if head == "UUID":
-        return UUID
+        return _to_uuid
     if head == "IPv4":
         return IPv4Address
     if head == "IPv6":
         return IPv6Address
+    return None
+
+
+def fast_converter(type_name: str) -> Converter | None:
+    """A C-implemented converter for the common case of ``type_name``, or ``None``.
+
+    It may raise (``TypeError``, ``ValueError``, ``ArithmeticError``) on an uncommon value (a null,
+    a zero date, ``nan``); the caller then converts the column with :func:`column_converter`'s
+    function, which handles every value and leaves converted ones as they are.
+    """
+    name = type_name.strip()
+    if name.startswith("Nullable(") and name.endswith(")"):
+        name = name[len("Nullable(") : -1].strip()
+    head = name.partition("(")[0]
+    if head in ("Float32", "Float64"):
+        return float
+    if head.startswith("Decimal"):
+        return Decimal
+    if head == "Date":
+        return date.fromisoformat
+    if head == "DateTime":
+        return datetime.fromisoformat
+    if head == "UUID":
+        return UUID
     return None
 
 
@@ -400,17 +433,70 @@ def has_naive_datetime(type_name: str) -> bool:
     return bool(re.search(r"DateTime(?!64)(?!\(')|DateTime64(?!\(\d+,\s*')", type_name))
 
 
+# Column names that the server and orjson write identically in JSON (no escapes).
+_PLAIN_NAME = re.compile(r"[A-Za-z0-9_ .,()\[\]{}+\-*<>=!'#%&;?@^|~]+")
+
+
+def _top_level_decimal(type_name: str) -> bool:
+    name = type_name.strip()
+    for wrapper in ("Nullable(", "LowCardinality("):
+        if name.startswith(wrapper):
+            name = name[len(wrapper) : -1].strip()
+    return name.startswith("Decimal")
+
+
+def _exact_decimal(value: Any) -> Any:
+    if type(value) is str:
+        return None if value == "null" else Decimal(value)
+    if value is None or type(value) is Decimal:
+        return value
+    raise ValueError(f"a decimal arrived as {type(value).__name__} {value!r} (it would be rounded)")
+
+
 class RowDecoder:
-    """Decodes ``JSONEachRow`` lines into dicts with Python values, a chunk of lines at a time."""
+    """Decodes ``JSONEachRow`` lines into dicts with Python values, many lines at a time.
+
+    Each column is converted in one loop over the rows with a C function (``float``,
+    ``date.fromisoformat``, ...); if one value of the column needs more care (a null, a zero date),
+    the column is converted again with a function that handles every value.
+
+    Decimals are never parsed through a binary float. When every ``Decimal`` column is a top-level
+    one (possibly ``Nullable``) with a plain, unique name, a ``"`` is inserted after its key and
+    before the next key (the server writes the columns in order; inside a JSON string a ``"`` is
+    always escaped, so ``"name":`` only ever occurs as that key), which makes orjson read the
+    number as a string, converted with ``Decimal(str)``. Otherwise the standard library's ``json``
+    parses the lines with ``parse_float=Decimal``.
+    """
 
     def __init__(self, columns: Iterable[tuple[str, str]], server_timezone: str | None) -> None:
         self.columns = list(columns)
-        self.converters: list[tuple[str, Converter]] = []
-        for name, type_name in self.columns:
-            conv = column_converter(type_name, server_timezone)
-            if conv is not None:
-                self.converters.append((name, conv))
-        self.exact_decimals = any(needs_decimal(t) for _, t in self.columns)
+        names = [name for name, _ in self.columns]
+        decimals = [i for i, (_, t) in enumerate(self.columns) if needs_decimal(t)]
+        quotable = len(set(names)) == len(names) and all(
+            _top_level_decimal(self.columns[i][1]) and _PLAIN_NAME.fullmatch(names[i])
+            for i in decimals
+        )
+        self.stdlib_json = bool(decimals) and not quotable
+        # (old, new) byte replacements that turn decimal numbers into JSON strings.
+        self.quote: list[tuple[bytes, bytes]] = []
+        if decimals and quotable:
+            for i in decimals:
+                key = b'"' + names[i].encode() + b'":'
+                self.quote.append((key, key + b'"'))
+                if i + 1 < len(names):
+                    after = b',"' + names[i + 1].encode() + b'":'
+                    self.quote.append((after, b'"' + after))
+                else:
+                    self.quote.append((b"}\n", b'"}\n'))
+        self.converters: list[tuple[str, Converter, Converter]] = []
+        for i, (name, type_name) in enumerate(self.columns):
+            careful = column_converter(type_name, server_timezone)
+            if i in decimals and not self.stdlib_json:
+                careful = _exact_decimal
+            if careful is None:
+                continue
+            fast = fast_converter(type_name) or careful
+            self.converters.append((name, fast, careful))
 
     def decode(self, lines: bytes) -> Batch:
         """Decode complete lines (ending with ``\\n``) into records.
@@ -424,14 +510,20 @@ class RowDecoder:
             # escaped), so this is the error the server writes when it fails while streaming.
             start = 0 if lines.startswith(b"Code: ") else lines.index(b"\nCode: ") + 1
             raise ServerError(lines[start:].decode("utf-8", "replace"))
+        for old, new in self.quote:
+            lines = lines.replace(old, new)
         data = b"[" + lines[:-1].replace(b"\n", b",") + b"]"
-        if self.exact_decimals:
+        if self.stdlib_json:
             rows: Batch = json.loads(data, parse_float=Decimal)
         else:
             rows = orjson.loads(data)
-        for name, conv in self.converters:
-            for row in rows:
-                row[name] = conv(row[name])
+        for name, fast, careful in self.converters:
+            try:
+                for row in rows:
+                    row[name] = fast(row[name])
+            except (TypeError, ValueError, ArithmeticError):
+                for row in rows:
+                    row[name] = careful(row[name])
         return rows
 
 

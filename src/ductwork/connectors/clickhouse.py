@@ -128,7 +128,10 @@ ParamsLike = Mapping[str, Any] | Callable[[RunContext], Mapping[str, Any]] | Non
 _RESULT_SETTINGS = {
     "output_format_json_quote_64bit_integers": 0,
     "output_format_json_quote_denormals": 1,
+    "output_format_json_escape_forward_slashes": 0,
 }
+# Bytes of result decoded at once (network chunks are small; one call per chunk would cost more).
+_DECODE_BYTES = 256 * 1024
 
 
 class ClickHouseExtractor(Extractor):
@@ -215,19 +218,21 @@ async def _batches(
 ) -> AsyncIterator[Batch]:
     """Decode a streamed ``JSONEachRow`` response into batches of exactly ``batch_size`` rows.
 
-    Each network chunk's complete lines are decoded in one call; the partial line at its end is
-    carried to the next chunk. Memory holds about one batch and one chunk.
+    Network chunks are gathered until there are ``_DECODE_BYTES``, whose complete lines are then
+    decoded in one call; the partial line at the end waits for the next chunk. Memory holds about
+    one batch and ``_DECODE_BYTES``.
     """
     pending: Batch = []
-    carry = b""
+    buffer = bytearray()
     async for chunk in response.aiter_bytes():
-        end = chunk.rfind(b"\n") + 1
-        if not end:
-            carry += chunk
+        buffer += chunk
+        if len(buffer) < _DECODE_BYTES:
             continue
-        lines = carry + chunk[:end] if carry else chunk[:end]
-        carry = chunk[end:]
-        rows = decoder.decode(lines)
+        end = buffer.rfind(b"\n") + 1
+        if not end:
+            continue
+        rows = decoder.decode(bytes(buffer[:end]))
+        del buffer[:end]
         if pending:
             pending.extend(rows)
         else:
@@ -239,11 +244,14 @@ async def _batches(
                 batch = pending[:batch_size]
                 del pending[:batch_size]
             yield batch
-    if carry.strip():
-        decoder.decode(carry + b"\n")  # raises the server's error, if that is what it is
-        raise ValueError(f"the result ended with an incomplete row {carry[:80]!r}")
-    if pending:
-        yield pending
+    if buffer:
+        if not buffer.endswith(b"\n"):
+            decoder.decode(bytes(buffer) + b"\n")  # raises the server's error, if that is it
+            raise ValueError(f"the result ended with an incomplete row {bytes(buffer[:80])!r}")
+        pending.extend(decoder.decode(bytes(buffer)))
+    while pending:
+        yield pending[:batch_size]
+        del pending[:batch_size]
 
 
 def create_clickhouse_extractor(
