@@ -14,7 +14,8 @@ Decimal(18, 4), Array(String), Nullable(UInt8)) and ``simple`` (UInt64, String, 
 * peak RSS of a fresh process extracting N rows, ductwork against aiochclient's ``iterate``
   (without even decoding the rows).
 
-    python -m benchmarks.bench_clickhouse [--rows N] [--rss-rows 1000000,5000000] [--json PATH]
+    python -m benchmarks.bench_clickhouse [--rows N] [--repeats R] [--data mixed,simple]
+        [--rss-rows 1000000,5000000] [--json PATH]
 
 Uses the server at ``CLICKHOUSE_URL``, or starts a local clickhouse-server.
 """
@@ -186,13 +187,14 @@ def count_rows(url: str, target: str) -> int:
     return int(run_sql(url, f"SELECT count() FROM {target}"))
 
 
-def measure(srv: Server, rows: int, repeats: int) -> list[dict[str, Any]]:
+def measure(srv: Server, rows: int, repeats: int, kinds: list[str]) -> list[dict[str, Any]]:
     """Each repetition runs aiochclient, then ductwork, then clickhouse-client (interleaved, so a
     busy moment of the machine does not favour one side); medians are reported."""
     url = srv.url
     native = native_client(srv)
     results = []
-    for kind, (columns, generate) in SCHEMAS.items():
+    for kind in kinds:
+        columns, generate = SCHEMAS[kind]
         source = f"bench_{kind}_src"
         target = f"bench_{kind}_dst"
         run_sql(url, f"DROP TABLE IF EXISTS {source}")
@@ -230,8 +232,7 @@ def measure(srv: Server, rows: int, repeats: int) -> list[dict[str, Any]]:
         del batches
         results.append(row(kind, "load", rows, samples))
         run_sql(url, f"DROP TABLE {target}")
-        if kind == "simple":
-            run_sql(url, f"DROP TABLE {source}")
+        run_sql(url, f"DROP TABLE {source}")
     return results
 
 
@@ -256,15 +257,9 @@ def measure_rss(srv: Server, sizes: list[int]) -> list[dict[str, Any]]:
     url = srv.url
     source = "bench_mixed_src"
     columns, generate = SCHEMAS["mixed"]
-    have = 0
-    try:
-        have = int(run_sql(url, f"SELECT count() FROM {source}"))
-    except RuntimeError:
-        pass
-    if have < max(sizes):
-        run_sql(url, f"DROP TABLE IF EXISTS {source}")
-        run_sql(url, f"CREATE TABLE {source} ({columns}) ENGINE = MergeTree ORDER BY id")
-        run_sql(url, f"INSERT INTO {source} {generate.format(rows=max(sizes))}")
+    run_sql(url, f"DROP TABLE IF EXISTS {source}")
+    run_sql(url, f"CREATE TABLE {source} ({columns}) ENGINE = MergeTree ORDER BY id")
+    run_sql(url, f"INSERT INTO {source} {generate.format(rows=max(sizes))}")
     out = []
     for size in sizes:
         query = f"SELECT * FROM {source} LIMIT {size}"
@@ -360,6 +355,7 @@ def main(argv: list[str] | None = None) -> None:
     parser.add_argument("--rows", type=int, default=1_000_000)
     parser.add_argument("--rss-rows", default="1000000,5000000")
     parser.add_argument("--repeats", type=int, default=3)
+    parser.add_argument("--data", default="mixed,simple", help="data sets: mixed, simple")
     parser.add_argument("--json", help="write the results to this JSON file")
     parser.add_argument(
         "--child", nargs=3, metavar=("MODE", "URL", "QUERY"), help=argparse.SUPPRESS
@@ -376,7 +372,7 @@ def main(argv: list[str] | None = None) -> None:
             f"clickhouse: {args.rows:,} rows per measurement, median of {args.repeats}; "
             f"ClickHouse {version}; {machine()}"
         )
-        results = measure(srv, args.rows, args.repeats)
+        results = measure(srv, args.rows, args.repeats, args.data.split(","))
         rss = measure_rss(srv, sizes) if sizes else []
     print(render(results, rss))
     if args.json:
