@@ -162,14 +162,22 @@ class LocalServer:
         return "\n".join(parts)
 
 
+def _auth(config: ClickHouseConfig) -> dict[str, str]:
+    headers = {"X-ClickHouse-User": config.user}
+    if config.password.get_secret_value():
+        headers["X-ClickHouse-Key"] = config.password.get_secret_value()
+    return headers
+
+
 @pytest.fixture(scope="session")
 def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
     """The URL of the session's ClickHouse server (started here unless CLICKHOUSE_URL is set)."""
     external = os.environ.get("CLICKHOUSE_URL")
     if external:
+        config = ClickHouseConfig(url=external)
         try:
             httpx.post(
-                ClickHouseConfig(url=external).url, content=b"SELECT 1", timeout=5.0
+                config.url, content=b"SELECT 1", headers=_auth(config), timeout=5.0
             ).raise_for_status()
         except httpx.HTTPError as exc:
             pytest.fail(f"CLICKHOUSE_URL does not answer SELECT 1: {exc}")
@@ -188,9 +196,7 @@ def clickhouse(clickhouse_url: str) -> Iterator[ClickHouseConfig]:
     """Connection settings for a fresh database on the session's server, dropped at the end."""
     base = ClickHouseConfig(url=clickhouse_url)
     database = f"ductwork_test_{uuid.uuid4().hex[:12]}"
-    auth = {"X-ClickHouse-User": base.user}
-    if base.password.get_secret_value():
-        auth["X-ClickHouse-Key"] = base.password.get_secret_value()
+    auth = _auth(base)
 
     def run(sql: str) -> None:
         httpx.post(base.url, content=sql.encode(), headers=auth, timeout=30).raise_for_status()
