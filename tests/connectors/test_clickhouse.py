@@ -457,6 +457,29 @@ async def test_loader_flushes_on_bytes_and_on_interval(
     assert await count(clickhouse, table) == 30  # the rest when the run ends
 
 
+async def test_loader_flushes_on_interval_while_the_input_pauses(
+    clickhouse: ClickHouseConfig, table: str
+) -> None:
+    seen_during_pause: list[int] = []
+
+    async def extract() -> AsyncIterator[Batch]:
+        yield [{"id": i, "pad": "x"} for i in range(5)]
+        await anyio.sleep(0.6)  # the source pauses; the loader must not sit on the rows
+        seen_during_pause.append(await count(clickhouse, table))
+        yield [{"id": 5, "pad": "y"}]
+
+    loader = create_clickhouse_loader(
+        table,
+        connection_config=clickhouse,
+        create_table={"id": "UInt32", "pad": "String"},
+        flush_interval=0.2,
+    )
+    result = await create_el_pipeline(extract, loader, logging=False).run()
+    assert seen_during_pause == [5]
+    assert result.records_out == 6
+    assert await count(clickhouse, table) == 6
+
+
 async def test_upsert_keeps_the_latest_version_per_key(
     clickhouse: ClickHouseConfig, table: str
 ) -> None:

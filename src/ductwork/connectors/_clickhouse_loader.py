@@ -66,8 +66,8 @@ class ClickHouseLoaderConfig(BaseModel):
         mode: ``insert`` appends; ``upsert`` replaces rows by key (see the module docs).
         batch_size: rows per insert.
         max_bytes: flush when the encoded buffer reaches this many bytes.
-        flush_interval: flush when the oldest buffered record is this many seconds old (checked
-            whenever a batch arrives; the rest is flushed when the run ends); ``None`` never.
+        flush_interval: flush when the oldest buffered record is this many seconds old, also
+            while the input pauses (the rest is flushed when the run ends); ``None`` never.
         upsert_key: for ``upsert``: the key columns; must be the table's sorting key.
         version_column: for ``upsert``: the engine's version column.
         create_table: ``{column: type}``: create the table when it does not exist.
@@ -348,6 +348,20 @@ class _ClickHouseSink:
             and self.since is not None
             and monotonic() - self.since >= config.flush_interval
         ):
+            await self.flush()
+
+    @property
+    def idle_after(self) -> float | None:
+        """Seconds until the buffer is ``flush_interval`` old (``None``: nothing buffered); the
+        runner calls :meth:`on_idle` then if no batch arrived meanwhile."""
+        interval = self.config.flush_interval
+        if interval is None or self.since is None:
+            return None
+        return max(0.0, self.since + interval - monotonic())
+
+    async def on_idle(self) -> None:
+        """Flush a buffer that has waited ``flush_interval`` while the input paused."""
+        if self.idle_after == 0.0:
             await self.flush()
 
     async def _add(self, part: Batch, offset: int) -> None:
@@ -663,7 +677,7 @@ def create_clickhouse_loader(
         batch_size: rows per insert.
         connection_config: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL.
         max_bytes: bytes of encoded rows per insert.
-        flush_interval: seconds a record may wait in the buffer while batches keep arriving.
+        flush_interval: seconds a record may wait in the buffer, also while the input pauses.
         upsert_key: for ``upsert``, the key columns (checked against the table's sorting key).
         version_column: for ``upsert``, the version column (checked against the engine's).
         create_table: ``{column: type}`` to create the table when it is missing (a ``MergeTree``,

@@ -539,6 +539,26 @@ class StageRunner:
 
     # ------------------------------------------------------------------ load
 
+    @staticmethod
+    async def _receive_or_idle(
+        recv: Channel[Batch], sink: Any, on_idle: Any, idle_work: list[float]
+    ) -> Batch:
+        """Wait for the next batch, calling ``sink.on_idle()`` whenever the sink's
+        ``idle_after`` seconds pass without one (a timed flush while the input pauses).
+
+        Waiting on the channel is cancellation-safe: a timeout never loses a batch.
+        """
+        while True:
+            wait = sink.idle_after
+            if wait is None:
+                return await recv.receive()
+            if wait > 0:
+                with anyio.move_on_after(wait):
+                    return await recv.receive()
+            t0 = perf_counter()
+            await on_idle()
+            idle_work[0] += perf_counter() - t0
+
     async def _load(
         self,
         index: int,
@@ -561,6 +581,7 @@ class StageRunner:
                     stats, f"loader sink {type(sink).__name__} has no write(batch) method"
                 )
             is_async = is_async_callable(write)
+            on_idle = getattr(sink, "on_idle", None)
             receive_nowait = recv.receive_nowait
             debug = self.debug
             while True:
@@ -568,12 +589,16 @@ class StageRunner:
                     batch = receive_nowait()
                 except WouldBlock:
                     t0 = perf_counter()
+                    idle_work = [0.0]
                     try:
-                        batch = await recv.receive()
+                        if on_idle is None:
+                            batch = await recv.receive()
+                        else:
+                            batch = await self._receive_or_idle(recv, sink, on_idle, idle_work)
                     except EndOfStream:
                         break
                     finally:
-                        stats.wait_input_seconds += perf_counter() - t0
+                        stats.wait_input_seconds += perf_counter() - t0 - idle_work[0]
                 except EndOfStream:
                     break
                 stats.batches_in += 1

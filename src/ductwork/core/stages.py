@@ -295,6 +295,11 @@ class Loader(ABC):
     :class:`Sink`. The loader commits when the block exits cleanly and must clean up (discard
     temporary output) when it exits with an exception. The runner shields that exit from
     cancellation, so cleanup code may await.
+
+    A sink that buffers may also flush on time while its input pauses: give it an
+    ``idle_after`` attribute or property (seconds until it wants to be called, or ``None`` for
+    "not now") and an ``async def on_idle()`` method; the runner calls ``on_idle()`` when that
+    long has passed without a batch arriving.
     """
 
     name: str = "load"
