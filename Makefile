@@ -3,8 +3,9 @@ PYTHON ?= python3
 VENV   ?= .venv
 BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
+BENCH_ARGS ?=
 
-.PHONY: demo test install install-test clickhouse lint typecheck bench clean
+.PHONY: demo test install install-test install-bench clickhouse lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -15,6 +16,9 @@ install: $(BIN)/python
 
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+
+install-bench: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
 
 # Installs clickhouse-server from the OS package manager when it is missing.
 clickhouse:
@@ -31,8 +35,9 @@ lint: install-test
 test: install-test clickhouse lint
 	$(BIN)/python -m pytest $(PYTEST_ARGS)
 
-bench: install-test
-	$(BIN)/python -m benchmarks
+# The benchmark suite, with the peer libraries; `make bench BENCH_ARGS=--quick` for a short run.
+bench: install-bench
+	$(BIN)/python -m benchmarks $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) build dist .pytest_cache .mypy_cache .ruff_cache .hypothesis

@@ -1,0 +1,70 @@
+"""The in-memory workload shared by the core, peer and memory benchmarks.
+
+Records of three fields, made in batches by an async generator; one trivial transform that
+rewrites a field in place; a sink that counts records. This module imports nothing but the
+standard library, so a child process measuring a peer's peak RSS does not pay for ductwork's
+imports.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from time import perf_counter
+from typing import Any
+
+Batch = list[dict[str, Any]]
+
+#: Bound of every queue between two stages, for every library that has one (ductwork's default).
+QUEUE_SIZE = 8
+
+
+def make_source(total: int, batch_size: int) -> Callable[..., AsyncIterator[Batch]]:
+    """An extractor: an async generator function yielding ``total`` records in batches."""
+
+    async def extract(*_: Any) -> AsyncIterator[Batch]:
+        for start in range(0, total, batch_size):
+            stop = min(start + batch_size, total)
+            yield [{"id": i, "name": "x", "value": 1.5} for i in range(start, stop)]
+
+    return extract
+
+
+def transform(batch: Batch) -> Batch:
+    """The trivial transform: double one field of every record, in place."""
+    for record in batch:
+        record["value"] = record["value"] * 2
+    return batch
+
+
+class Counter:
+    """The sink: counts the records it is given."""
+
+    def __init__(self) -> None:
+        self.count = 0
+
+    def __call__(self, batch: Batch) -> None:
+        self.count += len(batch)
+
+
+async def hand_written_loop(total: int, batch_size: int, sink: Counter) -> None:
+    """The baseline: the same three steps as a plain ``async for`` loop in one task."""
+    async for batch in make_source(total, batch_size)():
+        sink(transform(batch))
+
+
+Runner = Callable[[int, int, Counter], Awaitable[None]]
+
+
+async def timed(runner: Runner, total: int, batch_size: int) -> float:
+    """Run ``runner`` on the workload inside the event loop; return its seconds.
+
+    Raises:
+        AssertionError: the sink did not count exactly ``total`` records.
+    """
+    sink = Counter()
+    t0 = perf_counter()
+    await runner(total, batch_size, sink)
+    seconds = perf_counter() - t0
+    if sink.count != total:
+        raise AssertionError(f"sink counted {sink.count:,} records, expected {total:,}")
+    return seconds
