@@ -1,0 +1,158 @@
+"""The benchmark suite runs, measures the same workload for every library and writes its results.
+
+These check the machinery on tiny inputs (counts, rows, files, failure reporting); the figures
+themselves are produced by ``python -m benchmarks``, never asserted here.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import sys
+from collections.abc import Callable
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+sys.path.insert(0, str(ROOT))
+
+from benchmarks import __main__ as suite  # noqa: E402
+from benchmarks import bench_core, bench_memory, bench_peers  # noqa: E402
+from benchmarks._util import interleave, paired_ratio, peak_rss_mb, run_child, span  # noqa: E402
+from benchmarks._workload import Counter, timed  # noqa: E402
+
+CORE_PEERS = ["loop", "ductwork", "asyncio-queue", "anyio-naive"]
+
+
+def test_interleave_rotates_the_order_and_drops_the_warmup() -> None:
+    calls: list[str] = []
+
+    def case(name: str, seconds: float) -> Callable[[], float]:
+        def run() -> float:
+            calls.append(name)
+            return seconds
+
+        return run
+
+    samples = interleave({"a": case("a", 1.0), "b": case("b", 2.0)}, rounds=3, warmup=1)
+    assert samples == {"a": [1.0, 1.0, 1.0], "b": [2.0, 2.0, 2.0]}
+    # 4 rounds in all, the first (warm-up) not counted; who goes first alternates.
+    assert calls == ["a", "b", "b", "a", "a", "b", "b", "a"]
+
+
+def test_paired_ratio_is_per_round() -> None:
+    ratio = paired_ratio([1.0, 2.0, 3.0], [2.0, 2.0, 1.0])
+    assert (ratio.median, ratio.low, ratio.high) == (1.0, 0.5, 3.0)
+    assert span({"r": 1.0, "r_min": 0.5, "r_max": 3.0}, "r", ".2f") == "1.00 (0.50-3.00)"
+    assert span({}, "r") == "-"
+
+
+@pytest.mark.parametrize("name", CORE_PEERS)
+@pytest.mark.parametrize("batch_size", [1, 7, 1000])
+def test_every_peer_delivers_every_record(name: str, batch_size: int) -> None:
+    # ``timed`` raises unless the sink counted every record; the peers from the bench extra
+    # (aiostream, pypeln) go through the same check on every benchmark run.
+    seconds = asyncio.run(timed(bench_peers.PEERS[name].runner, 2_503, batch_size))
+    assert seconds > 0
+
+
+def test_timed_rejects_a_lost_record() -> None:
+    async def loses_one(total: int, batch_size: int, sink: Counter) -> None:
+        sink([{}] * (total - 1))
+
+    with pytest.raises(AssertionError, match="counted 9 records, expected 10"):
+        asyncio.run(timed(loses_one, 10, 1))
+
+
+def test_a_missing_peer_names_the_extra() -> None:
+    peer = bench_peers.Peer("nothing", bench_peers.hand_written_loop, ("no_such_peer_library",))
+    with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+        bench_peers._import(peer)
+
+
+def test_core_benchmark_rows(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_core.main(["--records", "3000", "--repeats", "2", "--sizes", "100,1"])
+    assert [r["batch_size"] for r in rows] == [100, 1]
+    for r in rows:
+        assert r["records"] == 3000
+        assert r["pipeline_records_per_s_min"] <= r["pipeline_records_per_s"]
+        assert r["pipeline_records_per_s"] <= r["pipeline_records_per_s_max"]
+        assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+    out = capsys.readouterr().out
+    assert "| 100 | 3,000 |" in out
+
+
+def test_peer_benchmark_rows_and_per_process_rss(capsys: pytest.CaptureFixture[str]) -> None:
+    rows = bench_peers.main(
+        ["--records", "2000", "--repeats", "1", "--peers", ",".join(CORE_PEERS)]
+    )
+    assert [(r["batch_size"], r["peer"]) for r in rows] == [
+        (size, name) for size in (1000, 1) for name in CORE_PEERS
+    ]
+    assert {r["records"] for r in rows if r["batch_size"] == 1} == {200}
+    by_peer = {(r["batch_size"], r["peer"]): r for r in rows}
+    assert by_peer[(1000, "loop")]["ratio"] == 1.0
+    assert "ductwork_speedup" not in by_peer[(1000, "ductwork")]
+    assert by_peer[(1, "anyio-naive")]["ductwork_speedup"] > 0
+    # Each library's RSS comes from its own fresh process: the loop does not import ductwork.
+    assert by_peer[(1000, "ductwork")]["rss_before_mb"] > by_peer[(1000, "loop")]["rss_before_mb"]
+    assert "| 1 | ductwork 0.1.0 | 200 |" in capsys.readouterr().out
+
+
+def test_child_rss_is_its_own_not_the_parents() -> None:
+    ballast = bytearray(200 * 1024 * 1024)  # make this process's peak RSS large
+    ballast[::4096] = b"x" * len(ballast[::4096])
+    assert peak_rss_mb() > 200
+    out = run_child("benchmarks.bench_memory", "--child", "loop", "--records", "100")
+    assert out["subject"] == "loop"
+    assert 0 < out["peak_rss_mb"] < 150
+    del ballast
+
+
+def test_memory_benchmark_rows() -> None:
+    rows = bench_memory.main(["--records", "2000", "--repeats", "1"])
+    assert [r["subject"] for r in rows] == ["loop", "ductwork"]
+    for r in rows:
+        assert r["records_5x"] == 10_000
+        assert r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+        assert 0.5 < r["growth"] < 2.0
+
+
+def test_suite_writes_results_and_reports_a_failure(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setattr(
+        suite,
+        "BENCHMARKS",
+        (
+            suite.Benchmark("memory", "benchmarks.bench_memory", quick_args=("--records", "1000")),
+            suite.Benchmark("broken", "benchmarks.no_such_benchmark"),
+        ),
+    )
+    assert suite.main(["--quick", "--out", str(tmp_path)]) == 1
+    results = json.loads((tmp_path / "results.json").read_text())
+    assert results["quick"] is True
+    assert results["machine"]["cores"] >= 1
+    memory, broken = results["benchmarks"]
+    assert memory["status"] == "succeeded"
+    assert memory["title"].startswith("Peak RSS against input size")
+    assert [r["subject"] for r in memory["rows"]] == ["loop", "ductwork"]
+    assert memory["peak_rss_mb"] > 0
+    assert broken["status"] == "failed"
+    assert "no_such_benchmark" in broken["stderr"]
+    markdown = (tmp_path / "results.md").read_text()
+    assert "## memory: Peak RSS against input size" in markdown
+    assert "| hand-written loop | 1,000 / 5,000 |" in markdown
+    assert "**Failed**" in markdown
+    assert "failed: broken" in markdown
+    printed = capsys.readouterr().out
+    assert "## memory: Peak RSS against input size" in printed
+    assert "| hand-written loop | 1,000 / 5,000 |" in printed
+
+
+def test_suite_only_selects_and_rejects_unknown_names() -> None:
+    assert [b.name for b in suite._select(["peers,core"])] == ["peers", "core"]
+    assert [b.name for b in suite._select([])] == [b.name for b in suite.BENCHMARKS]
+    with pytest.raises(SystemExit, match="unknown benchmark"):
+        suite._select(["nope"])
