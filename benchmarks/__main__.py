@@ -49,6 +49,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark("core", "benchmarks.bench_core"),
     Benchmark("peers", "benchmarks.bench_peers"),
     Benchmark("memory", "benchmarks.bench_memory"),
+    Benchmark(
+        "compose",
+        "benchmarks.bench_compose",
+        quick_args=("--children", "200", "--big", "300000", "--repeats", "5"),
+    ),
 )
 
 
