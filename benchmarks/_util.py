@@ -14,6 +14,7 @@ Conventions every benchmark module follows:
 
 from __future__ import annotations
 
+import gc
 import json
 import os
 import platform
@@ -150,13 +151,14 @@ def interleave(
     the figure). Interleaving the cases, and rotating which goes first, spreads a drift of the
     machine's speed over all of them instead of penalising whichever ran last; sample ``i`` of two
     cases were taken side by side, which :func:`paired_ratio` uses. The ``warmup`` rounds run first
-    and are not counted.
+    and are not counted. The garbage of one case is collected before the next starts.
     """
     names = list(cases)
     samples: dict[str, list[float]] = {name: [] for name in names}
     for r in range(warmup + rounds):
         shift = r % len(names)
         for name in names[shift:] + names[:shift]:
+            gc.collect()
             seconds = cases[name]()
             if r >= warmup:
                 samples[name].append(seconds)

@@ -8,6 +8,7 @@ imports.
 
 from __future__ import annotations
 
+from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from time import perf_counter
 from typing import Any
@@ -50,6 +51,27 @@ async def hand_written_loop(total: int, batch_size: int, sink: Counter) -> None:
     """The baseline: the same three steps as a plain ``async for`` loop in one task."""
     async for batch in make_source(total, batch_size)():
         sink(transform(batch))
+
+
+async def buffered_loop(total: int, batch_size: int, sink: Counter) -> None:
+    """The loop of one task, holding as many batches in flight as a 3-stage pipeline can.
+
+    Two FIFOs of ``QUEUE_SIZE`` batches sit between extract and transform and between transform
+    and sink, as the queues of a pipeline do, but nothing runs concurrently. Beside the plain loop
+    it shows what holding those batches costs by itself (memory traffic, not scheduling).
+    """
+    to_transform: deque[Batch] = deque()
+    to_sink: deque[Batch] = deque()
+    async for batch in make_source(total, batch_size)():
+        to_transform.append(batch)
+        if len(to_transform) > QUEUE_SIZE:
+            to_sink.append(transform(to_transform.popleft()))
+            if len(to_sink) > QUEUE_SIZE:
+                sink(to_sink.popleft())
+    while to_transform:
+        to_sink.append(transform(to_transform.popleft()))
+    while to_sink:
+        sink(to_sink.popleft())
 
 
 Runner = Callable[[int, int, Counter], Awaitable[None]]

@@ -1,10 +1,13 @@
-"""ductwork beside its peers: the same 3-stage in-memory pipeline in six ways.
+"""ductwork beside its peers: the same 3-stage in-memory pipeline, library by library.
 
 extract (an async generator of batches) → one trivial transform → a counting sink, with the same
 records, batches and functions for every library, at batch size 1000 and batch size 1:
 
 * ``hand-written loop`` — the baseline: ``async for batch in source: sink(transform(batch))``, one
   task, no queues.
+* ``hand-written loop, 2 x 8 batches held`` — the same loop with a FIFO of 8 batches before the
+  transform and one before the sink: one task, but as many batches alive as in a 3-stage pipeline
+  with full queues. It shows what holding the batches costs by itself, apart from scheduling.
 * ``ductwork`` — ``create_etl_pipeline(source, transform, sink)``: three tasks, bounded channels.
 * ``asyncio.Queue chain`` — three tasks of one ``asyncio.TaskGroup`` joined by two
   ``asyncio.Queue(maxsize=8)``, a sentinel to end.
@@ -52,6 +55,7 @@ from benchmarks._workload import (
     QUEUE_SIZE,
     Counter,
     Runner,
+    buffered_loop,
     hand_written_loop,
     make_source,
     timed,
@@ -150,6 +154,7 @@ class Peer:
 
 PEERS: dict[str, Peer] = {
     "loop": Peer("hand-written loop", hand_written_loop),
+    "loop-buffered": Peer("hand-written loop, 2 x 8 batches held", buffered_loop),
     "ductwork": Peer("ductwork", ductwork_pipeline, ("ductwork",)),
     "asyncio-queue": Peer("asyncio.Queue chain", asyncio_queue_chain),
     "anyio-naive": Peer("anyio streams (naive)", anyio_naive_chain, ("anyio",)),

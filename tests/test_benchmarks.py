@@ -22,7 +22,7 @@ from benchmarks import bench_core, bench_memory, bench_peers  # noqa: E402
 from benchmarks._util import interleave, paired_ratio, peak_rss_mb, run_child, span  # noqa: E402
 from benchmarks._workload import Counter, timed  # noqa: E402
 
-CORE_PEERS = ["loop", "ductwork", "asyncio-queue", "anyio-naive"]
+CORE_PEERS = ["loop", "loop-buffered", "ductwork", "asyncio-queue", "anyio-naive"]
 
 
 def test_interleave_rotates_the_order_and_drops_the_warmup() -> None:
