@@ -6,6 +6,7 @@ interleaved round by round after one warm-up round. Prints records/s (median, mi
 to the loop (median of the per-round ratios, min-max) and the peak RSS of the process so far.
 
     python -m benchmarks.bench_core [--quick] [--records N] [--repeats R] [--sizes 1000,1]
+                                    [--clock wall|cpu]
 """
 
 from __future__ import annotations
@@ -17,7 +18,7 @@ import logging
 from typing import Any
 
 from benchmarks._util import interleave, machine, paired_ratio, peak_rss_mb, span, spread, table
-from benchmarks._workload import Counter, hand_written_loop, make_source, timed, transform
+from benchmarks._workload import CLOCKS, Counter, hand_written_loop, make_source, timed, transform
 from ductwork import create_etl_pipeline
 
 
@@ -30,23 +31,25 @@ async def ductwork_pipeline(total: int, batch_size: int, sink: Counter) -> None:
     assert result.records_out == total
 
 
-def run_loop(total: int, batch_size: int) -> float:
+def run_loop(total: int, batch_size: int, clock: str = "wall") -> float:
     """Seconds the hand-written loop takes, in a fresh event loop."""
-    return asyncio.run(timed(hand_written_loop, total, batch_size))
+    return asyncio.run(timed(hand_written_loop, total, batch_size, clock))
 
 
-def run_pipeline(total: int, batch_size: int) -> float:
+def run_pipeline(total: int, batch_size: int, clock: str = "wall") -> float:
     """Seconds the ductwork pipeline takes, in a fresh event loop."""
-    return asyncio.run(timed(ductwork_pipeline, total, batch_size))
+    return asyncio.run(timed(ductwork_pipeline, total, batch_size, clock))
 
 
-def measure(total: int, repeats: int, sizes: list[int]) -> list[dict[str, Any]]:
+def measure(
+    total: int, repeats: int, sizes: list[int], clock: str = "wall"
+) -> list[dict[str, Any]]:
     rows = []
     for size in sizes:
         samples = interleave(
             {
-                "loop": lambda: run_loop(total, size),  # noqa: B023
-                "pipeline": lambda: run_pipeline(total, size),  # noqa: B023
+                "loop": lambda: run_loop(total, size, clock),  # noqa: B023
+                "pipeline": lambda: run_pipeline(total, size, clock),  # noqa: B023
             },
             rounds=repeats,
         )
@@ -57,6 +60,7 @@ def measure(total: int, repeats: int, sizes: list[int]) -> list[dict[str, Any]]:
                 "batch_size": size,
                 "records": total,
                 "repeats": repeats,
+                "clock": clock,
                 "loop_records_per_s": total / loop.median,
                 "loop_records_per_s_min": total / loop.high,
                 "loop_records_per_s_max": total / loop.low,
@@ -102,6 +106,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--records", type=int, default=None, help="default 2,000,000")
     parser.add_argument("--repeats", type=int, default=None, help="default 5")
     parser.add_argument("--sizes", default="1000,100,10,1")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="time runs by the wall clock (default) or by the CPU time of the process",
+    )
     parser.add_argument("--json", help="write the rows to this JSON file")
     args = parser.parse_args(argv)
     records = args.records or (300_000 if args.quick else 2_000_000)
@@ -110,9 +120,9 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     sizes = [int(s) for s in args.sizes.split(",")]
     print(
         f"core: {records:,} records, 3 stages; {machine()}; "
-        f"median of {repeats} interleaved rounds after 1 warm-up\n"
+        f"median of {repeats} interleaved rounds after 1 warm-up; {args.clock} clock\n"
     )
-    rows = measure(records, repeats, sizes)
+    rows = measure(records, repeats, sizes, args.clock)
     print(render(rows))
     if args.json:
         with open(args.json, "w") as fh:

@@ -24,6 +24,7 @@ peak RSS of each library is measured apart, in a fresh process per library and b
 the workload once and imports only what that library needs.
 
     python -m benchmarks.bench_peers [--quick] [--records N] [--repeats R] [--peers a,b]
+                                     [--clock wall|cpu]
 
 ``--records`` is the count at batch size 1000; batch size 1 runs a tenth of it.
 """
@@ -52,6 +53,7 @@ from benchmarks._util import (
     table,
 )
 from benchmarks._workload import (
+    CLOCKS,
     QUEUE_SIZE,
     Counter,
     Runner,
@@ -174,8 +176,8 @@ def _import(peer: Peer) -> None:
             ) from exc
 
 
-def _case(peer: Peer, total: int, batch_size: int) -> Callable[[], float]:
-    return lambda: asyncio.run(timed(peer.runner, total, batch_size))
+def _case(peer: Peer, total: int, batch_size: int, clock: str) -> Callable[[], float]:
+    return lambda: asyncio.run(timed(peer.runner, total, batch_size, clock))
 
 
 def _version(name: str) -> str:
@@ -188,7 +190,11 @@ def _version(name: str) -> str:
 
 
 def measure(
-    records: int, repeats: int, names: list[str], sizes: tuple[int, ...] = BATCH_SIZES
+    records: int,
+    repeats: int,
+    names: list[str],
+    sizes: tuple[int, ...] = BATCH_SIZES,
+    clock: str = "wall",
 ) -> list[dict[str, Any]]:
     peers = {name: PEERS[name] for name in names}
     for peer in peers.values():
@@ -197,7 +203,8 @@ def measure(
     for size in sizes:
         total = records if size >= 1000 else max(records // 10, 1)
         samples = interleave(
-            {name: _case(peer, total, size) for name, peer in peers.items()}, rounds=repeats
+            {name: _case(peer, total, size, clock) for name, peer in peers.items()},
+            rounds=repeats,
         )
         for name, peer in peers.items():
             child = run_child(
@@ -214,6 +221,7 @@ def measure(
                 "batch_size": size,
                 "records": total,
                 "repeats": repeats,
+                "clock": clock,
                 "peer": name,
                 "label": peer.label,
                 "version": _version(peer.requires[0]) if peer.requires else "stdlib",
@@ -286,6 +294,12 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     parser.add_argument("--records", type=int, default=None, help="at batch 1000; default 2M")
     parser.add_argument("--repeats", type=int, default=None, help="default 5")
     parser.add_argument("--peers", default=",".join(PEERS), help="comma-separated subset")
+    parser.add_argument(
+        "--clock",
+        choices=list(CLOCKS),
+        default="wall",
+        help="time runs by the wall clock (default) or by the CPU time of the process",
+    )
     parser.add_argument("--json", help="write the rows to this JSON file")
     parser.add_argument("--child", choices=list(PEERS), help=argparse.SUPPRESS)
     parser.add_argument("--batch", type=int, default=1000, help=argparse.SUPPRESS)
@@ -303,10 +317,10 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     print(
         f"peers: 3 stages, {records:,} records at batch 1000 and {max(records // 10, 1):,} at "
         f"batch 1, queues of {QUEUE_SIZE} batches; {machine()}; "
-        f"median of {repeats} interleaved rounds after 1 warm-up\n",
+        f"median of {repeats} interleaved rounds after 1 warm-up; {args.clock} clock\n",
         flush=True,
     )
-    rows = measure(records, repeats, names)
+    rows = measure(records, repeats, names, clock=args.clock)
     print(render(rows))
     if args.json:
         with open(args.json, "w") as fh:

@@ -72,8 +72,11 @@ def test_a_missing_peer_names_the_extra() -> None:
 
 
 def test_core_benchmark_rows(capsys: pytest.CaptureFixture[str]) -> None:
-    rows = bench_core.main(["--records", "3000", "--repeats", "2", "--sizes", "100,1"])
+    rows = bench_core.main(
+        ["--records", "3000", "--repeats", "2", "--sizes", "100,1", "--clock", "cpu"]
+    )
     assert [r["batch_size"] for r in rows] == [100, 1]
+    assert {r["clock"] for r in rows} == {"cpu"}
     for r in rows:
         assert r["records"] == 3000
         assert r["pipeline_records_per_s_min"] <= r["pipeline_records_per_s"]
