@@ -8,7 +8,9 @@ own), prints its table as it finishes, and writes every row to ``results.json`` 
 ``results.md`` in ``benchmarks/results/`` (or ``--out``). ``--quick`` runs smaller inputs and fewer
 repetitions. The exit status is 1 if any benchmark failed; the others still run.
 
-To add a benchmark, add one ``Benchmark`` line to ``BENCHMARKS``.
+To add a benchmark, add one ``Benchmark`` line to ``BENCHMARKS``: its name, its module, and the
+arguments of a full and of a quick run. The whole ``--quick`` suite must finish in under two
+minutes on 2 cores, so give each module quick arguments that run in about 15 seconds.
 """
 
 from __future__ import annotations
