@@ -58,6 +58,14 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "benchmarks.bench_compose",
         quick_args=("--children", "200", "--big", "300000", "--repeats", "5"),
     ),
+    Benchmark(
+        "transforms",
+        "benchmarks.bench_transforms",
+        quick_args=("--records", "100000", "--repeats", "3"),
+    ),
+    Benchmark(
+        "backfill", "benchmarks.bench_backfill", quick_args=("--windows", "200", "--repeats", "3")
+    ),
 )
 
 
