@@ -64,6 +64,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick_args=("--records", "100000", "--repeats", "3"),
     ),
     Benchmark(
+        "http",
+        "benchmarks.bench_http",
+        quick_args=("--pages", "50", "--records", "100000", "--repeats", "3"),
+    ),
+    Benchmark(
         "backfill", "benchmarks.bench_backfill", quick_args=("--windows", "200", "--repeats", "3")
     ),
 )

@@ -4,7 +4,7 @@
 
 Used by ``python -m benchmarks`` so that every module runs in a fresh process with its own peak
 RSS. The module prints its own header and table to stdout; this writes its rows, the wall time and
-the peak RSS of the process to ``RESULT_JSON``.
+the peak RSS of the process to ``RESULT_JSON`` (what ``main`` returned goes in as ``rows``).
 """
 
 from __future__ import annotations
@@ -27,7 +27,8 @@ def run(module_name: str, result_path: str, argv: list[str]) -> None:
         json.dump(
             {
                 "title": (module.__doc__ or "").strip().splitlines()[0] if module.__doc__ else "",
-                "rows": list(rows or []),
+                # A list of rows by convention; a module may return another JSON value.
+                "rows": [] if rows is None else list(rows) if isinstance(rows, tuple) else rows,
                 "seconds": seconds,
                 "peak_rss_mb": peak_rss_mb(),
             },
