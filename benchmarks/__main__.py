@@ -50,23 +50,38 @@ class Benchmark:
 BENCHMARKS: tuple[Benchmark, ...] = (
     # In-memory, single-threaded and CPU-bound: timed by the CPU time of the process, which equals
     # the wall time on an idle machine and stays right on a busy one.
-    Benchmark("core", "benchmarks.bench_core", ("--clock", "cpu"), ("--quick", "--clock", "cpu")),
-    Benchmark("peers", "benchmarks.bench_peers", ("--clock", "cpu"), ("--quick", "--clock", "cpu")),
-    Benchmark("memory", "benchmarks.bench_memory"),
     Benchmark(
-        "compose",
-        "benchmarks.bench_compose",
-        quick_args=("--children", "200", "--big", "300000", "--repeats", "5"),
+        "core",
+        "benchmarks.bench_core",
+        ("--clock", "cpu"),
+        ("--clock", "cpu", "--records", "200000", "--repeats", "3"),
     ),
     Benchmark(
-        "transforms",
-        "benchmarks.bench_transforms",
-        quick_args=("--records", "100000", "--repeats", "3"),
+        "peers",
+        "benchmarks.bench_peers",
+        ("--clock", "cpu"),
+        ("--clock", "cpu", "--records", "200000", "--repeats", "3"),
+    ),
+    Benchmark("memory", "benchmarks.bench_memory"),
+    Benchmark(
+        "files",
+        "benchmarks.bench_files",
+        quick_args=("--records", "50000,250000", "--repeats", "2"),
     ),
     Benchmark(
         "http",
         "benchmarks.bench_http",
-        quick_args=("--pages", "50", "--records", "100000", "--repeats", "3"),
+        quick_args=("--pages", "40", "--records", "50000", "--repeats", "3"),
+    ),
+    Benchmark(
+        "transforms",
+        "benchmarks.bench_transforms",
+        quick_args=("--records", "50000", "--repeats", "3"),
+    ),
+    Benchmark(
+        "compose",
+        "benchmarks.bench_compose",
+        quick_args=("--children", "200", "--big", "300000", "--repeats", "5"),
     ),
     Benchmark(
         "backfill", "benchmarks.bench_backfill", quick_args=("--windows", "200", "--repeats", "3")
