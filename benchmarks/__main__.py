@@ -86,6 +86,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
     Benchmark(
         "backfill", "benchmarks.bench_backfill", quick_args=("--windows", "200", "--repeats", "3")
     ),
+    Benchmark(
+        "scheduler",
+        "benchmarks.bench_scheduler",
+        quick_args=("--jobs", "100", "--seconds", "2", "--starts", "3"),
+    ),
 )
 
 
@@ -101,11 +106,17 @@ def _select(only: Sequence[str]) -> list[Benchmark]:
 
 
 def _markdown_block(text: str) -> str:
-    """The module's printed output, with a blank line before each table so Markdown renders it."""
+    """The module's printed output, fitted into its section of the Markdown document.
+
+    A blank line goes before each table so Markdown renders it, and the module's own headings move
+    below the section's.
+    """
     out: list[str] = []
     for line in text.rstrip().splitlines():
         if line.startswith("|") and out and out[-1].strip() and not out[-1].startswith("|"):
             out.append("")
+        if line.startswith("#"):
+            line = "##" + line
         out.append(line)
     return "\n".join(out)
 

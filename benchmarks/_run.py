@@ -10,6 +10,7 @@ the peak RSS of the process to ``RESULT_JSON`` (what ``main`` returned goes in a
 from __future__ import annotations
 
 import importlib
+import inspect
 import json
 import sys
 from time import perf_counter
@@ -21,7 +22,11 @@ from benchmarks._util import peak_rss_mb
 def run(module_name: str, result_path: str, argv: list[str]) -> None:
     module = importlib.import_module(module_name)
     t0 = perf_counter()
-    rows: Any = module.main(argv)
+    if inspect.signature(module.main).parameters:
+        rows: Any = module.main(argv)
+    else:  # a main() that parses sys.argv itself
+        sys.argv = [module_name, *argv]
+        rows = module.main()
     seconds = perf_counter() - t0
     with open(result_path, "w") as fh:
         json.dump(

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -152,6 +153,27 @@ def test_suite_writes_results_and_reports_a_failure(
     printed = capsys.readouterr().out
     assert "## memory: Peak RSS against input size" in printed
     assert "| hand-written loop | 1,000 / 5,000 |" in printed
+
+
+def test_suite_runs_a_main_that_parses_sys_argv(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    module = tmp_path / "argv_style_benchmark.py"
+    module.write_text(
+        "import sys\n"
+        "def main():\n"
+        "    print('# Heading')\n"
+        "    print('args', sys.argv[1:])\n"
+        "    print('| a |')\n"
+        "    print('|---|')\n"
+    )
+    bench = suite.Benchmark("argv", "argv_style_benchmark", quick_args=("--x", "1"))
+    monkeypatch.setenv("PYTHONPATH", os.pathsep.join([str(tmp_path), str(ROOT)]))
+    record = suite.run_one(bench, quick=True)
+    assert record["status"] == "succeeded", record.get("stderr")
+    assert "args ['--x', '1']" in record["output"]
+    assert record["rows"] == []
+    assert "### Heading\nargs ['--x', '1']\n\n| a |" in suite.section(record)
 
 
 def test_suite_only_selects_and_rejects_unknown_names() -> None:
