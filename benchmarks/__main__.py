@@ -69,6 +69,20 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick_args=("--records", "50000,250000", "--repeats", "2"),
     ),
     Benchmark(
+        "clickhouse",
+        "benchmarks.bench_clickhouse",
+        quick_args=(
+            "--rows",
+            "50000",
+            "--rss-rows",
+            "50000,250000",
+            "--repeats",
+            "3",
+            "--data",
+            "mixed",
+        ),
+    ),
+    Benchmark(
         "http",
         "benchmarks.bench_http",
         quick_args=("--pages", "40", "--records", "50000", "--repeats", "3"),
