@@ -169,6 +169,26 @@ class StageRunner:
         err.__cause__ = exc
         return err
 
+    async def _await_cancellation_if_failed(self) -> None:
+        """Called when a stage's input ended: if another stage failed, its stream closed early,
+        and the failure has cancelled the task group. Wait for that cancellation to arrive so the
+        stage closes with it (cleaning up) instead of as if the run succeeded."""
+        if self.error is not None:
+            await anyio.sleep_forever()
+
+    async def _exit_failed(self, cm: Any, exc: BaseException, what: str) -> None:
+        """Exit a stage's per-run context manager with ``exc``, shielded from cancellation and
+        bounded by ``cleanup_timeout``; an error while cleaning up becomes a note on ``exc``."""
+        with anyio.move_on_after(self.cleanup_timeout, shield=True):
+            try:
+                await cm.__aexit__(type(exc), exc, exc.__traceback__)
+            except BaseException as cleanup_exc:
+                if cleanup_exc is not exc:
+                    exc.add_note(
+                        f"while cleaning up, {what} also raised "
+                        f"{type(cleanup_exc).__name__}: {cleanup_exc}"
+                    )
+
     def _contract_error(self, stats: StageStats, message: str) -> PipelineError:
         cls = _ERROR_CLASSES[stats.kind]
         return cls(message, pipeline=self.pipeline, stage=stats.name, retryable=False)
@@ -363,22 +383,9 @@ class StageRunner:
                 )
             else:
                 await self._transform_serial(bound, ctx, send, recv, stats, position)
-            if self.error is not None:
-                # An upstream stage failed and closed its stream, so the input ended early. The
-                # failure cancelled the task group: wait for that cancellation to arrive, so the
-                # stage closes with it instead of as if the run succeeded.
-                await anyio.sleep_forever()
+            await self._await_cancellation_if_failed()
         except BaseException as exc:
-            # Let the stage release its per-run resources; shield that from cancellation.
-            with anyio.move_on_after(self.cleanup_timeout, shield=True):
-                try:
-                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
-                except BaseException as cleanup_exc:
-                    if cleanup_exc is not exc:
-                        exc.add_note(
-                            f"while cleaning up, transformer {stats.name!r} also raised "
-                            f"{type(cleanup_exc).__name__}: {cleanup_exc}"
-                        )
+            await self._exit_failed(cm, exc, f"transformer {stats.name!r}")
             raise
         position[0] = 0
         await cm.__aexit__(None, None, None)
@@ -620,22 +627,10 @@ class StageRunner:
                         stats.batches_in,
                         len(batch),
                     )
-            if self.error is not None:
-                # An upstream stage failed and closed its stream, so the input ended early. The
-                # failure cancelled the task group: wait for that cancellation to arrive, so the
-                # loader cleans up instead of committing a partial run.
-                await anyio.sleep_forever()
+            await self._await_cancellation_if_failed()
         except BaseException as exc:
-            # Tell the loader the run did not succeed; shield its cleanup from cancellation.
-            with anyio.move_on_after(self.cleanup_timeout, shield=True):
-                try:
-                    await cm.__aexit__(type(exc), exc, exc.__traceback__)
-                except BaseException as cleanup_exc:
-                    if cleanup_exc is not exc:
-                        exc.add_note(
-                            f"while cleaning up, loader {stats.name!r} also raised "
-                            f"{type(cleanup_exc).__name__}: {cleanup_exc}"
-                        )
+            # Tell the loader the run did not succeed, so it cleans up instead of committing.
+            await self._exit_failed(cm, exc, f"loader {stats.name!r}")
             raise
         position[0] = 0
         await cm.__aexit__(None, None, None)
