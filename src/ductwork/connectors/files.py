@@ -108,6 +108,19 @@ def _infer_format(path: str) -> FileFormat | None:
     return None
 
 
+def _format_or_inferred(value: FileFormat | None, info: ValidationInfo) -> FileFormat:
+    """The given format, or the one the file name implies (a validator shared by both configs)."""
+    if value is not None:
+        return value
+    path = info.data.get("file_path")
+    inferred = _infer_format(path) if isinstance(path, str) else None
+    if inferred is None:
+        raise ValueError(
+            "cannot infer the format from the file name; pass 'csv', 'jsonl' or 'json'"
+        )
+    return inferred
+
+
 def _template_fields(path: str) -> list[str]:
     """The placeholder names in ``path`` (raises ValueError for malformed braces)."""
     return [name for _, name, _, _ in string.Formatter().parse(path) if name is not None]
@@ -235,15 +248,7 @@ class FileExtractorConfig(_PathOptions):
     @field_validator("file_format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        if value is not None:
-            return value
-        path = info.data.get("file_path")
-        inferred = _infer_format(path) if isinstance(path, str) else None
-        if inferred is None:
-            raise ValueError(
-                "cannot infer the format from the file name; pass 'csv', 'jsonl' or 'json'"
-            )
-        return inferred
+        return _format_or_inferred(value, info)
 
     @field_validator("records_path")
     @classmethod
@@ -536,15 +541,7 @@ class FileLoaderConfig(_PathOptions):
     @field_validator("format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        if value is not None:
-            return value
-        path = info.data.get("file_path")
-        inferred = _infer_format(path) if isinstance(path, str) else None
-        if inferred is None:
-            raise ValueError(
-                "cannot infer the format from the file name; pass 'csv', 'jsonl' or 'json'"
-            )
-        return inferred
+        return _format_or_inferred(value, info)
 
     @field_validator("compression_level")
     @classmethod
