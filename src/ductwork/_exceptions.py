@@ -13,7 +13,8 @@ Every error the library raises on purpose derives from :class:`DuctworkError`::
         │   ├── HttpError        an HTTP request failed; .status_code, .url
         │   └── ClickHouseExtractError   a ClickHouse query failed (also a ClickHouseError)
         ├── TransformError       a transform stage failed
-        │   └── TypeConversionError   a value did not convert; .column, .value, .position
+        │   ├── TypeConversionError   a value did not convert; .column, .value, .position
+        │   └── RecordValidationError a record does not match its model; .errors, .position
         ├── LoadError            the load stage failed
         │   └── ClickHouseLoadError      a ClickHouse insert failed (also a ClickHouseError)
         ├── ClickHouseError      any ClickHouse failure; .code, .query, .table, .batch, .record
@@ -51,6 +52,7 @@ __all__ = [
     "HttpError",
     "LoadError",
     "PipelineError",
+    "RecordValidationError",
     "RegistryError",
     "RunTimeoutError",
     "ScheduleError",
@@ -293,6 +295,27 @@ class ClickHouseExtractError(ClickHouseError, ExtractError):
 class ClickHouseLoadError(ClickHouseError, LoadError):
     """A ClickHouse insert of a loader failed (a :class:`ClickHouseError` and a
     :class:`LoadError`)."""
+
+
+class RecordValidationError(TransformError):
+    """A record does not match the model of a :func:`validate_records` stage.
+
+    Attributes:
+        position: 0-based position of the record among those that reached the stage in the run.
+        errors: one ``(field, message)`` pair per problem; ``field`` is a dotted path
+            (``"address.zip"``, ``"tags.2"``), or ``"<record>"`` for the record as a whole.
+    """
+
+    retryable = False
+
+    def __init__(self, errors: Sequence[tuple[str, str]], *, position: int) -> None:
+        text = "; ".join(
+            message if field == "<record>" else f"field {field!r}: {message}"
+            for field, message in errors
+        )
+        super().__init__(f"record {position}: {text}")
+        self.position = position
+        self.errors: list[tuple[str, str]] = list(errors)
 
 
 class TypeConversionError(TransformError):

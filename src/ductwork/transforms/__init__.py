@@ -4,6 +4,7 @@ Every transformer here works per batch and shares one error policy (``error_hand
 ``"raise"``, ``"skip"`` or ``"dead_letter"``; see :mod:`ductwork.transforms.base`).
 """
 
+from .._exceptions import RecordValidationError as RecordValidationError
 from .base import ErrorHandling as ErrorHandling
 from .base import Failure as Failure
 from .base import PolicyConfig as PolicyConfig
@@ -19,7 +20,6 @@ from .conversion import convert_types as convert_types
 from .lambda_ import LambdaConfig as LambdaConfig
 from .lambda_ import LambdaTransformer as LambdaTransformer
 from .lambda_ import create_lambda_transformer as create_lambda_transformer
-from .validation import RecordValidationError as RecordValidationError
 from .validation import RecordValidator as RecordValidator
 from .validation import ValidationConfig as ValidationConfig
 from .validation import validate_records as validate_records

@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Annotated, Any
 
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-from .._exceptions import ConfigError, TransformError
+from .._exceptions import ConfigError, RecordValidationError
 from ..core.types import Batch
 from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
 
@@ -20,27 +19,6 @@ __all__ = [
 ]
 
 _MAX_INPUT_REPR = 80
-
-
-class RecordValidationError(TransformError):
-    """A record does not match the model of a :func:`validate_records` stage.
-
-    Attributes:
-        position: 0-based position of the record among those that reached the stage in the run.
-        errors: one ``(field, message)`` pair per problem; ``field`` is a dotted path
-            (``"address.zip"``, ``"tags.2"``), or ``"<record>"`` for the record as a whole.
-    """
-
-    retryable = False
-
-    def __init__(self, errors: Sequence[tuple[str, str]], *, position: int) -> None:
-        text = "; ".join(
-            message if field == "<record>" else f"field {field!r}: {message}"
-            for field, message in errors
-        )
-        super().__init__(f"record {position}: {text}")
-        self.position = position
-        self.errors: list[tuple[str, str]] = list(errors)
 
 
 class ValidationConfig(PolicyConfig):
