@@ -366,3 +366,70 @@ async def test_an_ordinary_error_inside_a_stage_is_retryable() -> None:
     with pytest.raises(ExtractError) as info:
         await create_etl_pipeline(extract, lambda b: b, print).run()
     assert info.value.retryable is True
+
+
+class CommitProbe(Loader):
+    """A loader with a sync write (no await point in the loop) that records how it ended."""
+
+    name = "commit_probe"
+
+    def __init__(self) -> None:
+        self.outcomes: list[str] = []
+
+    def open(self, ctx: RunContext) -> Any:
+        loader = self
+
+        class _CM:
+            async def __aenter__(self) -> CommitProbe:
+                return loader
+
+            async def __aexit__(self, exc_type: Any, exc: Any, tb: Any) -> None:
+                loader.outcomes.append("commit" if exc_type is None else "cleanup")
+
+        return _CM()
+
+    def write(self, batch: Batch) -> None:
+        pass
+
+
+async def test_a_cancelled_run_never_commits_even_on_the_fast_path() -> None:
+    """Cancelling the caller at any moment must not let the loader commit a partial run."""
+    import random
+
+    rng = random.Random(7)
+
+    async def endless() -> AsyncIterator[Batch]:
+        i = 0
+        while True:
+            i += 1
+            yield [{"n": i}]
+            if i % 50 == 0:
+                await anyio.sleep(0)
+
+    loader = CommitProbe()
+    pipeline = create_etl_pipeline(endless, lambda b: b, loader, logging=False)
+    for _ in range(200):
+        with anyio.move_on_after(rng.uniform(0, 0.002)):
+            await pipeline.run()
+    assert "commit" not in loader.outcomes
+    assert loader.outcomes  # the loader was opened, and told the runs did not succeed
+
+
+async def test_a_timed_out_run_never_commits() -> None:
+    from ductwork import RunTimeoutError
+
+    async def endless() -> AsyncIterator[Batch]:
+        i = 0
+        while True:
+            i += 1
+            yield [{"n": i}]
+            if i % 50 == 0:
+                await anyio.sleep(0)
+
+    loader = CommitProbe()
+    for _ in range(50):
+        with pytest.raises(RunTimeoutError):
+            await create_etl_pipeline(
+                endless, lambda b: b, loader, logging=False, timeout=0.002
+            ).run()
+    assert loader.outcomes.count("cleanup") == 50

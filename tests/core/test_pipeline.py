@@ -469,3 +469,24 @@ def test_pipeline_class_can_be_built_directly() -> None:
     pipeline = Pipeline(numbered(1, 1), [], print, name="direct")
     assert pipeline.stage_names == ["extract", "print"]
     assert "direct" in repr(pipeline)
+
+
+async def test_parameters_with_defaults_do_not_receive_the_context() -> None:
+    def scale(batch: Batch, factor: int = 10) -> Batch:
+        return [{"n": r["n"] * factor} for r in batch]
+
+    seen: list[Any] = []
+
+    async def load(batch: Batch, ctx: RunContext | None = None) -> None:
+        seen.append(ctx)
+
+    async def extract(limit: int = 2) -> AsyncIterator[Batch]:
+        yield [{"n": n} for n in range(limit)]
+
+    sink = Collect()
+    await create_etl_pipeline(extract, scale, sink, logging=False).run()
+    assert [r["n"] for r in sink.records] == [0, 10]
+    result = await create_el_pipeline(extract, load, logging=False).run()
+    assert len(seen) == 1
+    assert isinstance(seen[0], RunContext)
+    assert seen[0].run_id == result.run_id

@@ -170,11 +170,15 @@ class StageRunner:
         return err
 
     async def _await_cancellation_if_failed(self) -> None:
-        """Called when a stage's input ended: if another stage failed, its stream closed early,
-        and the failure has cancelled the task group. Wait for that cancellation to arrive so the
-        stage closes with it (cleaning up) instead of as if the run succeeded."""
+        """Called when a stage's input ended: if another stage failed, or the run was cancelled,
+        the input may have ended early. Wait for (or raise) that cancellation, so the stage
+        closes with it (cleaning up) instead of as if the run succeeded."""
         if self.error is not None:
             await anyio.sleep_forever()
+        # The caller may have cancelled the run (or its timeout fired) while this stage ran on
+        # the fast path: upstream stages then closed their streams as they unwound, and the end
+        # of input must not be taken for a finished run.
+        await anyio.lowlevel.checkpoint_if_cancelled()
 
     async def _exit_failed(self, cm: Any, exc: BaseException, what: str) -> None:
         """Exit a stage's per-run context manager with ``exc``, shielded from cancellation and

@@ -41,8 +41,13 @@ __all__ = [
 
 
 def positional_arity(fn: Callable[..., Any]) -> int:
-    """How many positional arguments to give ``fn``: its named positional parameters, or one
-    when it takes only ``*args`` (so ``print`` is called as ``print(batch)``)."""
+    """How many positional arguments to give ``fn``.
+
+    Its positional parameters without a default, plus one with a default if it is named ``ctx``
+    (so ``def scale(batch, factor=10)`` is called as ``scale(batch)`` and
+    ``def load(batch, ctx=None)`` as ``load(batch, ctx)``); one when it takes only ``*args`` (so
+    ``print`` is called as ``print(batch)``).
+    """
     try:
         sig = inspect.signature(fn)
     except (TypeError, ValueError):
@@ -51,12 +56,27 @@ def positional_arity(fn: Callable[..., Any]) -> int:
     for param in sig.parameters.values():
         if param.kind is param.VAR_POSITIONAL:
             return max(count, 1)
-        if param.kind in (
-            inspect.Parameter.POSITIONAL_ONLY,
-            inspect.Parameter.POSITIONAL_OR_KEYWORD,
-        ):
-            count += 1
+        if param.kind not in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            break
+        if param.default is not param.empty and param.name != "ctx":
+            break
+        count += 1
     return count
+
+
+def accepts_positional(fn: Callable[..., Any], count: int) -> bool:
+    """Whether ``fn`` can be called with ``count`` positional arguments."""
+    try:
+        sig = inspect.signature(fn)
+    except (TypeError, ValueError):
+        return True
+    capacity = 0
+    for param in sig.parameters.values():
+        if param.kind is param.VAR_POSITIONAL:
+            return True
+        if param.kind in (param.POSITIONAL_ONLY, param.POSITIONAL_OR_KEYWORD):
+            capacity += 1
+    return capacity >= count
 
 
 def is_async_callable(fn: Callable[..., Any]) -> bool:
@@ -220,7 +240,7 @@ class FunctionTransformer(Transformer):
                 "concurrency", f"must be an integer >= 1, got {concurrency!r}"
             )
         arity = positional_arity(fn)
-        if arity < 1:
+        if not accepts_positional(fn, 1):
             raise ConfigError.for_field(
                 "transformer",
                 f"{callable_name(fn, 'transform')} must accept the batch as an argument",
@@ -316,7 +336,7 @@ class FunctionLoader(Loader):
         if not callable(fn):
             raise ConfigError.for_field("loader", f"expected a callable, got {type(fn).__name__}")
         arity = positional_arity(fn)
-        if arity < 1:
+        if not accepts_positional(fn, 1):
             raise ConfigError.for_field(
                 "loader", f"{callable_name(fn, 'load')} must accept the batch as an argument"
             )

@@ -30,7 +30,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import TransformError
 from ..core.pipeline import validate_config
-from ..core.stages import callable_name, positional_arity
+from ..core.stages import accepts_positional, callable_name
 from ..core.types import Batch, Record
 from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
 
@@ -75,7 +75,7 @@ class ColumnMappingConfig(PolicyConfig):
                 raise ValueError(
                     f"column {column!r}: expected a function of the record, got {type(fn).__name__}"
                 )
-            if positional_arity(fn) < 1:
+            if not accepts_positional(fn, 1):
                 raise ValueError(
                     f"column {column!r}: {callable_name(fn, 'the function')} must accept "
                     f"the record as an argument"

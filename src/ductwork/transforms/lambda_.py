@@ -9,7 +9,12 @@ from pydantic import Field, field_validator
 
 from .._exceptions import ConfigError, TransformError
 from ..core.pipeline import validate_config
-from ..core.stages import callable_name, is_async_callable, positional_arity
+from ..core.stages import (
+    accepts_positional,
+    callable_name,
+    is_async_callable,
+    positional_arity,
+)
 from ..core.types import Batch
 from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
 
@@ -35,7 +40,7 @@ class LambdaConfig(PolicyConfig):
     def _check_function(cls, value: Any) -> Any:
         if not callable(value):
             raise ValueError(f"expected a callable, got {type(value).__name__}")
-        if positional_arity(value) < 1:
+        if not accepts_positional(value, 1):
             raise ValueError(
                 f"{callable_name(value, 'the function')} must accept a record (or a batch) "
                 f"as its first argument"
