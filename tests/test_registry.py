@@ -508,3 +508,24 @@ async def test_module_level_functions_use_the_default_registry(
     ductwork.unregister_pipeline("module_level_p")
     with pytest.raises(RegistryError):
         ductwork.get_pipeline("module_level_p")
+
+
+async def test_a_factory_failing_on_io_is_retryable_and_a_broken_one_is_not() -> None:
+    from ductwork import PipelineError, PipelineRegistry
+
+    registry = PipelineRegistry()
+
+    def needs_the_network() -> Any:
+        raise ConnectionRefusedError("config service down")
+
+    def broken() -> Any:
+        raise KeyError("missing setting")
+
+    registry.register_pipeline("flaky_factory", needs_the_network)
+    registry.register_pipeline("broken_factory", broken)
+    with pytest.raises(PipelineError) as flaky:
+        await registry.run("flaky_factory")
+    with pytest.raises(PipelineError) as bad:
+        await registry.run("broken_factory")
+    assert flaky.value.retryable is True
+    assert bad.value.retryable is False

@@ -563,7 +563,8 @@ class PipelineRegistry:
                 f"could not build the pipeline: {exc}",
                 pipeline=name,
                 result=result,
-                retryable=False,
+                # A factory that failed on I/O (a connection, a timeout) may succeed next time.
+                retryable=isinstance(exc.__cause__, (ConnectionError, TimeoutError)),
             )
             error.__cause__ = exc
             result.error = error
