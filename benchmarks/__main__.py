@@ -69,6 +69,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         quick_args=("--records", "50000,250000", "--repeats", "2"),
     ),
     Benchmark(
+        "dlt",
+        "benchmarks.bench_dlt",
+        quick_args=("--records", "50000", "--repeats", "2"),
+    ),
+    Benchmark(
         "clickhouse",
         "benchmarks.bench_clickhouse",
         quick_args=(
