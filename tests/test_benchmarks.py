@@ -7,6 +7,8 @@ themselves are produced by ``python -m benchmarks``, never asserted here.
 from __future__ import annotations
 
 import asyncio
+import gzip
+import importlib.util
 import json
 import os
 import sys
@@ -19,7 +21,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as suite  # noqa: E402
-from benchmarks import bench_core, bench_memory, bench_peers  # noqa: E402
+from benchmarks import bench_core, bench_dlt, bench_memory, bench_peers  # noqa: E402
 from benchmarks._util import interleave, paired_ratio, peak_rss_mb, run_child, span  # noqa: E402
 from benchmarks._workload import Counter, timed  # noqa: E402
 
@@ -181,3 +183,83 @@ def test_suite_only_selects_and_rejects_unknown_names() -> None:
     assert [b.name for b in suite._select([])] == [b.name for b in suite.BENCHMARKS]
     with pytest.raises(SystemExit, match="unknown benchmark"):
         suite._select(["nope"])
+
+
+def test_dlt_benchmark_rows_for_ductwork_and_the_loop(capsys: pytest.CaptureFixture[str]) -> None:
+    # Every run's output is read back and checked against the input inside ``main``.
+    rows = bench_dlt.main(["--records", "3000", "--repeats", "2", "--tools", "ductwork"])
+    assert [r["tool"] for r in rows] == ["loop", "ductwork"]
+    by_tool = {r["tool"]: r for r in rows}
+    assert by_tool["loop"]["ratio"] == 1.0
+    for r in rows:
+        assert r["records"] == 3000
+        assert r["level"] == 9
+        assert r["extra_fields"] == []
+        assert r["records_per_s_min"] <= r["records_per_s"] <= r["records_per_s_max"]
+        assert "vs_dlt" not in r
+        assert r["peak_rss_mb"] >= r["rss_before_mb"] > 0
+    # Each tool runs in its own fresh process: the loop does not import ductwork.
+    assert by_tool["ductwork"]["rss_before_mb"] > by_tool["loop"]["rss_before_mb"]
+    out = capsys.readouterr().out
+    assert "| hand-written loop | 3,000 |" in out
+    assert "| ductwork 0.1.0 | 3,000 |" in out
+
+
+def test_dlt_benchmark_rejects_an_output_that_differs(tmp_path: Path) -> None:
+    src = str(tmp_path / "in.jsonl.gz")
+    expected = bench_dlt.generate(src, 500)
+    assert expected.id_sum == sum(range(500))
+    assert bench_dlt.loop(src, str(tmp_path), 1) == 500
+    good = bench_dlt.digest(bench_dlt.output_files("loop", str(tmp_path)))
+    bench_dlt.check("loop", good, expected)
+    assert good.fields == expected.fields
+    with gzip.open(tmp_path / "out.jsonl.gz", "rb") as fh:
+        lines = fh.read().splitlines(keepends=True)
+    short = tmp_path / "short.jsonl.gz"
+    short.write_bytes(gzip.compress(b"".join(lines[:-1])))
+    with pytest.raises(AssertionError, match="short: output records is 499, expected 500"):
+        bench_dlt.check("short", bench_dlt.digest([str(short)]), expected)
+    changed = tmp_path / "changed.jsonl.gz"
+    changed.write_bytes(gzip.compress(b"".join(lines).replace(b'"total":', b'"total":1', 1)))
+    with pytest.raises(AssertionError, match="changed: output total_sum"):
+        bench_dlt.check("changed", bench_dlt.digest([str(changed)]), expected)
+
+
+def test_dlt_benchmark_runs_dlt_offline_or_names_the_extra(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # dlt is in the bench extra, not the test extra: both cases are checked, whichever holds.
+    env = bench_dlt.dlt_environment(str(tmp_path))
+    assert env["RUNTIME__DLTHUB_TELEMETRY"] == "false"
+    assert all(env[k].startswith(str(tmp_path)) for k in ("DLT_PROJECT_DIR", "DLT_DATA_DIR"))
+    argv = ["--records", "2000", "--repeats", "1", "--tools", "dlt", "--dir", str(tmp_path)]
+    if importlib.util.find_spec("dlt") is None:
+        with pytest.raises(SystemExit, match=r"pip install -e '\.\[bench\]'"):
+            bench_dlt.main(argv)
+        return
+    home = tmp_path / "home"
+    home.mkdir()
+    monkeypatch.setenv("HOME", str(home))  # dlt's default global folder is ~/.dlt
+    monkeypatch.chdir(tmp_path)
+    monkeypatch.setenv("PYTHONPATH", str(ROOT))
+    rows = bench_dlt.main(argv)
+    assert [r["tool"] for r in rows] == ["loop", "dlt"]
+    dlt_row = rows[1]
+    assert dlt_row["records"] == 2000
+    assert dlt_row["extra_fields"] == ["_dlt_load_id", "_dlt_id"]
+    assert dlt_row["vs_dlt"] == 1.0
+    assert dlt_row["normalize_seconds"] > 0
+    # Nothing was left behind: not in HOME, not in the working directory, not in --dir.
+    assert list(home.iterdir()) == []
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["home"]
+
+
+def test_dlt_benchmark_without_dlt_names_the_extra(monkeypatch: pytest.MonkeyPatch) -> None:
+    real = importlib.util.find_spec
+    monkeypatch.setattr(
+        importlib.util, "find_spec", lambda name, *a: None if name == "dlt" else real(name, *a)
+    )
+    with pytest.raises(SystemExit, match=r"dlt is not installed: .*pip install -e '\.\[bench\]'"):
+        bench_dlt.main(["--records", "10", "--tools", "dlt"])
+    with pytest.raises(SystemExit, match="unknown tool"):
+        bench_dlt.main(["--tools", "pandas"])
