@@ -173,6 +173,41 @@ async def test_json_records_path_reads_an_array_inside_an_object(tmp_path: Path)
     assert back == [{"n": 1}, {"n": 2}, {"n": 3}]
 
 
+@pytest.mark.parametrize(
+    ("records_path", "message"),
+    [
+        ("data.itemz", "records_path 'data.itemz' is not in the document"),
+        ("data", "records_path 'data' is an object, not an array"),
+        ("meta.count", "records_path 'meta.count' is a number, not an array"),
+    ],
+)
+async def test_a_wrong_records_path_is_an_error_not_zero_records(
+    tmp_path: Path, records_path: str, message: str
+) -> None:
+    payload = {"meta": {"count": 3}, "data": {"items": [{"n": 1}]}}
+    path = tmp_path / "nested.json"
+    path.write_bytes(orjson.dumps(payload))
+    err = await read_error(path, records_path=records_path, chunk_size=1024)
+    assert message in str(err)
+    assert err.file == str(path)
+
+
+async def test_an_empty_array_at_records_path_is_zero_records(tmp_path: Path) -> None:
+    path = tmp_path / "empty.json"
+    path.write_bytes(orjson.dumps({"data": {"items": []}, "after": [1, 2]}))
+    back, result = await read(path, records_path="data.items")
+    assert back == []
+    assert result.records_in == 0
+
+
+async def test_records_path_found_late_in_a_large_document(tmp_path: Path) -> None:
+    payload = {"padding": ["x" * 100] * 2000, "data": [{"n": i} for i in range(3000)]}
+    path = tmp_path / "late.json"
+    path.write_bytes(orjson.dumps(payload))
+    back, _ = await read(path, records_path="data", chunk_size=4096)
+    assert [r["n"] for r in back] == list(range(3000))
+
+
 async def test_csv_options_delimiter_quotechar_and_field_names(tmp_path: Path) -> None:
     path = tmp_path / "semi.txt"
     path.write_text("1;'a;b';x\n2;'it''s';y\n", encoding="utf-8")

@@ -514,6 +514,14 @@ class JsonArrayParser(RecordParser):
         self._prefix = f"{records_path}.item" if records_path else "item"
         self._items: list[Any] = ijson.sendable_list()
         self._coro = ijson.items_coro(self._items, self._prefix, use_float=True)
+        # Until the array at ``records_path`` starts, a second parser watches the events, so a
+        # path that is missing (or not an array) is an error rather than zero records. It is
+        # dropped as soon as the array starts, usually within the first block.
+        self._records_path = records_path
+        self._watch_events: list[Any] = ijson.sendable_list()
+        self._watch: Any = (
+            ijson.parse_coro(self._watch_events, use_float=True) if records_path else None
+        )
         self._blocks = 0
         self._count = 0  # records seen, for messages about a bad item
         self._start = True
@@ -545,6 +553,8 @@ class JsonArrayParser(RecordParser):
                         self.offset,
                         snippet(data[:_SNIPPET]),
                     )
+        if self._watch is not None:
+            self._watch_for_path(data)
         if self._locate_block is not None and self._blocks == self._locate_block:
             self._feed_by_line(data)
         else:
@@ -555,6 +565,34 @@ class JsonArrayParser(RecordParser):
         self._blocks += 1
         self.line += data.count(b"\n")
         self.offset += len(data)
+
+    def _watch_for_path(self, data: bytes) -> None:
+        try:
+            self._watch.send(data)
+        except ijson.JSONError:
+            self._watch = None  # the items parser reports the syntax error, with its line
+            return
+        events = self._watch_events
+        for prefix, event, _ in events:
+            if prefix == self._records_path and event in (
+                "start_array",
+                "start_map",
+                "string",
+                "number",
+                "boolean",
+                "null",
+            ):
+                self._watch = None
+                if event != "start_array":
+                    kind = "an object" if event == "start_map" else f"a {event}"
+                    raise self.error(
+                        f"records_path {self._records_path!r} is {kind}, not an array",
+                        None,
+                        None,
+                        None,
+                    )
+                break
+        del events[:]
 
     def _feed_by_line(self, data: bytes) -> None:
         line, offset = self.line, self.offset
@@ -584,6 +622,13 @@ class JsonArrayParser(RecordParser):
                 self.offset,
                 None,
             ) from None
+        if self._watch is not None:
+            raise self.error(
+                f"records_path {self._records_path!r} is not in the document",
+                None,
+                None,
+                None,
+            )
         return self._take()
 
     def _take(self) -> list[Record]:

@@ -224,7 +224,7 @@ class FileExtractorConfig(_PathOptions):
         field_names: CSV: the field names; with ``header=True`` they replace the header's names.
         records_path: JSON: dotted path of the array inside the top-level object
             (``"data.items"``); ``None`` for a top-level array. A path that is not in the
-            document yields no records.
+            document, or does not hold an array, raises FileFormatError.
         on_error: ``raise`` stops at the first malformed record; ``skip`` drops malformed records
             (a bad JSON line, a CSV row of the wrong width, a line that does not decode, an array
             item that is not an object), counts them in the stage's ``records_skipped`` metric and
