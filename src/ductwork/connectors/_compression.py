@@ -13,7 +13,7 @@ from __future__ import annotations
 
 import bz2
 import zlib
-from typing import Literal, Protocol
+from typing import Literal, Protocol, cast
 
 import zstandard
 
@@ -52,6 +52,12 @@ _ZSTD_PIECE = 64 * 1024
 
 class CorruptDataError(Exception):
     """The compressed stream is corrupt or truncated (converted to FileFormatError by callers)."""
+
+
+def codec_for(setting: str, path: str) -> Codec:
+    """The compression in effect: ``setting``, or, for ``"infer"``, what ``path``'s extension
+    implies."""
+    return infer_compression(path) if setting == "infer" else cast(Codec, setting)
 
 
 def infer_compression(path: str) -> Codec:

@@ -23,7 +23,7 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from .._exceptions import LoadError
 from ..core.context import RunContext
 from ..core.types import Batch
-from ._compression import Codec, Encoder, infer_compression, make_encoder
+from ._compression import Codec, Encoder, codec_for, make_encoder
 from ._file_parsers import text_codec
 from ._file_writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
 
@@ -56,9 +56,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         self.config = config
         self.path = path
         self.ctx = ctx
-        self.codec: Codec = (
-            infer_compression(path) if config.compression == "infer" else config.compression
-        )
+        self.codec: Codec = codec_for(config.compression, path)
         self._state: Literal["new", "open", "closed"] = "new"
         self._tmp: str | None = None
         self._file: AsyncBufferedIOBase | None = None

@@ -27,7 +27,7 @@ import os
 import re
 import string
 from collections.abc import AsyncGenerator, AsyncIterator, Callable, Iterator
-from typing import Annotated, Any, Literal
+from typing import Annotated, Any, Literal, cast
 
 import aiofiles
 import anyio
@@ -43,6 +43,7 @@ from ._compression import (
     LEVELS,
     Codec,
     CorruptDataError,
+    codec_for,
     infer_compression,
     make_decoder,
     strip_compression_suffix,
@@ -106,6 +107,15 @@ def _infer_format(path: str) -> FileFormat | None:
         if lower.endswith(ext):
             return fmt
     return None
+
+
+def _codec_of(info: ValidationInfo) -> Codec | None:
+    """The compression a loader config being validated ends up with (``None``: not known yet)."""
+    setting = info.data.get("compression")
+    path = info.data.get("file_path")
+    if setting == "infer":
+        return infer_compression(path) if isinstance(path, str) else None
+    return cast(Codec | None, setting)
 
 
 def _format_or_inferred(value: FileFormat | None, info: ValidationInfo) -> FileFormat:
@@ -348,8 +358,7 @@ class FileExtractor(Extractor):
         )
 
     def _codec(self, path: str) -> Codec:
-        setting = self.config.compression
-        return infer_compression(path) if setting == "infer" else setting
+        return codec_for(self.config.compression, path)
 
     async def _read_file(self, path: str, ctx: RunContext) -> AsyncGenerator[list[Record]]:
         """Yield the records of one file, a block at a time."""
@@ -548,11 +557,7 @@ class FileLoaderConfig(_PathOptions):
     def _check_level(cls, value: int | None, info: ValidationInfo) -> int | None:
         if value is None:
             return None
-        setting = info.data.get("compression")
-        path = info.data.get("file_path")
-        codec: Codec | None = (
-            infer_compression(path) if setting == "infer" and isinstance(path, str) else setting
-        )
+        codec = _codec_of(info)
         if codec == "none" or codec is None:
             raise ValueError("there is no compression to set a level for")
         lowest, highest, _ = LEVELS[codec]
@@ -563,24 +568,14 @@ class FileLoaderConfig(_PathOptions):
     @field_validator("mode")
     @classmethod
     def _check_mode(cls, value: str, info: ValidationInfo) -> str:
-        if value == "append" and info.data.get("format") == "json":
-            setting = info.data.get("compression")
-            path = info.data.get("file_path")
-            codec = (
-                infer_compression(path) if setting == "infer" and isinstance(path, str) else setting
-            )
-            if codec != "none":
-                raise ValueError(
-                    "a compressed JSON array cannot be appended to; use the jsonl format"
-                )
+        if value == "append" and info.data.get("format") == "json" and _codec_of(info) != "none":
+            raise ValueError("a compressed JSON array cannot be appended to; use the jsonl format")
         return value
 
     @property
     def codec(self) -> Codec:
         """The compression in effect for the (unfilled) path."""
-        if self.compression == "infer":
-            return infer_compression(self.file_path)
-        return self.compression
+        return codec_for(self.compression, self.file_path)
 
 
 class FileLoader(Loader):
