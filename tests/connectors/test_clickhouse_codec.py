@@ -21,7 +21,7 @@ from ductwork import (
     create_clickhouse_extractor,
     create_clickhouse_loader,
 )
-from ductwork.connectors._clickhouse_codec import (
+from ductwork.connectors.clickhouse.codec import (
     RowDecoder,
     ServerError,
     column_converter,
@@ -33,7 +33,7 @@ from ductwork.connectors._clickhouse_codec import (
     sql_literal,
     valid_type,
 )
-from ductwork.connectors._clickhouse_loader import _ClickHouseSink, _engine_version
+from ductwork.connectors.clickhouse.loader import _ClickHouseSink, _engine_version
 
 # --------------------------------------------------------------------------- configuration
 

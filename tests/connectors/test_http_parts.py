@@ -29,15 +29,15 @@ from ductwork import (
     RetryConfig,
     create_http_extractor,
 )
-from ductwork.connectors._http_formats import (
+from ductwork.connectors.http import redact_url
+from ductwork.connectors.http.formats import (
     ResponseFormatError,
     iter_csv,
     iter_ndjson,
     json_records,
 )
-from ductwork.connectors._http_limits import parse_retry_after
-from ductwork.connectors._http_paging import PageInfo, PageRequest, PaginationError, get_path
-from ductwork.connectors.http import redact_url
+from ductwork.connectors.http.limits import parse_retry_after
+from ductwork.connectors.http.paging import PageInfo, PageRequest, PaginationError, get_path
 
 
 async def chunks_of(data: bytes, cuts: list[int]) -> AsyncIterator[bytes]:

@@ -16,12 +16,12 @@ import anyio
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
-from .._exceptions import ClickHouseLoadError
-from ..core.context import RunContext
-from ..core.pipeline import validate_config
-from ..core.stages import Loader
-from ..core.types import Batch
-from ._clickhouse_client import (
+from ..._exceptions import ClickHouseLoadError
+from ...core.context import RunContext
+from ...core.pipeline import validate_config
+from ...core.stages import Loader
+from ...core.types import Batch
+from .client import (
     ClickHouseConfig,
     Connection,
     SettingValue,
@@ -30,7 +30,7 @@ from ._clickhouse_client import (
     server_version,
     short_repr,
 )
-from ._clickhouse_codec import (
+from .codec import (
     ServerError,
     encode_for_file,
     encode_records,

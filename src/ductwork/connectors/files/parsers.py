@@ -23,8 +23,8 @@ from typing import Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from .._exceptions import FileFormatError
-from ..core.types import Record
+from ..._exceptions import FileFormatError
+from ...core.types import Record
 
 __all__ = [
     "CsvParser",

@@ -16,9 +16,9 @@ from typing import Any
 
 import orjson
 
-from .._exceptions import LoadError
-from ..core.types import Batch, Record
-from ._file_parsers import snippet
+from ..._exceptions import LoadError
+from ...core.types import Batch, Record
+from .parsers import snippet
 
 __all__ = ["CsvWriter", "JsonArrayWriter", "JsonlWriter", "RecordWriter"]
 

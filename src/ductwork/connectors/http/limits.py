@@ -22,7 +22,7 @@ from typing import Annotated, Any, ClassVar
 import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from .._exceptions import ConfigError
+from ..._exceptions import ConfigError
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",

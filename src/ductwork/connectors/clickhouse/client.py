@@ -22,8 +22,8 @@ from pydantic import (
     model_validator,
 )
 
-from .._exceptions import ConfigError
-from ._clickhouse_codec import ServerError, valid_identifier
+from ..._exceptions import ConfigError
+from .codec import ServerError, valid_identifier
 
 __all__ = [
     "ClickHouseConfig",

@@ -29,7 +29,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import orjson
 
-from ..core.types import Batch
+from ...core.types import Batch
 
 try:  # aiochclient's compiled literal encoder, or its pure-Python twin
     from aiochclient._types import py2ch as _py2ch  # type: ignore[import-untyped]

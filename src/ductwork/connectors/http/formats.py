@@ -17,8 +17,8 @@ from typing import Any
 
 import orjson
 
-from ..core.types import Batch
-from ._http_paging import get_path
+from ...core.types import Batch
+from .paging import get_path
 
 __all__ = ["ResponseFormatError", "iter_csv", "iter_ndjson", "json_records"]
 

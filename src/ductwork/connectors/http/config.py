@@ -18,8 +18,8 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from ._http_limits import RateLimitConfig, RateLimiter, RetryConfig, coerce_rate_limit
-from ._http_paging import NoPagination, PaginationConfig
+from .limits import RateLimitConfig, RateLimiter, RetryConfig, coerce_rate_limit
+from .paging import NoPagination, PaginationConfig
 
 __all__ = [
     "AuthConfig",

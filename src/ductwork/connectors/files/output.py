@@ -20,15 +20,15 @@ import anyio
 import zstandard
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
-from .._exceptions import LoadError
-from ..core.context import RunContext
-from ..core.types import Batch
-from ._compression import Codec, Encoder, codec_for, make_encoder
-from ._file_parsers import text_codec
-from ._file_writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
+from ..._exceptions import LoadError
+from ...core.context import RunContext
+from ...core.types import Batch
+from .compression import Codec, Encoder, codec_for, make_encoder
+from .parsers import text_codec
+from .writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
 
 if TYPE_CHECKING:
-    from .files import FileLoaderConfig
+    from .config import FileLoaderConfig
 
 __all__ = ["FileSink"]
 
