@@ -33,7 +33,7 @@ lint: install-test
 	$(BIN)/mypy
 
 test: install-test clickhouse lint
-	$(BIN)/python -m pytest $(PYTEST_ARGS)
+	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # The benchmark suite, with the peer libraries; `make bench BENCH_ARGS=--quick` for a short run.
 bench: install-bench
