@@ -1,0 +1,438 @@
+"""ClickHouse column types as Arrow types, and Arrow batches in the server's wire formats.
+
+The columnar path of the connector never makes a Python object per row:
+
+* **Schema.** :func:`arrow_type` maps a ClickHouse type (as ``DESCRIBE`` prints it) to the Arrow
+  type a batch carries: ``UInt64`` → ``uint64``, ``Nullable(T)`` → a nullable field of ``T``,
+  ``DateTime('Europe/Berlin')`` → ``timestamp[s, tz=Europe/Berlin]`` (a column without a zone
+  gets the server's), ``DateTime64(3)`` → ``timestamp[ms]``, ``Decimal(P, S)`` → ``decimal128(P,
+  S)`` (exact), ``LowCardinality(String)`` and ``Enum`` → ``string``, ``Array(T)`` → ``list<T>``,
+  ``Map(K, V)`` → ``map<K, V>``, ``UUID`` and ``IPv4``/``IPv6`` → ``string``.
+  :func:`clickhouse_type` maps back, for ``create_table`` from an Arrow schema.
+* **Modern servers** (20.x and later) speak ``ArrowStream`` both ways; :func:`conform` casts what
+  the server sends (``DateTime`` arrives as ``uint32``, ``Date`` as ``uint16``) to the schema.
+* **Older servers** (such as 18.16) have no Arrow format. Results are read as ``CSVWithNames``
+  and parsed by ``pyarrow.csv`` in C++: :func:`csv_select` wraps the query so that dates and times
+  arrive as numbers (the zero date prints as ``0000-00-00``, which no parser reads), and
+  :class:`CsvSplitter` cuts the streamed body at row boundaries (a quoted string may hold a line
+  break). Inserts are written by ``pyarrow.csv.write_csv`` (:func:`encode_csv`) with ``\\N`` for
+  nulls. Columns of nested types (arrays, maps, tuples) take the records path instead: the batch is
+  converted with ``to_pylist`` and encoded as ``JSONEachRow``, the documented slower path.
+"""
+
+from __future__ import annotations
+
+import io
+import re
+from collections.abc import Sequence
+
+import pyarrow as pa
+import pyarrow.compute as pc
+import pyarrow.csv as pacsv
+
+from .codec import quote_identifier, split_args
+
+__all__ = [
+    "CsvSplitter",
+    "arrow_schema",
+    "arrow_type",
+    "clickhouse_type",
+    "conform",
+    "csv_select",
+    "decode_csv",
+    "encode_csv",
+    "has_nested",
+]
+
+_INTEGERS = {
+    "UInt8": pa.uint8(),
+    "UInt16": pa.uint16(),
+    "UInt32": pa.uint32(),
+    "UInt64": pa.uint64(),
+    "Int8": pa.int8(),
+    "Int16": pa.int16(),
+    "Int32": pa.int32(),
+    "Int64": pa.int64(),
+}
+_AS_STRING = (
+    "String",
+    "FixedString",
+    "UUID",
+    "Enum8",
+    "Enum16",
+    "IPv4",
+    "IPv6",
+    "Int128",
+    "Int256",
+    "UInt128",
+    "UInt256",
+)
+_DECIMAL_PRECISION = {"Decimal32": 9, "Decimal64": 18, "Decimal128": 38, "Decimal256": 76}
+_NESTED = re.compile(r"\b(Array|Map|Tuple|Nested)\(")
+
+
+def _unquote(text: str) -> str:
+    text = text.strip()
+    if len(text) >= 2 and text[0] == text[-1] == "'":
+        return text[1:-1]
+    return text
+
+
+def _unit(precision: int) -> str:
+    if precision == 0:
+        return "s"
+    if precision <= 3:
+        return "ms"
+    if precision <= 6:
+        return "us"
+    return "ns"
+
+
+def _parse(type_name: str) -> tuple[str, list[str]]:
+    name = type_name.strip()
+    head, paren, rest = name.partition("(")
+    return head.strip(), split_args(rest[: rest.rfind(")")]) if paren else []
+
+
+def is_nullable(type_name: str) -> bool:
+    """Whether a column of ``type_name`` can hold NULL (``Nullable``, also in LowCardinality)."""
+    head, args = _parse(type_name)
+    if head == "LowCardinality" and args:
+        return is_nullable(args[0])
+    return head == "Nullable"
+
+
+def arrow_type(type_name: str, server_timezone: str | None = None) -> pa.DataType:
+    """The Arrow type of a ClickHouse column type (see the module docs).
+
+    Raises:
+        ValueError: a type the columnar path does not support (``AggregateFunction``, ...).
+    """
+    head, args = _parse(type_name)
+    if head in ("Nullable", "LowCardinality", "SimpleAggregateFunction") and args:
+        return arrow_type(args[-1], server_timezone)
+    if head in _INTEGERS:
+        return _INTEGERS[head]
+    if head == "Float32":
+        return pa.float32()
+    if head == "Float64":
+        return pa.float64()
+    if head == "Bool":
+        return pa.bool_()
+    if head in _AS_STRING:
+        return pa.string()
+    if head in ("Date", "Date32"):
+        return pa.date32()
+    if head == "DateTime":
+        return pa.timestamp("s", _unquote(args[0]) if args else server_timezone)
+    if head == "DateTime64":
+        zone = _unquote(args[1]) if len(args) > 1 else server_timezone
+        return pa.timestamp(_unit(int(args[0])), zone)
+    if head == "Decimal" and len(args) == 2:
+        precision, scale = int(args[0]), int(args[1])
+        return (
+            pa.decimal128(precision, scale) if precision <= 38 else pa.decimal256(precision, scale)
+        )
+    if head in _DECIMAL_PRECISION and len(args) == 1:
+        precision = _DECIMAL_PRECISION[head]
+        make = pa.decimal128 if precision <= 38 else pa.decimal256
+        return make(precision, int(args[0]))
+    if head == "Array" and args:
+        return pa.list_(
+            pa.field("item", arrow_type(args[0], server_timezone), is_nullable(args[0]))
+        )
+    if head == "Map" and len(args) == 2:
+        return pa.map_(
+            arrow_type(args[0], server_timezone),
+            pa.field("value", arrow_type(args[1], server_timezone), is_nullable(args[1])),
+        )
+    if head == "Tuple" and args:
+        fields = []
+        for index, arg in enumerate(args, 1):
+            first, _, second = arg.strip().partition(" ")
+            named = bool(second) and first[:1].islower()
+            inner = second if named else arg
+            fields.append(
+                pa.field(first if named else str(index), arrow_type(inner, server_timezone))
+            )
+        return pa.struct(fields)
+    if head == "Nothing":
+        return pa.null()
+    raise ValueError(f"the columnar path does not support the ClickHouse type {type_name}")
+
+
+def arrow_schema(
+    columns: Sequence[tuple[str, str]], server_timezone: str | None = None
+) -> pa.Schema:
+    """The Arrow schema of a result whose ``DESCRIBE`` gave ``columns`` (name, type)."""
+    return pa.schema(
+        [
+            pa.field(name, arrow_type(type_name, server_timezone), is_nullable(type_name))
+            for name, type_name in columns
+        ]
+    )
+
+
+def clickhouse_type(field: pa.Field, *, modern: bool = True) -> str:
+    """The ClickHouse column type for an Arrow field (for ``create_table`` from a schema).
+
+    Args:
+        field: the Arrow field; a nullable field becomes ``Nullable(...)`` where ClickHouse
+            allows it (not around arrays and maps).
+        modern: the server has ``Bool`` and ``DateTime64`` (21.x and later); otherwise booleans
+            become ``UInt8`` and sub-second timestamps raise.
+
+    Raises:
+        ValueError: an Arrow type with no ClickHouse counterpart.
+    """
+    kind = field.type
+    inner = _base_type(kind, modern, field.name)
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind) or pa.types.is_map(kind):
+        return inner
+    return f"Nullable({inner})" if field.nullable else inner
+
+
+def _base_type(kind: pa.DataType, modern: bool, name: str) -> str:
+    if pa.types.is_dictionary(kind):
+        return f"LowCardinality({_base_type(kind.value_type, modern, name)})"
+    for ch_name, arrow in _INTEGERS.items():
+        if kind == arrow:
+            return ch_name
+    if pa.types.is_float32(kind):
+        return "Float32"
+    if pa.types.is_floating(kind):
+        return "Float64"
+    if pa.types.is_boolean(kind):
+        return "Bool" if modern else "UInt8"
+    if pa.types.is_string(kind) or pa.types.is_large_string(kind) or pa.types.is_binary(kind):
+        return "String"
+    if pa.types.is_large_binary(kind):
+        return "String"
+    if pa.types.is_fixed_size_binary(kind):
+        return f"FixedString({kind.byte_width})"
+    if pa.types.is_date(kind):
+        return "Date32" if modern else "Date"
+    if pa.types.is_timestamp(kind):
+        zone = f"'{kind.tz}'" if kind.tz else None
+        if kind.unit == "s":
+            return f"DateTime({zone})" if zone else "DateTime"
+        if not modern:
+            raise ValueError(f"column {name!r}: this server has no DateTime64 for {kind}")
+        digits = {"ms": 3, "us": 6, "ns": 9}[kind.unit]
+        return f"DateTime64({digits}, {zone})" if zone else f"DateTime64({digits})"
+    if pa.types.is_decimal(kind):
+        return f"Decimal({kind.precision}, {kind.scale})"
+    if pa.types.is_list(kind) or pa.types.is_large_list(kind):
+        value = kind.value_field
+        return f"Array({clickhouse_type(value, modern=modern)})"
+    if pa.types.is_map(kind):
+        key = _base_type(kind.key_type, modern, name)
+        return f"Map({key}, {clickhouse_type(kind.item_field, modern=modern)})"
+    raise ValueError(f"column {name!r}: no ClickHouse type for the Arrow type {kind}")
+
+
+def has_nested(columns: Sequence[tuple[str, str]]) -> bool:
+    """Whether any column is an array, map or tuple (not readable from CSV by pyarrow)."""
+    return any(_NESTED.search(type_name) for _, type_name in columns)
+
+
+# --------------------------------------------------------------------------- modern servers
+
+
+def conform(table: pa.Table, schema: pa.Schema) -> pa.Table:
+    """Cast a table the server wrote as ``ArrowStream`` to ``schema``, column by column.
+
+    ClickHouse writes ``DateTime`` as ``uint32`` seconds and ``Date`` as ``uint16`` days, and may
+    send strings as binary or dictionaries; everything else already has the schema's type.
+    """
+    if table.schema.equals(schema):
+        return table
+    arrays = []
+    for field in schema:
+        column = table.column(field.name)
+        arrays.append(_cast(column, field.type))
+    return pa.Table.from_arrays(arrays, schema=schema)
+
+
+def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
+    source = column.type
+    if source == target:
+        return column
+    if pa.types.is_dictionary(source):
+        column = column.cast(source.value_type)
+        source = source.value_type
+    if pa.types.is_timestamp(target) and pa.types.is_integer(source):
+        return column.cast(pa.int64()).cast(pa.timestamp(target.unit)).cast(target)
+    if pa.types.is_date32(target) and pa.types.is_integer(source):
+        return column.cast(pa.int32()).cast(pa.date32())
+    if pa.types.is_timestamp(target) and pa.types.is_timestamp(source) and source.tz != target.tz:
+        return column.cast(pa.timestamp(target.unit, source.tz)).cast(target)
+    return column.cast(target)
+
+
+# --------------------------------------------------------------------------- older servers
+
+
+def csv_select(sql: str, columns: Sequence[tuple[str, str]]) -> str:
+    """Wrap ``sql`` so that its result reads cleanly as CSV: dates and times as numbers."""
+    if not any(_date_like(type_name) for _, type_name in columns):
+        return sql
+    parts = []
+    for name, type_name in columns:
+        quoted = quote_identifier(name)
+        head, _ = _parse(_strip_nullable(type_name))
+        if head == "DateTime":
+            parts.append(f"toUnixTimestamp({quoted}) AS {quoted}")
+        elif head == "Date":
+            parts.append(f"toUInt16({quoted}) AS {quoted}")
+        else:
+            parts.append(quoted)
+    return f"SELECT {', '.join(parts)} FROM ({sql}\n)"
+
+
+def _strip_nullable(type_name: str) -> str:
+    head, args = _parse(type_name)
+    if head in ("Nullable", "LowCardinality") and args:
+        return _strip_nullable(args[0])
+    return type_name
+
+
+def _date_like(type_name: str) -> bool:
+    return _parse(_strip_nullable(type_name))[0] in ("DateTime", "Date")
+
+
+def _csv_read_type(type_name: str, target: pa.DataType) -> pa.DataType:
+    head = _parse(_strip_nullable(type_name))[0]
+    if head == "DateTime":
+        return pa.int64()
+    if head == "Date":
+        return pa.int32()
+    return target
+
+
+class CsvSplitter:
+    """Cuts a streamed ``CSVWithNames`` body into pieces that end at a row boundary.
+
+    A row ends at a line break outside quotes; ClickHouse doubles a quote inside a quoted field,
+    so a line break is outside quotes exactly when the number of quote characters before it is
+    even. Counting is done by ``bytes.count``, in C.
+    """
+
+    def __init__(self, piece_bytes: int) -> None:
+        self.piece_bytes = piece_bytes
+        self.header: bytes | None = None
+        self._buffer = bytearray()
+        self._quotes = 0  # quote characters in the buffer (its start is outside quotes)
+
+    def feed(self, chunk: bytes) -> list[bytes]:
+        """Add a chunk of the body; return the complete pieces now available."""
+        self._buffer += chunk
+        self._quotes += chunk.count(b'"')
+        if self.header is None:
+            end = self._row_end(0, len(self._buffer))
+            if end is None:
+                return []
+            self.header = bytes(self._buffer[:end])
+            del self._buffer[:end]
+            self._quotes = self._buffer.count(b'"')
+        if len(self._buffer) < self.piece_bytes:
+            return []
+        end = self._last_row_end()
+        if end is None:
+            return []
+        piece = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        self._quotes = self._buffer.count(b'"')
+        return [piece]
+
+    def finish(self) -> bytes:
+        """The rest of the body (the last rows); raises ValueError if a row is cut off."""
+        rest = bytes(self._buffer)
+        self._buffer.clear()
+        if rest and (not rest.endswith(b"\n") or rest.count(b'"') % 2):
+            raise ValueError(f"the result ended with an incomplete row {rest[:80]!r}")
+        return rest
+
+    def _row_end(self, start: int, stop: int) -> int | None:
+        index = start
+        buffer = self._buffer
+        while True:
+            newline = buffer.find(b"\n", index, stop)
+            if newline < 0:
+                return None
+            if buffer.count(b'"', start, newline) % 2 == 0:
+                return newline + 1
+            index = newline + 1
+
+    def _last_row_end(self) -> int | None:
+        buffer = self._buffer
+        stop = len(buffer)
+        quotes_after = 0
+        while True:
+            newline = buffer.rfind(b"\n", 0, stop)
+            if newline < 0:
+                return None
+            quotes_after += buffer.count(b'"', newline, stop)
+            if (self._quotes - quotes_after) % 2 == 0:
+                return newline + 1
+            stop = newline
+
+
+def decode_csv(
+    header: bytes, piece: bytes, columns: Sequence[tuple[str, str]], schema: pa.Schema
+) -> pa.Table:
+    """Parse one piece of a ``CSVWithNames`` result (from :func:`csv_select`) into ``schema``."""
+    read_types = {
+        name: _csv_read_type(type_name, field.type)
+        for (name, type_name), field in zip(columns, schema, strict=True)
+    }
+    table = pacsv.read_csv(
+        io.BytesIO(header + piece),
+        read_options=pacsv.ReadOptions(use_threads=True, block_size=max(len(piece) + 1, 1 << 20)),
+        parse_options=pacsv.ParseOptions(newlines_in_values=True, double_quote=True),
+        convert_options=pacsv.ConvertOptions(
+            column_types=read_types,
+            null_values=["\\N"],
+            strings_can_be_null=True,
+            quoted_strings_can_be_null=False,
+            true_values=["true", "1"],
+            false_values=["false", "0"],
+        ),
+    )
+    return conform(table, schema)
+
+
+def encode_csv(table: pa.Table) -> bytes:
+    """``CSVWithNames`` for an insert on a server without Arrow formats (no nested columns).
+
+    Timestamps are written as Unix seconds (what ``DateTime`` reads on every version), booleans as
+    ``0``/``1``, nulls as ``\\N``; strings are always quoted, so an empty string stays one.
+    """
+    arrays = []
+    for column in table.columns:
+        kind = column.type
+        if pa.types.is_dictionary(kind):
+            column = column.cast(kind.value_type)
+            kind = kind.value_type
+        if pa.types.is_timestamp(kind):
+            seconds = pc.divide(
+                column.cast(pa.timestamp(kind.unit)).cast(pa.int64()), _per_second(kind.unit)
+            )
+            column = seconds
+        elif pa.types.is_boolean(kind):
+            column = column.cast(pa.uint8())
+        arrays.append(column)
+    prepared = pa.Table.from_arrays(arrays, names=table.column_names)
+    sink = io.BytesIO()
+    pacsv.write_csv(
+        prepared,
+        sink,
+        write_options=pacsv.WriteOptions(
+            include_header=True, null_string="\\N", quoting_style="needed", batch_size=65536
+        ),
+    )
+    return sink.getvalue()
+
+
+def _per_second(unit: str) -> int:
+    return {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
