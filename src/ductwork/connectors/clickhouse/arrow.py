@@ -29,6 +29,7 @@ from collections.abc import Sequence
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
+import pyarrow.ipc as ipc
 
 from .codec import quote_identifier, split_args
 
@@ -436,3 +437,89 @@ def encode_csv(table: pa.Table) -> bytes:
 
 def _per_second(unit: str) -> int:
     return {"s": 1, "ms": 1000, "us": 1_000_000, "ns": 1_000_000_000}[unit]
+
+
+# --------------------------------------------------------------------------- streamed results
+
+
+class ArrowStreamDecoder:
+    """Decodes a streamed ``ArrowStream`` body message by message, as its bytes arrive.
+
+    An IPC message whose bytes have not all arrived yet is kept and retried when at least
+    ``retry_bytes`` more have come, so a large message is not re-parsed for every network chunk.
+    """
+
+    def __init__(self, retry_bytes: int = 1 << 20) -> None:
+        self.schema: pa.Schema | None = None
+        self._buffer = bytearray()
+        self._retry_bytes = retry_bytes
+        self._needed = 0
+
+    def feed(self, chunk: bytes) -> list[pa.RecordBatch]:
+        """Add bytes of the body; return the record batches now complete."""
+        self._buffer += chunk
+        if len(self._buffer) < self._needed:
+            return []
+        batches = []
+        view = pa.py_buffer(bytes(self._buffer))
+        reader = pa.BufferReader(view)
+        consumed = 0
+        while consumed < len(view):
+            try:
+                message = ipc.read_message(reader)
+            except (pa.ArrowInvalid, OSError, EOFError):
+                break
+            consumed = reader.tell()
+            if message.type == "schema":
+                self.schema = ipc.read_schema(message)
+            elif message.type == "record batch":
+                assert self.schema is not None, "a record batch before the schema"
+                batches.append(ipc.read_record_batch(message, self.schema))
+            else:
+                raise ValueError(f"unexpected Arrow IPC message {message.type!r}")
+        del self._buffer[:consumed]
+        self._needed = len(self._buffer) + self._retry_bytes if self._buffer else 0
+        return batches
+
+    def finish(self) -> list[pa.RecordBatch]:
+        """The last batches; raises ValueError if the stream was cut off."""
+        self._needed = 0
+        batches = self.feed(b"")
+        rest = bytes(self._buffer)
+        if rest and rest not in (b"\xff\xff\xff\xff\x00\x00\x00\x00", b"\x00\x00\x00\x00"):
+            raise ValueError(f"the Arrow stream ended with an incomplete message ({len(rest)} B)")
+        self._buffer.clear()
+        return batches
+
+
+class Rebatcher:
+    """Gathers tables (ClickHouse may send thousands of tiny blocks) into about ``rows`` rows."""
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._pending: list[pa.Table] = []
+        self._count = 0
+
+    def add(self, table: pa.Table) -> list[pa.Table]:
+        """Add a table; return the batches of exactly ``rows`` rows now complete."""
+        if table.num_rows == 0:
+            return []
+        self._pending.append(table)
+        self._count += table.num_rows
+        out = []
+        while self._count >= self.rows:
+            whole = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
+            out.append(whole.slice(0, self.rows))
+            rest = whole.slice(self.rows)
+            self._pending = [rest] if rest.num_rows else []
+            self._count = rest.num_rows
+        return out
+
+    def finish(self) -> list[pa.Table]:
+        """The last, shorter batch, if any."""
+        if not self._pending:
+            return []
+        whole = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
+        self._pending = []
+        self._count = 0
+        return [whole]
