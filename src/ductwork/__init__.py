@@ -58,7 +58,7 @@ from .connectors.http import PageNumberPagination as PageNumberPagination
 from .connectors.http import RateLimitConfig as RateLimitConfig
 from .connectors.http import RateLimiter as RateLimiter
 from .connectors.http import create_http_extractor as create_http_extractor
-from .connectors.http.limits import renamed as _renamed
+from .connectors.http.limits import renamed_names as _renamed_names
 from .core.compose import ConditionalPipeline as ConditionalPipeline
 from .core.compose import ParallelPipeline as ParallelPipeline
 from .core.compose import SequentialPipeline as SequentialPipeline
@@ -253,9 +253,6 @@ __all__ = (
 
 
 if _typing.TYPE_CHECKING:
-    RetryConfig = HttpRetryConfig  # the old name, deprecated: see __getattr__
+    RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
-
-    def __getattr__(name: str) -> type:
-        """``RetryConfig``, the old name of :class:`HttpRetryConfig`, with a DeprecationWarning."""
-        return _renamed(__name__, name)
+    __getattr__ = _renamed_names(__name__)

@@ -61,7 +61,7 @@ from .extractor import create_http_extractor as create_http_extractor
 from .limits import HttpRetryConfig as HttpRetryConfig
 from .limits import RateLimitConfig as RateLimitConfig
 from .limits import RateLimiter as RateLimiter
-from .limits import renamed as _renamed
+from .limits import renamed_names as _renamed_names
 from .paging import CursorPagination as CursorPagination
 from .paging import LinkHeaderPagination as LinkHeaderPagination
 from .paging import NextUrlPagination as NextUrlPagination
@@ -91,9 +91,6 @@ __all__ = (
 
 
 if _typing.TYPE_CHECKING:
-    RetryConfig = HttpRetryConfig  # the old name, deprecated: see __getattr__
+    RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
-
-    def __getattr__(name: str) -> type:
-        """``RetryConfig``, the old name of :class:`HttpRetryConfig`, with a DeprecationWarning."""
-        return _renamed(__name__, name)
+    __getattr__ = _renamed_names(__name__)

@@ -14,6 +14,7 @@ from __future__ import annotations
 
 import threading
 import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -104,24 +105,25 @@ class HttpRetryConfig(BaseModel):
 _RENAMED: dict[str, type] = {"RetryConfig": HttpRetryConfig}
 
 
-def renamed(module: str, name: str) -> type:
-    """Look up a name of ``module`` that was renamed, warning that the old one is deprecated.
+def renamed_names(module: str) -> Callable[[str], type]:
+    """The ``__getattr__`` of a package that exported names since renamed (``RetryConfig``).
 
-    The ``__getattr__`` of the packages that exported the old names calls this.
-
-    Raises:
-        AttributeError: ``name`` is not a renamed name (the module has no such attribute).
+    It returns the class under its new name, warning that the old one is deprecated.
     """
-    new = _RENAMED.get(name)
-    if new is None:
-        raise AttributeError(f"module {module!r} has no attribute {name!r}")
-    warnings.warn(
-        f"{module}.{name} is deprecated and will be removed in the next release; "
-        f"use {module}.{new.__name__}, the same class",
-        DeprecationWarning,
-        stacklevel=3,
-    )
-    return new
+
+    def __getattr__(name: str) -> type:
+        new = _RENAMED.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} is deprecated and will be removed in the next release; "
+            f"use {module}.{new.__name__}, the same class",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+
+    return __getattr__
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
