@@ -23,9 +23,9 @@ import anyio
 
 from ductwork import (
     Batch,
+    HttpRetryConfig,
     PageNumberPagination,
     RateLimitConfig,
-    RetryConfig,
     RunResult,
     create_etl_pipeline,
     create_http_extractor,
@@ -101,7 +101,7 @@ async def main() -> RunResult:
             records_path="data",
             pagination=PageNumberPagination(page_size=10, total_pages_path="meta.pages"),
             concurrency=4,
-            retry_logic=RetryConfig(max_retries=3, backoff_factor=0.1),
+            retry_logic=HttpRetryConfig(max_retries=3, backoff_factor=0.1),
             rate_limiting=RateLimitConfig(requests_per_second=50, burst=4),
             name="orders_api",
         )

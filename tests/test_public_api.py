@@ -1,5 +1,10 @@
 """Pins the public API: every name in ``ductwork.__all__`` and nothing else."""
 
+import importlib
+import warnings
+
+import pytest
+
 import ductwork
 
 EXPECTED = {
@@ -39,6 +44,7 @@ EXPECTED = {
     "HttpError",
     "HttpExtractor",
     "HttpExtractorConfig",
+    "HttpRetryConfig",
     "IncrementalConfig",
     "JobStatus",
     "JsonFileStateStore",
@@ -60,7 +66,6 @@ EXPECTED = {
     "RecordValidationError",
     "RegisteredPipeline",
     "RegistryError",
-    "RetryConfig",
     "RetryPipeline",
     "RunContext",
     "RunResult",
@@ -144,3 +149,24 @@ def test_public_callables_have_docstrings() -> None:
         obj = getattr(ductwork, name)
         if callable(obj) and not name.startswith("_"):
             assert obj.__doc__, f"{name} has no docstring"
+
+
+@pytest.mark.parametrize("module", ["ductwork", "ductwork.connectors.http"])
+def test_retry_config_is_a_deprecated_alias_of_http_retry_config(module: str) -> None:
+    package = importlib.import_module(module)
+    with pytest.warns(DeprecationWarning, match=r"RetryConfig is deprecated.*HttpRetryConfig"):
+        alias = package.RetryConfig
+    assert alias is ductwork.HttpRetryConfig
+    assert "RetryConfig" not in package.__all__
+    with pytest.raises(AttributeError, match="no attribute 'NoSuchName'"):
+        _ = package.NoSuchName
+
+
+def test_star_import_does_not_warn() -> None:
+    namespace: dict[str, object] = {}
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")
+        exec("from ductwork import *", namespace)
+        exec("from ductwork.connectors.http import *", namespace)
+    assert namespace["HttpRetryConfig"] is ductwork.HttpRetryConfig
+    assert "RetryConfig" not in namespace

@@ -5,6 +5,8 @@ async sinks; every stage runs as a task of one anyio task group, joined by bound
 slow loader holds the extractor back and memory stays constant however large the extract.
 """
 
+import typing as _typing
+
 from ._exceptions import ClickHouseError as ClickHouseError
 from ._exceptions import ClickHouseExtractError as ClickHouseExtractError
 from ._exceptions import ClickHouseLoadError as ClickHouseLoadError
@@ -47,6 +49,7 @@ from .connectors.http import CursorPagination as CursorPagination
 from .connectors.http import HeaderAuth as HeaderAuth
 from .connectors.http import HttpExtractor as HttpExtractor
 from .connectors.http import HttpExtractorConfig as HttpExtractorConfig
+from .connectors.http import HttpRetryConfig as HttpRetryConfig
 from .connectors.http import IncrementalConfig as IncrementalConfig
 from .connectors.http import LinkHeaderPagination as LinkHeaderPagination
 from .connectors.http import NextUrlPagination as NextUrlPagination
@@ -54,8 +57,8 @@ from .connectors.http import OffsetPagination as OffsetPagination
 from .connectors.http import PageNumberPagination as PageNumberPagination
 from .connectors.http import RateLimitConfig as RateLimitConfig
 from .connectors.http import RateLimiter as RateLimiter
-from .connectors.http import RetryConfig as RetryConfig
 from .connectors.http import create_http_extractor as create_http_extractor
+from .connectors.http.limits import renamed_names as _renamed_names
 from .core.compose import ConditionalPipeline as ConditionalPipeline
 from .core.compose import ParallelPipeline as ParallelPipeline
 from .core.compose import SequentialPipeline as SequentialPipeline
@@ -163,6 +166,7 @@ __all__ = (
     "HttpError",
     "HttpExtractor",
     "HttpExtractorConfig",
+    "HttpRetryConfig",
     "IncrementalConfig",
     "JobStatus",
     "JsonFileStateStore",
@@ -184,7 +188,6 @@ __all__ = (
     "RecordValidationError",
     "RegisteredPipeline",
     "RegistryError",
-    "RetryConfig",
     "RetryPipeline",
     "RunContext",
     "RunResult",
@@ -247,3 +250,9 @@ __all__ = (
     "validate_timescope",
     "weekly",
 )
+
+
+if _typing.TYPE_CHECKING:
+    RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
+else:
+    __getattr__ = _renamed_names(__name__)

@@ -71,7 +71,6 @@ from typing import Any, Literal, Self
 import aiocron  # type: ignore[import-untyped]
 import anyio
 from anyio.abc import TaskGroup
-from cronsim import CronSim
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
@@ -194,6 +193,21 @@ class SchedulerStatistics:
     ticks_skipped: int
 
 
+class _Ticks(aiocron.Cron):  # type: ignore[misc]
+    """aiocron's schedule of one job, remembering the time of the tick it waits for.
+
+    The event loop may wake a hair before the tick, so a run's window is computed from the tick's
+    time (:attr:`fire_time`), never from the clock. ``await ticks.next()`` returns at the tick.
+    """
+
+    fire_time: datetime | None = None
+
+    def get_next(self) -> float:
+        """Take the next tick from aiocron's cronsim iterator; return its event loop time."""
+        self.fire_time = next(self.cronsim)
+        return float(self.loop_time + (self.fire_time.timestamp() - self.time))
+
+
 @dataclass(eq=False, slots=True)
 class _Job:
     """The scheduler's book-keeping for one cron job."""
@@ -201,7 +215,7 @@ class _Job:
     name: str
     definition: CronJob | None = None
     loop_scope: anyio.CancelScope | None = None
-    next_fire_time: datetime | None = None
+    ticks: _Ticks | None = None
     running: int = 0
     queued: deque[tuple[datetime, CronJob]] = field(default_factory=deque)
     last_fire_time: datetime | None = None
@@ -514,7 +528,7 @@ class Scheduler:
             timezone=definition.timezone,
             enabled=self._is_enabled(job),
             overlap=self.overlap_policy(job.name),
-            next_fire_time=job.next_fire_time,
+            next_fire_time=job.ticks.fire_time if job.ticks is not None else None,
             running=job.running,
             queued=len(job.queued),
             last_fire_time=job.last_fire_time,
@@ -572,7 +586,7 @@ class Scheduler:
         if job.loop_scope is not None:
             job.loop_scope.cancel()
             job.loop_scope = None
-        job.next_fire_time = None
+        job.ticks = None
 
     def _drop_queue(self, job: _Job, why: str) -> None:
         if job.queued:
@@ -581,27 +595,24 @@ class Scheduler:
 
     async def _tick_loop(self, job: _Job, definition: CronJob, scope: anyio.CancelScope) -> None:
         """Await the job's ticks (aiocron) and start a run on each."""
-        cron = aiocron.Cron(
+        ticks = _Ticks(
             definition.schedule,
             start=False,
             loop=asyncio.get_running_loop(),
             tz=resolve_timezone(definition.timezone),
         )
         with scope:
+            if job.loop_scope is scope:  # not stopped before the task started
+                job.ticks = ticks
             try:
-                cron.initialize()
-                # The same sequence aiocron follows, to know the time of each tick exactly
-                # (the loop may wake a hair early; windows must be computed from the tick).
-                ticks = CronSim(definition.schedule, cron.datetime)
                 while True:
-                    fire_time: datetime = next(ticks)
-                    job.next_fire_time = fire_time
-                    await cron.next()
-                    self._on_tick(job, definition, fire_time, "schedule")
+                    await ticks.next()
+                    assert ticks.fire_time is not None
+                    self._on_tick(job, definition, ticks.fire_time, "schedule")
             finally:
-                cron.stop()
-                if job.loop_scope is scope:
-                    job.next_fire_time = None
+                ticks.stop()
+                if job.ticks is ticks:
+                    job.ticks = None
 
     def _on_tick(self, job: _Job, definition: CronJob, fire_time: datetime, trigger: str) -> bool:
         if self._state != "running":

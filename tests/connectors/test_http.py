@@ -22,6 +22,7 @@ from ductwork import (
     HeaderAuth,
     HttpError,
     HttpExtractor,
+    HttpRetryConfig,
     IncrementalConfig,
     LinkHeaderPagination,
     LoadError,
@@ -31,7 +32,6 @@ from ductwork import (
     PageNumberPagination,
     RateLimitConfig,
     RateLimiter,
-    RetryConfig,
     RunContext,
     RunResult,
     RunTimeoutError,
@@ -39,7 +39,7 @@ from ductwork import (
     create_http_extractor,
 )
 
-FAST_RETRY = RetryConfig(max_retries=3, backoff_factor=0.01, backoff_max=0.05)
+FAST_RETRY = HttpRetryConfig(max_retries=3, backoff_factor=0.01, backoff_max=0.05)
 
 
 @pytest.fixture(scope="module")
@@ -328,7 +328,7 @@ async def test_503_retry_after_http_date_is_honoured(api: TestServer) -> None:
 async def test_retry_after_beyond_the_limit_fails_at_once(api: TestServer) -> None:
     extractor = create_http_extractor(
         api.url + "/flaky?key=d&fail=1&status=429&retry_after=3600",
-        retry_logic=RetryConfig(max_retry_after=10),
+        retry_logic=HttpRetryConfig(max_retry_after=10),
     )
     with pytest.raises(HttpError, match="retry after 3600s, longer than max_retry_after=10s"):
         await run(extractor)
@@ -338,7 +338,7 @@ async def test_retry_after_beyond_the_limit_fails_at_once(api: TestServer) -> No
 async def test_retries_exhausted(api: TestServer) -> None:
     extractor = create_http_extractor(
         api.url + "/status?code=503",
-        retry_logic=RetryConfig(max_retries=2, backoff_factor=0.01),
+        retry_logic=HttpRetryConfig(max_retries=2, backoff_factor=0.01),
     )
     with pytest.raises(HttpError, match="HTTP 503 Service Unavailable after 2 retries") as info:
         await run(extractor)
@@ -368,7 +368,7 @@ async def test_timeout_is_retried_then_fails(api: TestServer) -> None:
     extractor = create_http_extractor(
         api.url + "/slow?delay=3",
         timeout=0.2,
-        retry_logic=RetryConfig(max_retries=1, backoff_factor=0.01),
+        retry_logic=HttpRetryConfig(max_retries=1, backoff_factor=0.01),
     )
     t0 = perf_counter()
     with pytest.raises(HttpError, match=r"timed out after 0.2s .*after 1 retries") as info:
@@ -388,7 +388,7 @@ async def test_connection_dropped_mid_body_is_retried(api: TestServer) -> None:
 
 async def test_connection_always_dropped_fails(api: TestServer) -> None:
     extractor = create_http_extractor(
-        api.url + "/drop?key=f", retry_logic=RetryConfig(max_retries=1, backoff_factor=0.01)
+        api.url + "/drop?key=f", retry_logic=HttpRetryConfig(max_retries=1, backoff_factor=0.01)
     )
     with pytest.raises(HttpError, match="connection dropped") as info:
         await run(extractor)
@@ -433,7 +433,7 @@ async def test_connection_refused(api: TestServer) -> None:
         sock.bind(("127.0.0.1", 0))
         port = sock.getsockname()[1]
     extractor = create_http_extractor(
-        f"http://127.0.0.1:{port}/x", retry_logic=RetryConfig(max_retries=1, backoff_factor=0)
+        f"http://127.0.0.1:{port}/x", retry_logic=HttpRetryConfig(max_retries=1, backoff_factor=0)
     )
     with pytest.raises(HttpError, match=r"could not connect.*after 1 retries"):
         await run(extractor)

@@ -21,12 +21,12 @@ from ductwork import (
     BearerAuth,
     ConfigError,
     CursorPagination,
+    HttpRetryConfig,
     LinkHeaderPagination,
     NextUrlPagination,
     OffsetPagination,
     PageNumberPagination,
     RateLimiter,
-    RetryConfig,
     create_http_extractor,
 )
 from ductwork.connectors.http import redact_url
@@ -198,10 +198,10 @@ def test_parse_retry_after() -> None:
 
 
 def test_backoff_grows_is_capped_and_jittered() -> None:
-    exact = RetryConfig(backoff_factor=0.5, backoff_max=3, jitter=0)
+    exact = HttpRetryConfig(backoff_factor=0.5, backoff_max=3, jitter=0)
     assert [exact.backoff(n) for n in range(5)] == [0.5, 1.0, 2.0, 3.0, 3.0]
     assert exact.backoff(1000) == 3.0
-    jittered = RetryConfig(backoff_factor=1, backoff_max=100, jitter=0.5)
+    jittered = HttpRetryConfig(backoff_factor=1, backoff_max=100, jitter=0.5)
     waits = [jittered.backoff(2) for _ in range(200)]
     assert all(2.0 <= w <= 4.0 for w in waits)
     assert len(set(waits)) > 100

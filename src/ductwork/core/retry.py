@@ -3,14 +3,13 @@
 from __future__ import annotations
 
 import logging
-import random
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any
 
-import anyio
 from pydantic import BeforeValidator, Field
 
 from .._exceptions import CompositionError, is_retryable
+from .backoff import Backoff
 from .compose import Composition, CompositionConfig
 from .context import RunContext
 from .pipeline import LogSetting, validate_config
@@ -130,9 +129,7 @@ class RetryPipeline(Composition):
         self.config = config
         self.pipeline: Runnable = config.pipeline
         self.max_retries = config.max_retries
-        self.backoff_factor = config.backoff_factor
-        self.max_backoff = config.max_backoff
-        self.jitter = config.jitter
+        self.policy = Backoff(config.backoff_factor, config.max_backoff, config.jitter)
         self.retry_on: tuple[type[Exception], ...] | None = config.retry_on
 
     @property
@@ -142,10 +139,7 @@ class RetryPipeline(Composition):
 
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (1 for the first retry), with jitter."""
-        delay = min(self.max_backoff, self.backoff_factor * 2.0 ** min(retry - 1, 64))
-        if self.jitter:
-            delay *= 1.0 - self.jitter * random.random()
-        return delay
+        return self.policy.delay(retry - 1)
 
     def should_retry(self, error: BaseException) -> bool:
         """Whether a failed attempt with ``error`` may be retried (attempts left aside)."""
@@ -154,18 +148,19 @@ class RetryPipeline(Composition):
         return _matches(error, self.retry_on)
 
     async def _execute(self, ctx: RunContext, result: RunResult) -> None:
+        retries = self.policy.retries(self.max_retries)
         total = self.max_retries + 1
-        delay = 0.0
-        for attempt in range(1, total + 1):
+        while True:
+            attempt = retries.spent + 1
             result.attempts = attempt
-            result.retries = attempt - 1
+            result.retries = retries.spent
             child_ctx, child_result = self.plan_child(ctx, result, self.pipeline)
             try:
                 await self.pipeline.execute(child_ctx, child_result)
             finally:
                 label = f"attempt {attempt} of {total}"
-                if attempt > 1:
-                    label += f", after {delay:.2f}s backoff"
+                if retries.spent:
+                    label += f", after {retries.delay:.2f}s backoff"
                 detail = child_result.detail
                 child_result.detail = f"{label}; {detail}" if detail else label
             if child_result.status is not RunStatus.FAILED:
@@ -176,10 +171,10 @@ class RetryPipeline(Composition):
             assert error is not None
             if not self.should_retry(error):
                 raise self._give_up(f"attempt {attempt} failed with an error not retried", error)
-            if attempt == total:
+            if not retries.left:
                 noun = "attempt" if total == 1 else "attempts"
                 raise self._give_up(f"failed after {total} {noun}", error)
-            delay = self.backoff(attempt)
+            delay = retries.take()
             if self.log_level is not None:
                 ctx.logger.log(
                     max(self.log_level, logging.WARNING),
@@ -190,7 +185,7 @@ class RetryPipeline(Composition):
                     delay,
                     error,
                 )
-            await anyio.sleep(delay)
+            await retries.wait()
 
     def _give_up(self, head: str, error: BaseException) -> CompositionError:
         failure = CompositionError(

@@ -17,6 +17,7 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..._exceptions import ClickHouseLoadError
+from ...core.backoff import Backoff
 from ...core.context import RunContext
 from ...core.pipeline import validate_config
 from ...core.stages import Loader
@@ -186,6 +187,7 @@ class ClickHouseLoader(Loader):
         self.table = table
         self.qualified = f"{database}.{table}"
         self.quoted = f"{quote_identifier(database)}.{quote_identifier(table)}"
+        self.backoff = Backoff(config.retry_backoff)
 
     @asynccontextmanager
     async def open(self, ctx: RunContext) -> AsyncIterator[_ClickHouseSink]:
@@ -475,36 +477,34 @@ class _ClickHouseSink:
 
     async def _send(self, body: bytes, params: Mapping[str, Any]) -> None:
         """One insert, retried where that cannot duplicate rows (see the module docs)."""
-        config = self.config
-        attempt = 0
+        retries = self.loader.backoff.retries(self.config.retries)
         while True:
             try:
                 await self.conn.insert(self.query, body, {**self.params, **params})
                 return
             except ServerError as exc:
-                if exc.code not in _OVERLOADED or attempt >= config.retries:
+                if exc.code not in _OVERLOADED or not retries.left:
                     raise
                 reason = str(exc)
             except (httpx.ConnectError, httpx.ConnectTimeout) as exc:
-                if attempt >= config.retries:
+                if not retries.left:
                     raise
                 reason = f"{type(exc).__name__}: {exc}"
             except httpx.TransportError:
-                if not self.dedup_tokens or attempt >= config.retries:
+                if not self.dedup_tokens or not retries.left:
                     raise
                 reason = "the connection failed after the data was sent"
-            attempt += 1
-            delay = config.retry_backoff * 2 ** (attempt - 1)
+            delay = retries.take()
             logger.warning(
                 "%s: insert into %s failed (%s); retry %d of %d in %.1fs",
                 self.ctx.pipeline,
                 self.loader.qualified,
                 reason,
-                attempt,
-                config.retries,
+                retries.spent,
+                retries.limit,
                 delay,
             )
-            await anyio.sleep(delay)
+            await retries.wait()
 
     async def _isolate(self, records: Batch, batch_no: int, first: ServerError) -> None:
         """Insert ``records`` without the ones the server rejects, which go to the dead letters.

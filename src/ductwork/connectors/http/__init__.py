@@ -32,10 +32,10 @@ any size. JSON bodies are parsed whole, one page at a time.
 Failures
 --------
 Connection errors, timeouts, dropped connections and the statuses in
-``RetryConfig.retry_statuses`` (408, 429, 500, 502, 503, 504) are retried with exponential backoff
-and jitter, or after the server's ``Retry-After``. A connection dropped while a streamed body was
-being passed on is not retried (its first records have already gone downstream); it fails the run.
-Everything else raises :class:`~ductwork.HttpError` with the method, the URL (passwords and
+``HttpRetryConfig.retry_statuses`` (408, 429, 500, 502, 503, 504) are retried with exponential
+backoff and jitter, or after the server's ``Retry-After``. A connection dropped while a streamed
+body was being passed on is not retried (its first records have already gone downstream); it fails
+the run. Everything else raises :class:`~ductwork.HttpError` with the method, the URL (passwords and
 secret query parameters redacted), the status and a short snippet of the body. Tokens and
 passwords are held as ``pydantic.SecretStr`` and never appear in reprs, logs or errors.
 
@@ -48,6 +48,8 @@ parameter templates), and tracks the highest ``updated_at`` it sees. The new val
 once the whole run has succeeded, so a failed load never skips records on the next run.
 """
 
+import typing as _typing
+
 from .config import BasicAuth as BasicAuth
 from .config import BearerAuth as BearerAuth
 from .config import HeaderAuth as HeaderAuth
@@ -56,9 +58,10 @@ from .config import IncrementalConfig as IncrementalConfig
 from .config import redact_url as redact_url
 from .extractor import HttpExtractor as HttpExtractor
 from .extractor import create_http_extractor as create_http_extractor
+from .limits import HttpRetryConfig as HttpRetryConfig
 from .limits import RateLimitConfig as RateLimitConfig
 from .limits import RateLimiter as RateLimiter
-from .limits import RetryConfig as RetryConfig
+from .limits import renamed_names as _renamed_names
 from .paging import CursorPagination as CursorPagination
 from .paging import LinkHeaderPagination as LinkHeaderPagination
 from .paging import NextUrlPagination as NextUrlPagination
@@ -73,6 +76,7 @@ __all__ = (
     "HeaderAuth",
     "HttpExtractor",
     "HttpExtractorConfig",
+    "HttpRetryConfig",
     "IncrementalConfig",
     "LinkHeaderPagination",
     "NextUrlPagination",
@@ -81,7 +85,12 @@ __all__ = (
     "PageNumberPagination",
     "RateLimitConfig",
     "RateLimiter",
-    "RetryConfig",
     "create_http_extractor",
     "redact_url",
 )
+
+
+if _typing.TYPE_CHECKING:
+    RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
+else:
+    __getattr__ = _renamed_names(__name__)

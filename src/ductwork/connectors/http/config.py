@@ -18,7 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
-from .limits import RateLimitConfig, RateLimiter, RetryConfig, coerce_rate_limit
+from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, coerce_rate_limit
 from .paging import NoPagination, PaginationConfig
 
 __all__ = [
@@ -203,7 +203,7 @@ class HttpExtractorConfig(BaseModel):
     json_body: Any = Field(default=None, repr=False)
     auth: AuthConfig | None = None
     timeout: Annotated[float, Field(gt=0)] = 30.0
-    retry_logic: RetryConfig = RetryConfig()
+    retry_logic: HttpRetryConfig = HttpRetryConfig()
     rate_limiting: RateLimitConfig | RateLimiter | None = None
     response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
     records_path: Annotated[str, Field(min_length=1)] | None = None

@@ -13,6 +13,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ..._exceptions import ExtractError, HttpError
+from ...core.backoff import Retries
 from ...core.context import RunContext
 from ...core.pipeline import validate_config
 from ...core.stages import Extractor
@@ -28,7 +29,7 @@ from .config import (
     ssl_context,
 )
 from .formats import ResponseFormatError, iter_csv, iter_ndjson, json_records
-from .limits import RateLimitConfig, RateLimiter, RetryConfig, parse_retry_after
+from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, parse_retry_after
 from .paging import (
     OffsetPagination,
     PageInfo,
@@ -56,13 +57,6 @@ class _Run:
     last_value: Any = None
     max_value: Any = None
     pages: int = 0
-
-
-@dataclass(slots=True)
-class _Tries:
-    """Retries spent on one page."""
-
-    retries: int = 0
 
 
 class _Slot:
@@ -347,7 +341,7 @@ class HttpExtractor(Extractor):
         batch was yielded is retried, one dropped later fails. With ``buffered`` the whole body
         is read first, so a drop at any point is retried.
         """
-        tries = _Tries()
+        tries = self.config.retry_logic.retries()
         while True:
             response = await self._open(client, request, run, tries)
             started = False
@@ -423,7 +417,7 @@ class HttpExtractor(Extractor):
                 yield batch
 
     async def _open(
-        self, client: httpx.AsyncClient, request: PageRequest, run: _Run, tries: _Tries
+        self, client: httpx.AsyncClient, request: PageRequest, run: _Run, tries: Retries
     ) -> httpx.Response:
         """Send ``request`` until a 2xx response arrives; return it with its body unread."""
         config = self.config
@@ -456,7 +450,7 @@ class HttpExtractor(Extractor):
         self,
         request: PageRequest,
         run: _Run,
-        tries: _Tries,
+        tries: Retries,
         *,
         exc: httpx.TransportError | None = None,
         response: httpx.Response | None = None,
@@ -474,8 +468,8 @@ class HttpExtractor(Extractor):
             retryable = isinstance(
                 exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
             )
-        after = f" after {tries.retries} retries" if tries.retries else ""
-        if not retryable or tries.retries >= retry.max_retries:
+        after = f" after {tries.spent} retries" if tries.spent else ""
+        if not retryable or not tries.left:
             raise self._error(
                 request,
                 f"{what}{after}",
@@ -483,20 +477,18 @@ class HttpExtractor(Extractor):
                 snippet=snippet,
                 retryable=retryable or (response is not None and response.status_code >= 500),
             ) from exc
-        wait: float | None = None
+        asked: float | None = None
         if response is not None and retry.respect_retry_after:
-            wait = _retry_after(response)
-            if wait is not None and wait > retry.max_retry_after:
+            asked = parse_retry_after(response.headers.get("Retry-After"))
+            if asked is not None and asked > retry.max_retry_after:
                 raise self._error(
                     request,
-                    f"{what}{after}: the server asks to retry after {wait:.0f}s, longer than "
+                    f"{what}{after}: the server asks to retry after {asked:.0f}s, longer than "
                     f"max_retry_after={retry.max_retry_after:g}s",
                     response=response,
                     snippet=snippet,
                 ) from exc
-        if wait is None:
-            wait = retry.backoff(tries.retries)
-        tries.retries += 1
+        wait = tries.take(retry_after=asked)
         run.ctx.add_metric("http_retries")
         run.ctx.logger.info(
             "%s: %s %s failed (%s); retry %d of %d in %.2fs",
@@ -504,11 +496,11 @@ class HttpExtractor(Extractor):
             self.config.method,
             redact_url(_request_url(request)),
             what,
-            tries.retries,
-            retry.max_retries,
+            tries.spent,
+            tries.limit,
             wait,
         )
-        await anyio.sleep(wait)
+        await tries.wait()
 
     # ------------------------------------------------------------------ errors
 
@@ -551,10 +543,6 @@ def _request_url(request: PageRequest) -> str:
         return str(httpx.URL(request.url).copy_merge_params(request.params))
     except (httpx.InvalidURL, TypeError):
         return request.url
-
-
-def _retry_after(response: httpx.Response) -> float | None:
-    return parse_retry_after(response.headers.get("Retry-After"))
 
 
 def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
@@ -608,7 +596,7 @@ def create_http_extractor(
     url: str,
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
-    retry_logic: RetryConfig | Mapping[str, Any] | None = None,
+    retry_logic: HttpRetryConfig | Mapping[str, Any] | None = None,
     rate_limiting: RateLimitConfig | RateLimiter | Mapping[str, Any] | float | None = None,
     *,
     method: str = "GET",
@@ -634,7 +622,7 @@ def create_http_extractor(
             parameters as ``{name}`` placeholders, filled for each run.
         headers: extra request headers.
         timeout: seconds allowed to connect, and for each read and write.
-        retry_logic: a :class:`RetryConfig` (or dict); default: 3 retries with backoff.
+        retry_logic: a :class:`HttpRetryConfig` (or dict); default: 3 retries with backoff.
         rate_limiting: a :class:`RateLimitConfig` (or dict), a bare number of requests per
             second, or a :class:`RateLimiter` instance to share.
         method: the HTTP method.
@@ -671,7 +659,7 @@ def create_http_extractor(
         ...     records_path="data",
         ...     pagination=PageNumberPagination(page_size=100, total_pages_path="meta.pages"),
         ...     concurrency=4,
-        ...     retry_logic=RetryConfig(max_retries=5),
+        ...     retry_logic=HttpRetryConfig(max_retries=5),
         ...     rate_limiting=10,
         ... )
         >>> extractor

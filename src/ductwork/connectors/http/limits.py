@@ -1,7 +1,8 @@
 """Retry policy and rate limiting for the HTTP extractor.
 
-* :class:`RetryConfig` says which failures are retried and how long to wait: exponential backoff
-  with jitter, or the server's ``Retry-After`` (seconds or an HTTP-date) when it sends one.
+* :class:`HttpRetryConfig` says which failures are retried and how long to wait: exponential
+  backoff with jitter (a :class:`~ductwork.core.backoff.Backoff`), or the server's
+  ``Retry-After`` (seconds or an HTTP-date) when it sends one.
 * :class:`RateLimiter` is a token bucket. Every request takes one token; tokens refill at
   ``requests_per_second`` up to ``burst``. Waiters reserve their slot when they arrive, so the
   limit holds however many tasks share the limiter, and arrivals are served first come, first
@@ -11,8 +12,9 @@
 
 from __future__ import annotations
 
-import random
 import threading
+import warnings
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
@@ -23,13 +25,14 @@ import anyio
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._exceptions import ConfigError
+from ...core.backoff import Backoff, Retries
 
 __all__ = [
     "DEFAULT_RETRY_STATUSES",
+    "HttpRetryConfig",
     "RateLimitConfig",
     "RateLimiter",
     "RateLimiterStatistics",
-    "RetryConfig",
     "parse_retry_after",
 ]
 
@@ -37,7 +40,7 @@ DEFAULT_RETRY_STATUSES: frozenset[int] = frozenset({408, 429, 500, 502, 503, 504
 """Statuses retried by default: request timeout, too many requests and transient 5xx."""
 
 
-class RetryConfig(BaseModel):
+class HttpRetryConfig(BaseModel):
     """When and how long the HTTP extractor waits before sending a request again.
 
     A request is retried after a connection error, a timeout, a connection dropped while the
@@ -46,9 +49,9 @@ class RetryConfig(BaseModel):
 
     The wait before retry ``n`` (0-based) is ``min(backoff_max, backoff_factor * 2**n)``, less a
     random fraction of up to ``jitter`` of it, so that clients that failed together do not retry
-    together. When the response carries ``Retry-After`` and ``respect_retry_after`` is set, that
-    wait is used instead; a ``Retry-After`` longer than ``max_retry_after`` fails the request at
-    once rather than blocking the run.
+    together (see :attr:`policy`). When the response carries ``Retry-After`` and
+    ``respect_retry_after`` is set, that wait is used instead; a ``Retry-After`` longer than
+    ``max_retry_after`` fails the request at once rather than blocking the run.
 
     Attributes:
         max_retries: retries after the first attempt (0 disables retrying).
@@ -60,8 +63,11 @@ class RetryConfig(BaseModel):
         max_retry_after: longest ``Retry-After`` honoured, in seconds.
 
     Example:
-        >>> RetryConfig(max_retries=5, backoff_factor=0.2).backoff(0) <= 0.2
+        >>> HttpRetryConfig(max_retries=5, backoff_factor=0.2).backoff(0) <= 0.2
         True
+
+    This class was called ``RetryConfig`` before; that name still works for one release and
+    warns (``DeprecationWarning``).
     """
 
     model_config = ConfigDict(extra="forbid", frozen=True)
@@ -82,10 +88,42 @@ class RetryConfig(BaseModel):
                 raise ValueError(f"{status} is not an HTTP error status (400-599)")
         return value
 
+    @property
+    def policy(self) -> Backoff:
+        """The backoff between two attempts (without the server's ``Retry-After``)."""
+        return Backoff(self.backoff_factor, self.backoff_max, self.jitter)
+
     def backoff(self, retry: int) -> float:
         """Seconds to wait before retry number ``retry`` (0-based), jitter applied."""
-        delay = min(self.backoff_max, self.backoff_factor * 2.0 ** min(retry, 64))
-        return delay * (1.0 - self.jitter * random.random())
+        return self.policy.delay(retry)
+
+    def retries(self) -> Retries:
+        """A counter of the retries of one request, at most ``max_retries`` of them."""
+        return self.policy.retries(self.max_retries)
+
+
+_RENAMED: dict[str, type] = {"RetryConfig": HttpRetryConfig}
+
+
+def renamed_names(module: str) -> Callable[[str], type]:
+    """The ``__getattr__`` of a package that exported names since renamed (``RetryConfig``).
+
+    It returns the class under its new name, warning that the old one is deprecated.
+    """
+
+    def __getattr__(name: str) -> type:
+        new = _RENAMED.get(name)
+        if new is None:
+            raise AttributeError(f"module {module!r} has no attribute {name!r}")
+        warnings.warn(
+            f"{module}.{name} is deprecated and will be removed in the next release; "
+            f"use {module}.{new.__name__}, the same class",
+            DeprecationWarning,
+            stacklevel=2,
+        )
+        return new
+
+    return __getattr__
 
 
 def parse_retry_after(value: str | None, now: datetime | None = None) -> float | None:
