@@ -42,6 +42,7 @@ from ductwork import (
     create_retry_pipeline,
     create_sequential_pipeline,
 )
+from ductwork.core.compose import SequentialConfig
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -652,14 +653,14 @@ async def test_retry_counts_attempts_and_backoff_grows() -> None:
 
 
 def test_retry_backoff_is_capped_and_jittered() -> None:
-    steady = RetryPipeline(etl("x"), backoff_factor=1.0, max_backoff=5.0, jitter=0.0)
+    steady = RetryPipeline(pipeline=etl("x"), backoff_factor=1.0, max_backoff=5.0, jitter=0.0)
     assert [steady.backoff(n) for n in range(1, 6)] == [1.0, 2.0, 4.0, 5.0, 5.0]
     assert steady.backoff(10_000) == 5.0
-    jittered = RetryPipeline(etl("x"), backoff_factor=1.0, max_backoff=5.0, jitter=0.5)
+    jittered = RetryPipeline(pipeline=etl("x"), backoff_factor=1.0, max_backoff=5.0, jitter=0.5)
     samples = [jittered.backoff(2) for _ in range(200)]
     assert all(1.0 <= s <= 2.0 for s in samples)
     assert len(set(samples)) > 100
-    assert RetryPipeline(etl("x"), backoff_factor=0.0).backoff(3) == 0.0
+    assert RetryPipeline(pipeline=etl("x"), backoff_factor=0.0).backoff(3) == 0.0
 
 
 async def test_retry_succeeds_after_transient_failures() -> None:
@@ -901,16 +902,16 @@ def test_bad_configuration_raises_config_error_naming_the_field(
 def test_compositions_are_runnables_with_their_children() -> None:
     a, b = etl("a"), etl("b")
     parallel = create_parallel_pipeline([a, b], name="both")
-    sequence = SequentialPipeline([parallel, a])
-    when = ConditionalPipeline(bool, sequence, b)
-    retry = RetryPipeline(when, retry_on=[ConnectionError])
+    sequence = SequentialPipeline(SequentialConfig(pipelines=[parallel, a]))
+    when = ConditionalPipeline(condition=bool, true_pipeline=sequence, false_pipeline=b)
+    retry = RetryPipeline(pipeline=when, retry_on=[ConnectionError])
     for composite in (parallel, sequence, when, retry):
         assert isinstance(composite, Runnable)
     assert isinstance(parallel, ParallelPipeline)
     assert parallel.children == (a, b)
     assert sequence.children == (parallel, a)
     assert when.children == (sequence, b)
-    assert ConditionalPipeline(bool, a).children == (a,)
+    assert ConditionalPipeline(condition=bool, true_pipeline=a).children == (a,)
     assert retry.children == (when,)
     assert retry.retry_on == (ConnectionError,)
     assert repr(parallel) == "ParallelPipeline(name='both', children=['a', 'b'])"
