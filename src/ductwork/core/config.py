@@ -71,24 +71,21 @@ def validate_config(model: type[ModelT], what: str, **values: Any) -> ModelT:
         return model(**values)
     except ValidationError as exc:
         error = ConfigError.from_validation_error(exc, what)
-    hints = _suggestions(model, values)
-    if hints:
-        errors = [(field, message + hints.get(field, "")) for field, message in error.errors]
+    known = list(model.model_fields)
+    errors = [
+        (field, message + _did_you_mean(field, known) if field in values else message)
+        for field, message in error.errors
+    ]
+    if errors != error.errors:
         lines = "; ".join(f"{field}: {message}" for field, message in errors)
         error = ConfigError(f"invalid {what} configuration: {lines}", errors)
     raise error from None
 
 
-def _suggestions(model: type[BaseModel], values: Mapping[str, Any]) -> dict[str, str]:
-    """`` (did you mean 'x'?)`` for each unknown name in ``values`` that is close to an option."""
-    known = list(model.model_fields)
-    hints = {}
-    for name in values:
-        if name not in model.model_fields:
-            close = difflib.get_close_matches(name, known, n=1)
-            if close:
-                hints[name] = f" (did you mean {close[0]!r}?)"
-    return hints
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` when ``name`` is not one of ``known`` but close to one."""
+    close = [] if name in known else difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
 
 
 def configure(
