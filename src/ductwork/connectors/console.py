@@ -66,9 +66,7 @@ class ConsoleLoaderConfig(Options):
     """The columns to print, in order (default: the keys of the first record)."""
     stream: Annotated[Any, AfterValidator(_check_stream)] = Field(default=None, repr=False)
     """Where to write (default: ``sys.stdout`` at the time of the run)."""
-    progress_stream: Annotated[Any, AfterValidator(_check_stream)] = Field(
-        default=None, repr=False
-    )
+    progress_stream: Annotated[Any, AfterValidator(_check_stream)] = Field(default=None, repr=False)
     """Where the progress line goes (default: ``sys.stderr`` at the time of the run)."""
     name: Annotated[str, Field(min_length=1, max_length=200)] = "console"
     """The stage name."""

@@ -52,7 +52,7 @@ class Options(BaseModel):
         return data
 
 
-def validate_config(model: type[ModelT], what: str, **values: Any) -> ModelT:
+def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:
     """Validate ``values`` against ``model``, raising ConfigError that names each bad field.
 
     An unknown name close to an option's name gets a suggestion.

@@ -133,9 +133,7 @@ def _connection(value: Any) -> Any:
         return {"url": value}
     if isinstance(value, ClickHouseConfig | Mapping):
         return value
-    raise ValueError(
-        f"expected a ClickHouseConfig, a mapping or a URL, got {type(value).__name__}"
-    )
+    raise ValueError(f"expected a ClickHouseConfig, a mapping or a URL, got {type(value).__name__}")
 
 
 class StageOptions(Options):

@@ -74,6 +74,7 @@ class ClickHouseExtractorConfig(StageOptions):
             )
         return value
 
+
 # Settings the JSONEachRow result decoder relies on.
 _RESULT_SETTINGS = {
     "output_format_json_quote_64bit_integers": 0,
