@@ -3,10 +3,10 @@
 Each configurable thing (a pipeline, a composition, a connector, a transformer) has one pydantic
 model derived from :class:`Options`. A field is an option: its type and bounds, its default and,
 in the docstring written under it, its documentation (read by pydantic into the field's
-``description``, so ``help()`` of the model and its JSON schema show it too). Classes take the
-model; factories take their main arguments by position and every other option by keyword, and
-validate them all through the model with :func:`validate_config`, so adding an option is adding
-a field.
+``description``, so ``Model.model_fields[name].description`` and the JSON schema carry it). Classes
+take the model; factories take their main arguments by position and every other option by
+keyword, and validate them all through the model with :func:`validate_config`, so adding an
+option is adding a field.
 """
 
 from __future__ import annotations
