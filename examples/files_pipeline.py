@@ -1,9 +1,9 @@
 """Files: convert the bundled customers CSV to gzip-compressed JSON Lines.
 
 The file extractor streams ``data/customers.csv`` (quoted fields, line breaks inside quotes, and two
-malformed rows that ``on_error="skip"`` drops and counts); a transformer gives the columns their
-types; the file loader writes ``output/customers_to_jsonl.jsonl.gz`` through a temporary file that
-is renamed into place only when the run succeeds.
+malformed rows that ``error_handling="skip"`` drops and counts); a transformer gives the columns
+their types; the file loader writes ``output/customers_to_jsonl.jsonl.gz`` through a temporary file
+that is renamed into place only when the run succeeds.
 
     python examples/files_pipeline.py
 """
@@ -46,7 +46,7 @@ def with_types(batch: Batch) -> Batch:
 async def main(output_dir: Path = OUTPUT) -> RunResult:
     """Run the conversion once and return its result."""
     pipeline = create_etl_pipeline(
-        create_file_extractor(DATA, batch_size=250, on_error="skip"),
+        create_file_extractor(DATA, batch_size=250, error_handling="skip"),
         with_types,
         create_file_loader(output_dir / "{pipeline}.jsonl.gz"),
         name="customers_to_jsonl",

@@ -1,18 +1,27 @@
-"""Factories: thin, validated constructors for pipelines.
+"""Factories: thin, validated constructors for pipelines and compositions.
 
-Each factory validates its arguments and raises :class:`~ductwork.ConfigError` naming the bad one.
+Each factory takes its main arguments by position and every other option by keyword; all of them
+are fields of the configuration model of what it builds (:class:`~ductwork.PipelineConfig`,
+:class:`~ductwork.core.compose.ParallelConfig`, ...), documented there and validated through it:
+a bad one raises :class:`~ductwork.ConfigError` naming it.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
-from .core.compose import ConditionalPipeline, ParallelPipeline, SequentialPipeline
+from .core.compose import (
+    ConditionalPipeline,
+    ParallelErrorHandling,
+    ParallelPipeline,
+    SequentialPipeline,
+)
 from .core.context import RunContext
 from .core.pipeline import LogSetting, Pipeline
 from .core.retry import RetryPipeline
 from .core.runnable import Runnable
+from .core.types import ErrorHandling
 
 if TYPE_CHECKING:
     from .state import StateStore
@@ -32,12 +41,11 @@ def create_etl_pipeline(
     transformer: Any | Sequence[Any] | None,
     loader: Any,
     name: str = "etl_pipeline",
-    error_handling: Literal["raise", "skip"] = "raise",
+    error_handling: ErrorHandling = "raise",
     logging: LogSetting = True,
     *,
-    queue_size: int = 8,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> Pipeline:
     """Create an extract → transform → load pipeline.
 
@@ -48,11 +56,14 @@ def create_etl_pipeline(
             sync or async; wrap one in :func:`~ductwork.transformer` for ``concurrency``.
         loader: a loader object (``open(ctx)`` → sink) or a function ``(batch[, ctx])``.
         name: the pipeline's name.
-        error_handling: ``"raise"`` or ``"skip"`` (see :class:`~ductwork.PipelineConfig`).
+        error_handling: ``"raise"`` or ``"skip"`` a batch whose transformer raises.
         logging: ``True``/``False`` or a level name for the run's start/end log lines.
-        queue_size: batches buffered between two stages.
-        timeout: seconds after which a run is cancelled and fails.
         state: the state store handed to stages as ``ctx.state``.
+        **options: any other field of :class:`~ductwork.PipelineConfig` (``queue_size``,
+            ``timeout``, ...), where every option is documented.
+
+    Raises:
+        ConfigError: an option is invalid; the error names it.
 
     Example:
         >>> import anyio
@@ -70,11 +81,10 @@ def create_etl_pipeline(
         transformer,
         loader,
         name=name,
-        queue_size=queue_size,
         error_handling=error_handling,
         logging=logging,
-        timeout=timeout,
         state=state,
+        **options,
     )
 
 
@@ -83,10 +93,8 @@ def create_el_pipeline(
     loader: Any,
     name: str = "el_pipeline",
     *,
-    logging: LogSetting = True,
-    queue_size: int = 8,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> Pipeline:
     """Create an extract → load pipeline (no transformation).
 
@@ -94,48 +102,39 @@ def create_el_pipeline(
         extractor: as for :func:`create_etl_pipeline`.
         loader: as for :func:`create_etl_pipeline`.
         name: the pipeline's name.
-        logging: ``True``/``False`` or a level name for the run's start/end log lines.
-        queue_size: batches buffered between the two stages.
-        timeout: seconds after which a run is cancelled and fails.
         state: the state store handed to stages as ``ctx.state``.
+        **options: any other field of :class:`~ductwork.PipelineConfig` (``logging``,
+            ``queue_size``, ``timeout``, ...).
+
+    Raises:
+        ConfigError: an option is invalid; the error names it.
     """
-    return Pipeline(
-        extractor,
-        (),
-        loader,
-        name=name,
-        queue_size=queue_size,
-        logging=logging,
-        timeout=timeout,
-        state=state,
-    )
+    return Pipeline(extractor, (), loader, name=name, state=state, **options)
 
 
 def create_parallel_pipeline(
     pipelines: Sequence[Runnable],
     max_workers: int | None = 4,
-    error_handling: Literal["fail_fast", "continue", "ignore"] = "fail_fast",
+    error_handling: ParallelErrorHandling = "fail_fast",
     name: str = "parallel_pipeline",
     *,
-    logging: LogSetting = True,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> ParallelPipeline:
     """Create a composition that runs ``pipelines`` side by side.
 
     Args:
         pipelines: the runnables (pipelines or other compositions) to run; at least one.
         max_workers: how many run at once (``None``: all of them); the others wait their turn.
-        error_handling: ``"fail_fast"`` (the first failure cancels the running and queued
-            children and fails the run), ``"continue"`` (all run; the run then fails reporting
-            every failure) or ``"ignore"`` (failures are recorded, the run succeeds).
+        error_handling: what a failed child does: ``"fail_fast"``, ``"continue"`` or
+            ``"ignore"`` (values of their own, described with the config's field).
         name: the composition's name.
-        logging: ``True``/``False`` or a level name for the run's start/end log lines.
-        timeout: seconds after which the whole run is cancelled and fails.
         state: the state store handed to children that have none of their own.
+        **options: any other field of :class:`~ductwork.core.compose.ParallelConfig`
+            (``logging``, ``timeout``).
 
     Raises:
-        ConfigError: an argument is invalid; the error names it.
+        ConfigError: an option is invalid; the error names it.
 
     Example:
         >>> import anyio
@@ -151,13 +150,12 @@ def create_parallel_pipeline(
         (2, ['eu', 'us'])
     """
     return ParallelPipeline(
-        pipelines,
-        max_workers,
-        error_handling,
+        pipelines=pipelines,
+        max_workers=max_workers,
+        error_handling=error_handling,
         name=name,
-        logging=logging,
-        timeout=timeout,
         state=state,
+        **options,
     )
 
 
@@ -166,31 +164,24 @@ def create_sequential_pipeline(
     stop_on_error: bool = True,
     name: str = "sequential_pipeline",
     *,
-    logging: LogSetting = True,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> SequentialPipeline:
     """Create a composition that runs ``pipelines`` one after another.
 
     Args:
         pipelines: the runnables to run, in order; at least one.
-        stop_on_error: ``True`` stops at the first failure (the rest are recorded as skipped);
-            ``False`` runs every child and then fails reporting every failure.
+        stop_on_error: ``True`` stops at the first failure; ``False`` runs every child.
         name: the composition's name.
-        logging: ``True``/``False`` or a level name for the run's start/end log lines.
-        timeout: seconds after which the whole run is cancelled and fails.
         state: the state store handed to children that have none of their own.
+        **options: any other field of :class:`~ductwork.core.compose.SequentialConfig`
+            (``logging``, ``timeout``).
 
     Raises:
-        ConfigError: an argument is invalid; the error names it.
+        ConfigError: an option is invalid; the error names it.
     """
     return SequentialPipeline(
-        pipelines,
-        stop_on_error,
-        name=name,
-        logging=logging,
-        timeout=timeout,
-        state=state,
+        pipelines=pipelines, stop_on_error=stop_on_error, name=name, state=state, **options
     )
 
 
@@ -200,9 +191,8 @@ def create_conditional_pipeline(
     false_pipeline: Runnable | None = None,
     name: str = "conditional_pipeline",
     *,
-    logging: LogSetting = True,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> ConditionalPipeline:
     """Create a composition that runs one of two runnables, chosen by ``condition`` at each run.
 
@@ -211,21 +201,20 @@ def create_conditional_pipeline(
         true_pipeline: run when the condition is true.
         false_pipeline: run when it is false; without one, the run ends with status ``skipped``.
         name: the composition's name.
-        logging: ``True``/``False`` or a level name for the run's start/end log lines.
-        timeout: seconds after which the whole run is cancelled and fails.
         state: the state store handed to children that have none of their own.
+        **options: any other field of :class:`~ductwork.core.compose.ConditionalConfig`
+            (``logging``, ``timeout``).
 
     Raises:
-        ConfigError: an argument is invalid; the error names it.
+        ConfigError: an option is invalid; the error names it.
     """
     return ConditionalPipeline(
-        condition,
-        true_pipeline,
-        false_pipeline,
+        condition=condition,
+        true_pipeline=true_pipeline,
+        false_pipeline=false_pipeline,
         name=name,
-        logging=logging,
-        timeout=timeout,
         state=state,
+        **options,
     )
 
 
@@ -235,12 +224,8 @@ def create_retry_pipeline(
     backoff_factor: float = 1.0,
     name: str = "retry_pipeline",
     *,
-    max_backoff: float = 60.0,
-    jitter: float = 0.1,
-    retry_on: type[Exception] | Sequence[type[Exception]] | None = None,
-    logging: LogSetting = True,
-    timeout: float | None = None,
     state: StateStore | None = None,
+    **options: Any,
 ) -> RetryPipeline:
     """Create a composition that runs ``pipeline`` again after a retryable failure.
 
@@ -253,27 +238,18 @@ def create_retry_pipeline(
         max_retries: runs after the first one, at most.
         backoff_factor: seconds before the first retry; doubles for each further retry.
         name: the composition's name.
-        max_backoff: the longest wait between two attempts, in seconds.
-        jitter: the fraction (0 to 1) of each wait that may be cut at random.
-        retry_on: exception types to retry on (matched against the error and its causes).
-            Default: every PipelineError except those marked not retryable (bad configuration,
-            malformed input, stages of the wrong shape).
-        logging: ``True``/``False`` or a level name for the run's log lines.
-        timeout: seconds after which the whole run, retries included, is cancelled and fails.
         state: the state store handed to the child if it has none of its own.
+        **options: any other field of :class:`~ductwork.core.retry.RetryConfig`
+            (``max_backoff``, ``jitter``, ``retry_on``, ``logging``, ``timeout``).
 
     Raises:
-        ConfigError: an argument is invalid; the error names it.
+        ConfigError: an option is invalid; the error names it.
     """
     return RetryPipeline(
-        pipeline,
-        max_retries,
-        backoff_factor,
-        max_backoff=max_backoff,
-        jitter=jitter,
-        retry_on=retry_on,
+        pipeline=pipeline,
+        max_retries=max_retries,
+        backoff_factor=backoff_factor,
         name=name,
-        logging=logging,
-        timeout=timeout,
         state=state,
+        **options,
     )

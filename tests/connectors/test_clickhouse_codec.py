@@ -53,7 +53,7 @@ def test_config_errors_name_the_field_and_hide_the_password() -> None:
             "SELECT 1", {"url": "ftp://x", "password": 12345, "database": "a;b"}
         )
     fields = {field for field, _ in info.value.errors}
-    assert {"url", "password", "database"} <= fields
+    assert {f"connection_config.{name}" for name in ("url", "password", "database")} <= fields
     assert "12345" not in str(info.value)
     assert "12345" not in str(info.value.__cause__ or "")
 

@@ -501,7 +501,7 @@ async def test_json_array_item_that_is_not_an_object(tmp_path: Path) -> None:
     path.write_text('[{"a": 1}, 2, {"a": 3}]')
     error = await read_error(path)
     assert "array item 2 is a number, not an object" in str(error)
-    back, result = await read(path, on_error="skip")
+    back, result = await read(path, error_handling="skip")
     assert back == [{"a": 1}, {"a": 3}]
     assert result.stages[0].metrics["records_skipped"] == 1
 
@@ -549,7 +549,7 @@ async def test_skip_counts_bad_records_and_keeps_the_good_ones(
 ) -> None:
     jsonl = tmp_path / "mixed.jsonl"
     jsonl.write_bytes(b'{"a": 1}\nnot json\n{"a": 2}\n[3]\n{"a": "\xff"}\n{"a": 4}\n')
-    back, result = await read(jsonl, on_error="skip")
+    back, result = await read(jsonl, error_handling="skip")
     assert back == [{"a": 1}, {"a": 2}, {"a": 4}]
     assert result.stages[0].metrics["records_skipped"] == 3
     assert "line 2" in caplog.text
@@ -557,7 +557,7 @@ async def test_skip_counts_bad_records_and_keeps_the_good_ones(
 
     csv_path = tmp_path / "mixed.csv"
     csv_path.write_bytes(b"a,b\n1,2\n3\n4,5\n6,7,8\n\xff,9\n10,11\n")
-    back, result = await read(csv_path, on_error="skip", encoding="utf-8")
+    back, result = await read(csv_path, error_handling="skip", encoding="utf-8")
     assert back == [{"a": "1", "b": "2"}, {"a": "4", "b": "5"}, {"a": "10", "b": "11"}]
     assert result.stages[0].metrics["records_skipped"] == 3
 
@@ -567,7 +567,7 @@ async def test_skip_still_fails_on_corrupt_compression(tmp_path: Path) -> None:
     data = gzip.compress(b'{"a": 1}\n' * 1000)
     path.write_bytes(data[:-10])
     with pytest.raises(FileFormatError, match="truncated gzip"):
-        await read(path, on_error="skip")
+        await read(path, error_handling="skip")
 
 
 # --------------------------------------------------------------------------- atomic writes
@@ -864,7 +864,7 @@ async def test_file_to_file_etl(tmp_path: Path) -> None:
         ({"file_path": "x.csv", "records_path": "a.b"}, "records_path"),
         ({"file_path": "x.json", "records_path": "a..b"}, "records_path"),
         ({"file_path": "x.csv", "field_names": ["a", "a"]}, "field_names"),
-        ({"file_path": "x.csv", "on_error": "ignore"}, "on_error"),
+        ({"file_path": "x.csv", "error_handling": "ignore"}, "error_handling"),
         ({"file_path": "x.csv", "compression": "lzma"}, "compression"),
         ({"file_path": "{oops.csv"}, "file_path"),
         ({"file_path": ""}, "file_path"),
@@ -877,6 +877,33 @@ def test_bad_extractor_config_names_the_field(options: dict[str, Any], field: st
         create_file_extractor(path, **options)
     assert field in [name for name, _ in info.value.errors], info.value.errors
     assert field in str(info.value)
+
+
+async def test_on_error_is_a_deprecated_alias_of_error_handling(tmp_path: Path) -> None:
+    path = tmp_path / "bad.jsonl"
+    path.write_text('{"a": 1}\nnot json\n{"a": 2}\n')
+    with pytest.warns(DeprecationWarning, match="use error_handling") as caught:
+        extractor = create_file_extractor(path, on_error="skip")
+    assert caught[0].filename == __file__  # attributed to the caller's line
+    assert extractor.config.error_handling == "skip"
+    rows: list[dict[str, Any]] = []
+    result = await create_el_pipeline(extractor, rows.extend, logging=False).run()
+    assert rows == [{"a": 1}, {"a": 2}]
+    assert result.stages[0].metrics["records_skipped"] == 1
+    with (
+        pytest.warns(DeprecationWarning, match="on_error"),
+        pytest.raises(ConfigError, match="give one"),
+    ):
+        create_file_extractor(path, on_error="skip", error_handling="raise")
+
+
+def test_an_unknown_option_is_named_with_the_closest_one() -> None:
+    with pytest.raises(ConfigError) as info:
+        create_file_extractor("x.csv", bach_size=10)
+    assert info.value.errors == [
+        ("bach_size", "Extra inputs are not permitted (did you mean 'batch_size'?)")
+    ]
+    assert "did you mean 'batch_size'?" in str(info.value)
 
 
 @pytest.mark.parametrize(
@@ -939,7 +966,7 @@ async def test_garbage_collector_setting_is_restored(tmp_path: Path, enabled: bo
     try:
         if not enabled:
             gc.disable()
-        back, _ = await read(path, on_error="skip")
+        back, _ = await read(path, error_handling="skip")
         assert len(back) == 100
         assert gc.isenabled() is enabled
         await read_error(path)

@@ -16,16 +16,16 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from contextvars import ContextVar
 from time import perf_counter
-from typing import Any, Literal, TextIO
+from typing import Annotated, Any, Literal, TextIO
 
 import orjson
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import AfterValidator, Field
 from rich.console import Console
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..core.config import Options, validate_config
 from ..core.context import RunContext
-from ..core.pipeline import validate_config
 from ..core.stages import Loader
 from ..core.types import Batch
 
@@ -46,22 +46,30 @@ progress_shown_elsewhere: ContextVar[bool] = ContextVar(
 ConsoleFormat = Literal["table", "json", "jsonl", "csv"]
 
 
-class ConsoleLoaderConfig(BaseModel):
-    """Options of the console loader.
+def _check_stream(value: Any) -> Any:
+    if value is not None and not callable(getattr(value, "write", None)):
+        raise ValueError(f"expected a text stream (with write()), got {type(value).__name__}")
+    return value
 
-    Attributes:
-        format: ``table``, ``json`` (one array), ``jsonl`` (one object per line) or ``csv``.
-        show_progress: show a live progress line on stderr when it is a terminal.
-        max_rows: for ``table``: how many records to show (the rest are counted).
-        columns: the columns to print, in order (default: the keys of the first record).
-    """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ConsoleLoaderConfig(Options):
+    """Options of the console loader (see :func:`create_console_loader`)."""
 
     format: ConsoleFormat = "table"
+    """``table``, ``json`` (one array), ``jsonl`` (one object per line) or ``csv``."""
     show_progress: bool = True
+    """Show a live progress line (records, records/s, elapsed) on stderr when it is a
+    terminal."""
     max_rows: int = Field(default=50, ge=1)
+    """For ``table``: how many records to show (the rest are counted)."""
     columns: tuple[str, ...] | None = None
+    """The columns to print, in order (default: the keys of the first record)."""
+    stream: Annotated[Any, AfterValidator(_check_stream)] = Field(default=None, repr=False)
+    """Where to write (default: ``sys.stdout`` at the time of the run)."""
+    progress_stream: Annotated[Any, AfterValidator(_check_stream)] = Field(default=None, repr=False)
+    """Where the progress line goes (default: ``sys.stderr`` at the time of the run)."""
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "console"
+    """The stage name."""
 
 
 def _default(value: Any) -> Any:
@@ -74,18 +82,11 @@ def _default(value: Any) -> Any:
 class ConsoleLoader(Loader):
     """Writes records to a text stream (stdout by default). See the module docstring."""
 
-    def __init__(
-        self,
-        config: ConsoleLoaderConfig,
-        *,
-        stream: TextIO | None = None,
-        progress_stream: TextIO | None = None,
-        name: str = "console",
-    ) -> None:
+    def __init__(self, config: ConsoleLoaderConfig) -> None:
         self.config = config
-        self.stream = stream
-        self.progress_stream = progress_stream
-        self.name = name
+        self.stream: TextIO | None = config.stream
+        self.progress_stream: TextIO | None = config.progress_stream
+        self.name = config.name
 
     @asynccontextmanager
     async def open(self, ctx: RunContext) -> AsyncIterator[_ConsoleSink]:
@@ -188,26 +189,18 @@ def _cell(value: Any) -> str:
 
 
 def create_console_loader(
-    format: ConsoleFormat = "table",
-    show_progress: bool = True,
-    *,
-    max_rows: int = 50,
-    columns: list[str] | None = None,
-    stream: TextIO | None = None,
-    progress_stream: TextIO | None = None,
-    name: str = "console",
+    format: ConsoleFormat = "table", show_progress: bool = True, **options: Any
 ) -> ConsoleLoader:
     """Create a loader that prints records to the console.
 
     Args:
         format: ``table`` (default), ``json``, ``jsonl`` or ``csv``.
-        show_progress: show a live progress line (records, records/s, elapsed) on stderr when it
-            is a terminal.
-        max_rows: for ``table``: how many records to show; the rest are counted.
-        columns: the columns to print, in order (default: the keys of the first record).
-        stream: where to write (default: ``sys.stdout`` at the time of the run).
-        progress_stream: where the progress line goes (default: ``sys.stderr``).
-        name: the stage name.
+        show_progress: show a live progress line on stderr when it is a terminal.
+        **options: any other field of :class:`ConsoleLoaderConfig` (``max_rows``, ``columns``,
+            ``stream``, ``progress_stream``, ``name``), where every option is documented.
+
+    Raises:
+        ConfigError: an option is invalid; the error names it.
 
     Example:
         >>> import anyio, io
@@ -222,12 +215,11 @@ def create_console_loader(
         {"id":1,"name":"ada"}
         {"id":2,"name":"grace"}
     """
-    config: ConsoleLoaderConfig = validate_config(
+    config = validate_config(
         ConsoleLoaderConfig,
         "console loader",
         format=format,
         show_progress=show_progress,
-        max_rows=max_rows,
-        columns=tuple(columns) if columns is not None else None,
+        **options,
     )
-    return ConsoleLoader(config, stream=stream, progress_stream=progress_stream, name=name)
+    return ConsoleLoader(config)

@@ -30,15 +30,16 @@ import inspect
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, Literal
+from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
 
 import anyio
 from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import ConfigDict, Field
 
 from .._exceptions import CompositionError, PipelineError
+from .config import Options, configure
 from .context import RunContext
-from .pipeline import LogSetting, validate_config
+from .pipeline import LogSetting
 from .result import RunResult
 from .runnable import Runnable, resolve_log_level
 from .types import RunStatus
@@ -52,6 +53,7 @@ __all__ = [
     "ConditionalConfig",
     "ConditionalPipeline",
     "ParallelConfig",
+    "ParallelErrorHandling",
     "ParallelPipeline",
     "SequentialConfig",
     "SequentialPipeline",
@@ -59,6 +61,9 @@ __all__ = [
 
 NOT_STARTED = "not started"
 """The ``detail`` of a child that was cancelled before it started."""
+
+ParallelErrorHandling = Literal["fail_fast", "continue", "ignore"]
+"""What a failed child of a parallel composition does (see ``ParallelConfig.error_handling``)."""
 
 _STATUS_ORDER = (
     RunStatus.SUCCEEDED,
@@ -69,78 +74,111 @@ _STATUS_ORDER = (
 )
 
 
-class CompositionConfig(BaseModel):
-    """Options shared by every composition.
+class CompositionConfig(Options):
+    """Options shared by every composition."""
 
-    Attributes:
-        name: the composition's name, used in logs, results, errors and the registry.
-        logging: ``True`` logs one line when a run starts and one when it ends at INFO, ``False``
-            logs nothing per run, a level name logs those lines at that level.
-        timeout: seconds after which a run of the whole composition is cancelled and fails with
-            :class:`~ductwork.RunTimeoutError`.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
+    """The composition's name, used in logs, results, errors and the registry."""
     logging: LogSetting = True
+    """``True`` logs one line when a run starts and one when it ends at INFO, ``False`` logs
+    nothing per run, a level name logs those lines at that level."""
     timeout: Annotated[float, Field(gt=0)] | None = None
+    """Seconds after which a run of the whole composition, children included, is cancelled and
+    fails with :class:`~ductwork.RunTimeoutError`."""
 
 
 class ParallelConfig(CompositionConfig):
-    """Validated options of a :class:`ParallelPipeline`.
-
-    Attributes:
-        pipelines: the runnables to run side by side (at least one).
-        max_workers: how many of them run at once; ``None`` runs them all at once.
-        error_handling: ``"fail_fast"``, ``"continue"`` or ``"ignore"`` (see
-            :class:`ParallelPipeline`).
-    """
+    """Validated options of a :class:`ParallelPipeline`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "parallel_pipeline"
+    """The composition's name."""
     pipelines: Annotated[list[Runnable], Field(min_length=1)]
+    """The runnables (pipelines or other compositions) to run side by side; at least one."""
     max_workers: Annotated[int, Field(ge=1, le=100_000, strict=True)] | None = 4
-    error_handling: Literal["fail_fast", "continue", "ignore"] = "fail_fast"
+    """How many of them run at once (``None``: all of them); the others wait their turn."""
+    error_handling: ParallelErrorHandling = "fail_fast"
+    """What a failed child does. Not the :data:`~ductwork.core.types.ErrorHandling` of
+    pipelines and stages, which decides about bad input: here a whole child run has failed.
+
+    * ``"fail_fast"``: the first failure cancels the running children (each stops within one
+      batch) and the queued ones, which are recorded as ``cancelled`` with detail
+      ``"not started"``; the composition fails with a CompositionError naming the failure.
+    * ``"continue"``: every child runs to its end; if any failed, the composition then fails
+      with a CompositionError reporting every failure.
+    * ``"ignore"``: failures are recorded in the children's results and the composition
+      succeeds (its ``detail`` counts them).
+    """
 
 
 class SequentialConfig(CompositionConfig):
-    """Validated options of a :class:`SequentialPipeline`.
-
-    Attributes:
-        pipelines: the runnables to run one after another (at least one).
-        stop_on_error: stop at the first failure (``True``) or run every child and report every
-            failure at the end (``False``).
-    """
+    """Validated options of a :class:`SequentialPipeline`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "sequential_pipeline"
+    """The composition's name."""
     pipelines: Annotated[list[Runnable], Field(min_length=1)]
+    """The runnables to run one after another, in order; at least one."""
     stop_on_error: Annotated[bool, Field(strict=True)] = True
+    """``True`` stops at the first failure (the children after it are recorded as
+    ``skipped``); ``False`` runs every child and then fails reporting every failure."""
 
 
 class ConditionalConfig(CompositionConfig):
-    """Validated options of a :class:`ConditionalPipeline`.
-
-    Attributes:
-        condition: a sync or async callable receiving the RunContext; its truth picks the branch.
-        true_pipeline: the runnable run when the condition is true.
-        false_pipeline: the runnable run when it is false; ``None`` skips the run.
-    """
+    """Validated options of a :class:`ConditionalPipeline`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "conditional_pipeline"
+    """The composition's name."""
     condition: Callable[..., Any]
+    """A sync or async callable receiving the run's RunContext; its truth picks the branch."""
     true_pipeline: Runnable
+    """The runnable run when the condition is true."""
     false_pipeline: Runnable | None = None
+    """The runnable run when it is false; without one, the run ends with status ``skipped``."""
 
 
-class Composition(Runnable):
-    """Base class of compositions: a Runnable that runs other runnables as its children."""
+ConfigT = TypeVar("ConfigT", bound=CompositionConfig)
+
+
+class Composition(Runnable, Generic[ConfigT]):
+    """Base class of compositions: a Runnable that runs other runnables as its children.
+
+    A composition is made from its configuration model (``config_model``, e.g.
+    :class:`ParallelConfig`), or from the model's fields as keyword arguments, which are
+    validated into one (and on top of ``config`` when both are given). ``state`` is the state
+    store handed to children that have none of their own.
+    """
 
     kind = "composition"
+    config_model: type[ConfigT]
+    """The configuration model of this kind of composition."""
+    positional: ClassVar[tuple[str, ...]] = ()
+    """The fields that may also be passed by position, in order (``ParallelPipeline([a, b])``)."""
 
-    def _configure(self, config: CompositionConfig, state: StateStore | None) -> None:
-        self.name = config.name
-        self.timeout = config.timeout
-        self.log_level = resolve_log_level(config.logging)
+    def __init__(
+        self,
+        *args: Any,
+        state: StateStore | None = None,
+        **options: Any,
+    ) -> None:
+        config: ConfigT | None = None
+        if args and isinstance(args[0], self.config_model):
+            config, args = args[0], args[1:]
+        if len(args) > len(self.positional):
+            raise TypeError(
+                f"{type(self).__name__} takes at most {len(self.positional)} positional "
+                f"arguments ({', '.join(self.positional)}), got {len(args)}"
+            )
+        for field, value in zip(self.positional, args, strict=False):
+            if field in options:
+                raise TypeError(f"{type(self).__name__} got {field!r} twice")
+            options[field] = value
+        self.config: ConfigT = configure(
+            self.config_model, f"{self.kind} pipeline", config, options
+        )
+        self.name = self.config.name
+        self.timeout = self.config.timeout
+        self.log_level = resolve_log_level(self.config.logging)
         self.state = state
 
     @property
@@ -205,23 +243,17 @@ def status_counts(results: Sequence[RunResult]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in _STATUS_ORDER if counts[s])
 
 
-class ParallelPipeline(Composition):
+class ParallelPipeline(Composition[ParallelConfig]):
     """Runs its children side by side, at most ``max_workers`` at once.
 
     The children run as tasks of one anyio task group; a capacity limiter lets ``max_workers`` of
     them run at a time and starts the others, in declaration order, as places free up.
+    ``error_handling`` decides what a failed child does (``"fail_fast"``, ``"continue"`` or
+    ``"ignore"``; see :attr:`ParallelConfig.error_handling`).
 
-    ``error_handling`` decides what a failed child does:
-
-    * ``"fail_fast"`` (default): the first failure cancels the running children (each stops
-      within one batch) and the queued ones, which are recorded as ``cancelled`` with detail
-      ``"not started"``; the composition fails with a CompositionError naming the failure.
-    * ``"continue"``: every child runs to its end; if any failed, the composition then fails
-      with a CompositionError reporting every failure.
-    * ``"ignore"``: failures are recorded in the children's results and the composition
-      succeeds (its ``detail`` counts them).
-
-    Build one with :func:`~ductwork.create_parallel_pipeline`.
+    Build one with :func:`~ductwork.create_parallel_pipeline`, or from a :class:`ParallelConfig`
+    (or its fields as keyword arguments); ``state`` is the state store handed to children that
+    have none of their own.
 
     Example:
         >>> import anyio
@@ -234,40 +266,30 @@ class ParallelPipeline(Composition):
         >>> pipelines = [
         ...     create_el_pipeline(source(n), rows.extend, f"s{n}", logging=False) for n in (1, 2)
         ... ]
-        >>> both = ParallelPipeline(pipelines, logging=False)
+        >>> both = ParallelPipeline(ParallelConfig(pipelines=pipelines, logging=False))
         >>> result = anyio.run(both.run)
         >>> result.status, result.records_out, sorted(r["source"] for r in rows)
         (<RunStatus.SUCCEEDED: 'succeeded'>, 2, [1, 2])
     """
 
     kind = "parallel"
+    config_model = ParallelConfig
+    positional = ("pipelines",)
 
-    def __init__(
-        self,
-        pipelines: Sequence[Runnable],
-        max_workers: int | None = 4,
-        error_handling: Literal["fail_fast", "continue", "ignore"] = "fail_fast",
-        *,
-        name: str = "parallel_pipeline",
-        logging: LogSetting = True,
-        timeout: float | None = None,
-        state: StateStore | None = None,
-    ) -> None:
-        config: ParallelConfig = validate_config(
-            ParallelConfig,
-            "parallel pipeline",
-            name=name,
-            pipelines=pipelines,
-            max_workers=max_workers,
-            error_handling=error_handling,
-            logging=logging,
-            timeout=timeout,
-        )
-        self._configure(config, state)
-        self.config = config
-        self.pipelines: tuple[Runnable, ...] = tuple(config.pipelines)
-        self.max_workers = config.max_workers
-        self.error_handling = config.error_handling
+    @property
+    def pipelines(self) -> tuple[Runnable, ...]:
+        """The runnables run side by side."""
+        return tuple(self.config.pipelines)
+
+    @property
+    def max_workers(self) -> int | None:
+        """How many children run at once (``None``: all)."""
+        return self.config.max_workers
+
+    @property
+    def error_handling(self) -> ParallelErrorHandling:
+        """What a failed child does."""
+        return self.config.error_handling
 
     @property
     def children(self) -> tuple[Runnable, ...]:
@@ -321,7 +343,7 @@ class ParallelPipeline(Composition):
                 tg.cancel_scope.cancel()
 
 
-class SequentialPipeline(Composition):
+class SequentialPipeline(Composition[SequentialConfig]):
     """Runs its children one after another, in declaration order.
 
     With ``stop_on_error=True`` (default) the first failure ends the run: the children after it
@@ -329,7 +351,9 @@ class SequentialPipeline(Composition):
     naming the failure. With ``stop_on_error=False`` every child runs and, if any failed, the
     composition fails at the end with a CompositionError reporting every failure.
 
-    Build one with :func:`~ductwork.create_sequential_pipeline`.
+    Build one with :func:`~ductwork.create_sequential_pipeline`, or from a
+    :class:`SequentialConfig` (or its fields as keyword arguments); ``state`` is the state store
+    handed to children that have none of their own.
 
     Example:
         >>> import anyio
@@ -340,37 +364,25 @@ class SequentialPipeline(Composition):
         ...         order.append(n)
         ...         yield [{"step": n}]
         ...     return create_el_pipeline(extract, lambda batch: None, f"step{n}", logging=False)
-        >>> steps = SequentialPipeline([step(1), step(2), step(3)], logging=False)
+        >>> steps = SequentialPipeline(pipelines=[step(1), step(2), step(3)], logging=False)
         >>> result = anyio.run(steps.run)
         >>> order, [child.name for child in result.children]
         ([1, 2, 3], ['step1', 'step2', 'step3'])
     """
 
     kind = "sequential"
+    config_model = SequentialConfig
+    positional = ("pipelines",)
 
-    def __init__(
-        self,
-        pipelines: Sequence[Runnable],
-        stop_on_error: bool = True,
-        *,
-        name: str = "sequential_pipeline",
-        logging: LogSetting = True,
-        timeout: float | None = None,
-        state: StateStore | None = None,
-    ) -> None:
-        config: SequentialConfig = validate_config(
-            SequentialConfig,
-            "sequential pipeline",
-            name=name,
-            pipelines=pipelines,
-            stop_on_error=stop_on_error,
-            logging=logging,
-            timeout=timeout,
-        )
-        self._configure(config, state)
-        self.config = config
-        self.pipelines: tuple[Runnable, ...] = tuple(config.pipelines)
-        self.stop_on_error = config.stop_on_error
+    @property
+    def pipelines(self) -> tuple[Runnable, ...]:
+        """The runnables run one after another."""
+        return tuple(self.config.pipelines)
+
+    @property
+    def stop_on_error(self) -> bool:
+        """Whether the first failure ends the run."""
+        return self.config.stop_on_error
 
     @property
     def children(self) -> tuple[Runnable, ...]:
@@ -400,7 +412,7 @@ class SequentialPipeline(Composition):
         raise self.children_failed(failed, len(planned), note)
 
 
-class ConditionalPipeline(Composition):
+class ConditionalPipeline(Composition[ConditionalConfig]):
     """Runs one of two runnables, chosen by a condition evaluated at the start of every run.
 
     ``condition`` is a sync or async callable receiving the run's
@@ -411,16 +423,19 @@ class ConditionalPipeline(Composition):
     CompositionError. A condition that raises fails the run with a PipelineError whose stage is
     ``"condition"``.
 
-    Build one with :func:`~ductwork.create_conditional_pipeline`.
+    Build one with :func:`~ductwork.create_conditional_pipeline`, or from a
+    :class:`ConditionalConfig` (or its fields as keyword arguments); ``state`` is the state store
+    handed to children that have none of their own.
 
     Example:
         >>> import anyio
         >>> from ductwork import create_el_pipeline
         >>> async def extract(ctx):
         ...     yield [{"id": 1}]
+        >>> full_load = create_el_pipeline(extract, lambda b: None, "full_load", logging=False)
         >>> only_full = ConditionalPipeline(
-        ...     lambda ctx: ctx.params.get("mode") == "full",
-        ...     create_el_pipeline(extract, lambda batch: None, "full_load", logging=False),
+        ...     condition=lambda ctx: ctx.params.get("mode") == "full",
+        ...     true_pipeline=full_load,
         ...     logging=False,
         ... )
         >>> anyio.run(only_full.run).status
@@ -431,33 +446,23 @@ class ConditionalPipeline(Composition):
     """
 
     kind = "conditional"
+    config_model = ConditionalConfig
+    positional = ("condition", "true_pipeline", "false_pipeline")
 
-    def __init__(
-        self,
-        condition: Callable[[RunContext], Any],
-        true_pipeline: Runnable,
-        false_pipeline: Runnable | None = None,
-        *,
-        name: str = "conditional_pipeline",
-        logging: LogSetting = True,
-        timeout: float | None = None,
-        state: StateStore | None = None,
-    ) -> None:
-        config: ConditionalConfig = validate_config(
-            ConditionalConfig,
-            "conditional pipeline",
-            name=name,
-            condition=condition,
-            true_pipeline=true_pipeline,
-            false_pipeline=false_pipeline,
-            logging=logging,
-            timeout=timeout,
-        )
-        self._configure(config, state)
-        self.config = config
-        self.condition: Callable[[RunContext], Any] = config.condition
-        self.true_pipeline: Runnable = config.true_pipeline
-        self.false_pipeline: Runnable | None = config.false_pipeline
+    @property
+    def condition(self) -> Callable[[RunContext], Any]:
+        """The callable that picks the branch."""
+        return self.config.condition
+
+    @property
+    def true_pipeline(self) -> Runnable:
+        """The runnable run when the condition is true."""
+        return self.config.true_pipeline
+
+    @property
+    def false_pipeline(self) -> Runnable | None:
+        """The runnable run when it is false, if any."""
+        return self.config.false_pipeline
 
     @property
     def children(self) -> tuple[Runnable, ...]:

@@ -5,66 +5,58 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import Field
 
 from .._exceptions import ConfigError
+from .config import Options, configure
+from .config import validate_config as validate_config
 from .context import RunContext
 from .result import RunResult, StageStats
 from .runnable import Runnable, resolve_log_level
 from .runner import StageRunner
 from .stages import Extractor, Loader, Transformer, as_extractor, as_loader, as_transformer
+from .types import ErrorHandling
 
 if TYPE_CHECKING:
     from ..state import StateStore
 
-__all__ = ["Pipeline", "PipelineConfig"]
+__all__ = ["LogSetting", "Pipeline", "PipelineConfig"]
 
 LogSetting = (
     bool | Literal["DEBUG", "INFO", "WARNING", "ERROR", "debug", "info", "warning", "error"]
 )
 
 
-class PipelineConfig(BaseModel):
-    """Validated options of a :class:`Pipeline`.
-
-    Attributes:
-        name: the pipeline's name, used in logs, results and the registry.
-        queue_size: capacity, in batches, of each stream between two stages. Memory stays bounded
-            by about ``(stages x queue_size + 1)`` batches whatever the size of the extract.
-        error_handling: ``"raise"`` (default): any stage error fails the run. ``"skip"``: a batch
-            whose transformer raises is dropped, counted in the stage's ``batches_failed`` and
-            ``records_skipped`` metrics and logged as a warning; the run goes on. Extractor and
-            loader errors always fail the run.
-        logging: ``True`` logs one line when a run starts and one when it ends at INFO, ``False``
-            logs nothing per run, a level name logs those lines at that level.
-        timeout: seconds after which a run is cancelled and fails with RunTimeoutError.
-        cleanup_timeout: seconds a loader's or extractor's cleanup may take after a failure.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class PipelineConfig(Options):
+    """Validated options of a :class:`Pipeline`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "pipeline"
+    """The pipeline's name, used in logs, results and the registry."""
     queue_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 8
-    error_handling: Literal["raise", "skip"] = "raise"
+    """Capacity, in batches, of each stream between two stages. Memory stays bounded by about
+    ``(stages x queue_size + 1)`` batches whatever the size of the extract."""
+    error_handling: ErrorHandling = "raise"
+    """``"raise"``: any stage error fails the run. ``"skip"``: a batch whose transformer raises
+    is dropped, counted in the stage's ``batches_failed`` and ``records_skipped`` metrics and
+    logged as a warning; the run goes on. Extractor and loader errors always fail the run (see
+    :data:`~ductwork.core.types.ErrorHandling`)."""
     logging: LogSetting = True
+    """``True`` logs one line when a run starts and one when it ends at INFO, ``False`` logs
+    nothing per run, a level name logs those lines at that level."""
     timeout: Annotated[float, Field(gt=0)] | None = None
+    """Seconds after which a run is cancelled and fails with RunTimeoutError."""
     cleanup_timeout: Annotated[float, Field(gt=0)] = 30.0
-
-
-def validate_config(model: type[BaseModel], what: str, **values: Any) -> Any:
-    """Validate ``values`` against ``model``, raising ConfigError that names each bad field."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise ConfigError.from_validation_error(exc, what) from None
+    """Seconds a loader's or extractor's cleanup may take after a failure."""
 
 
 class Pipeline(Runnable):
     """A streaming pipeline: extractor → transformers → loader, every stage a concurrent task.
 
     Build one with :func:`~ductwork.create_etl_pipeline` or :func:`~ductwork.create_el_pipeline`,
-    or directly. A pipeline can be run any number of times (even concurrently); each run calls the
-    extractor afresh and opens the loader anew.
+    or directly from its stages and a :class:`PipelineConfig` (or the config's fields as keyword
+    arguments, validated into one); ``state`` is the state store handed to stages as
+    ``ctx.state``. A pipeline can be run any number of times (even concurrently); each run calls
+    the extractor afresh and opens the loader anew.
 
     Example:
         >>> import anyio
@@ -72,8 +64,9 @@ class Pipeline(Runnable):
         ...     for start in range(0, 6, 3):
         ...         yield [{"n": n} for n in range(start, start + 3)]
         >>> seen = []
-        >>> pipeline = Pipeline(numbers, [lambda b: [{"n": r["n"] * 10} for r in b]], seen.extend,
-        ...                     name="tens", logging=False)
+        >>> tens = [lambda b: [{"n": r["n"] * 10} for r in b]]
+        >>> config = PipelineConfig(name="tens", logging=False)
+        >>> pipeline = Pipeline(numbers, tens, seen.extend, config)
         >>> result = anyio.run(pipeline.run)
         >>> [r["n"] for r in seen], result.records_out
         ([0, 10, 20, 30, 40, 50], 6)
@@ -86,25 +79,12 @@ class Pipeline(Runnable):
         extractor: Any,
         transformers: Sequence[Any] | Any = (),
         loader: Any = None,
+        config: PipelineConfig | None = None,
         *,
-        name: str = "pipeline",
-        queue_size: int = 8,
-        error_handling: Literal["raise", "skip"] = "raise",
-        logging: LogSetting = True,
-        timeout: float | None = None,
-        cleanup_timeout: float = 30.0,
         state: StateStore | None = None,
+        **options: Any,
     ) -> None:
-        config: PipelineConfig = validate_config(
-            PipelineConfig,
-            "pipeline",
-            name=name,
-            queue_size=queue_size,
-            error_handling=error_handling,
-            logging=logging,
-            timeout=timeout,
-            cleanup_timeout=cleanup_timeout,
-        )
+        config = configure(PipelineConfig, "pipeline", config, options)
         if loader is None:
             raise ConfigError.for_field("loader", "a pipeline needs a loader")
         if transformers is None:

@@ -3,8 +3,7 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
-from typing import TYPE_CHECKING, Annotated, Any
+from typing import Annotated, Any
 
 from pydantic import BeforeValidator, Field
 
@@ -12,13 +11,9 @@ from .._exceptions import CompositionError, is_retryable
 from .backoff import Backoff
 from .compose import Composition, CompositionConfig
 from .context import RunContext
-from .pipeline import LogSetting, validate_config
 from .result import RunResult
 from .runnable import Runnable
 from .types import RunStatus
-
-if TYPE_CHECKING:
-    from ..state import StateStore
 
 __all__ = ["RetryConfig", "RetryPipeline"]
 
@@ -30,30 +25,29 @@ def _as_tuple(value: Any) -> Any:
 
 
 class RetryConfig(CompositionConfig):
-    """Validated options of a :class:`RetryPipeline`.
-
-    Attributes:
-        pipeline: the runnable to run and, after a retryable failure, run again.
-        max_retries: how many times to run it again after the first attempt (``0``: never).
-        backoff_factor: seconds to wait before the first retry; each further retry waits twice
-            as long as the one before (``0``: no wait).
-        max_backoff: the longest wait between two attempts, in seconds.
-        jitter: a fraction in ``[0, 1]``: each wait is shortened by a random part of up to this
-            fraction, so runs that failed together do not all retry at the same moment.
-        retry_on: exception types to retry on, or ``None`` for the default rule (see
-            :class:`RetryPipeline`).
-    """
+    """Validated options of a :class:`RetryPipeline`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "retry_pipeline"
+    """The composition's name."""
     pipeline: Runnable
+    """The runnable to run and, after a retryable failure, run again."""
     max_retries: Annotated[int, Field(ge=0, le=1000, strict=True)] = 3
+    """How many times to run it again after the first attempt (``0``: never)."""
     backoff_factor: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 1.0
+    """Seconds to wait before the first retry; each further retry waits twice as long as the one
+    before (``0``: no wait)."""
     max_backoff: Annotated[float, Field(ge=0, allow_inf_nan=False)] = 60.0
+    """The longest wait between two attempts, in seconds."""
     jitter: Annotated[float, Field(ge=0, le=1)] = 0.1
+    """A fraction in ``[0, 1]``: each wait is shortened by a random part of up to this fraction,
+    so runs that failed together do not all retry at the same moment."""
     retry_on: Annotated[tuple[type[Exception], ...], BeforeValidator(_as_tuple)] | None = None
+    """Exception types to retry on (matched against the error and its causes), or ``None`` for
+    the default rule: every PipelineError except those marked not retryable (see
+    :class:`RetryPipeline`)."""
 
 
-class RetryPipeline(Composition):
+class RetryPipeline(Composition[RetryConfig]):
     """Runs a runnable and, when it fails with a retryable error, runs it again after a wait.
 
     Each attempt is a separate child run with its own context and result; the composition's
@@ -78,7 +72,9 @@ class RetryPipeline(Composition):
     When the composition gives up, it fails with a :class:`~ductwork.CompositionError` naming it,
     whose ``__cause__`` is the last attempt's error.
 
-    Build one with :func:`~ductwork.create_retry_pipeline`.
+    Build one with :func:`~ductwork.create_retry_pipeline`, or from a :class:`RetryConfig` (or
+    its fields as keyword arguments); ``state`` is the state store handed to the child if it has
+    none of its own.
 
     Example:
         >>> import anyio
@@ -90,7 +86,9 @@ class RetryPipeline(Composition):
         ...         raise ConnectionError("connection reset")
         ...     yield [{"id": 1}]
         >>> pipeline = create_el_pipeline(flaky, lambda batch: None, "flaky", logging=False)
-        >>> retry = RetryPipeline(pipeline, max_retries=4, backoff_factor=0.01, logging=False)
+        >>> retry = RetryPipeline(
+        ...     RetryConfig(pipeline=pipeline, max_retries=4, backoff_factor=0.01, logging=False)
+        ... )
         >>> result = anyio.run(retry.run)
         >>> result.status, result.attempts, [c.status.value for c in result.children]
         (<RunStatus.SUCCEEDED: 'succeeded'>, 3, ['failed', 'failed', 'succeeded'])
@@ -98,39 +96,44 @@ class RetryPipeline(Composition):
 
     kind = "retry"
 
-    def __init__(
-        self,
-        pipeline: Runnable,
-        max_retries: int = 3,
-        backoff_factor: float = 1.0,
-        *,
-        max_backoff: float = 60.0,
-        jitter: float = 0.1,
-        retry_on: type[Exception] | Sequence[type[Exception]] | None = None,
-        name: str = "retry_pipeline",
-        logging: LogSetting = True,
-        timeout: float | None = None,
-        state: StateStore | None = None,
-    ) -> None:
-        config: RetryConfig = validate_config(
-            RetryConfig,
-            "retry pipeline",
-            name=name,
-            pipeline=pipeline,
-            max_retries=max_retries,
-            backoff_factor=backoff_factor,
-            max_backoff=max_backoff,
-            jitter=jitter,
-            retry_on=retry_on,
-            logging=logging,
-            timeout=timeout,
-        )
-        self._configure(config, state)
-        self.config = config
-        self.pipeline: Runnable = config.pipeline
-        self.max_retries = config.max_retries
-        self.policy = Backoff(config.backoff_factor, config.max_backoff, config.jitter)
-        self.retry_on: tuple[type[Exception], ...] | None = config.retry_on
+    config_model = RetryConfig
+    positional = ("pipeline", "max_retries", "backoff_factor")
+
+    @property
+    def pipeline(self) -> Runnable:
+        """The runnable that is retried."""
+        return self.config.pipeline
+
+    @property
+    def max_retries(self) -> int:
+        """Runs after the first one, at most."""
+        return self.config.max_retries
+
+    @property
+    def backoff_factor(self) -> float:
+        """Seconds before the first retry."""
+        return self.config.backoff_factor
+
+    @property
+    def max_backoff(self) -> float:
+        """The longest wait between two attempts."""
+        return self.config.max_backoff
+
+    @property
+    def jitter(self) -> float:
+        """The fraction of each wait that may be cut at random."""
+        return self.config.jitter
+
+    @property
+    def policy(self) -> Backoff:
+        """The backoff between attempts."""
+        config = self.config
+        return Backoff(config.backoff_factor, config.max_backoff, config.jitter)
+
+    @property
+    def retry_on(self) -> tuple[type[Exception], ...] | None:
+        """The exception types retried, or ``None`` for the default rule."""
+        return self.config.retry_on
 
     @property
     def children(self) -> tuple[Runnable, ...]:

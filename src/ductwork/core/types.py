@@ -1,17 +1,32 @@
-"""Record and batch types shared by every stage."""
+"""Record and batch types shared by every stage, and the values of the error-handling option."""
 
 from __future__ import annotations
 
 import enum
-from typing import Any, TypeAlias
+from typing import Any, Literal, TypeAlias
 
-__all__ = ["Batch", "Record", "RunStatus"]
+__all__ = ["Batch", "ErrorHandling", "Record", "RunStatus"]
 
 Record: TypeAlias = dict[str, Any]
 """One record: a mapping of column name to value."""
 
 Batch: TypeAlias = list[Record]
 """A batch of records, the unit that flows between stages."""
+
+ErrorHandling: TypeAlias = Literal["raise", "skip"]
+"""The values of the ``error_handling`` option of pipelines, the file extractor and transformers.
+
+* ``"raise"`` (the default): the first bad input fails the run, with an error saying where it
+  was (the file and line, the record's position in the run, the stage).
+* ``"skip"``: bad input is dropped, counted in the stage's ``records_skipped`` metric and
+  logged (the first of a run as a warning), and the run goes on.
+
+What counts as bad input is the option's own: for a pipeline, a batch its transformer raised on
+(extractor and loader errors always fail the run); for the file extractor, a malformed record;
+for a transformer, a record it cannot transform. Transformers take a third value,
+``"dead_letter"`` (see :mod:`ductwork.transforms`). Compositions take values of their own (their
+``error_handling`` decides what a failed child does, not a record).
+"""
 
 
 class RunStatus(enum.StrEnum):

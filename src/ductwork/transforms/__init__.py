@@ -5,10 +5,10 @@ Every transformer here works per batch and shares one error policy (``error_hand
 """
 
 from .._exceptions import RecordValidationError as RecordValidationError
-from .base import ErrorHandling as ErrorHandling
 from .base import Failure as Failure
 from .base import PolicyConfig as PolicyConfig
 from .base import RecordTransformer as RecordTransformer
+from .base import TransformErrorHandling as TransformErrorHandling
 from .base import TransformRun as TransformRun
 from .columns import ColumnMappingConfig as ColumnMappingConfig
 from .columns import ColumnTransformer as ColumnTransformer
@@ -28,7 +28,6 @@ __all__ = (
     "ColumnMappingConfig",
     "ColumnTransformer",
     "ColumnType",
-    "ErrorHandling",
     "Failure",
     "LambdaConfig",
     "LambdaTransformer",
@@ -36,6 +35,7 @@ __all__ = (
     "RecordTransformer",
     "RecordValidationError",
     "RecordValidator",
+    "TransformErrorHandling",
     "TransformRun",
     "TypeConversionConfig",
     "TypeConverter",

@@ -1,12 +1,12 @@
 """What the transformers of this package share: the error policy, dead letters and per-run state.
 
-Every transformer here takes ``error_handling``:
+Every transformer here takes ``error_handling``, for the records it cannot transform:
 
-* ``"raise"`` (default): the first bad record fails the run with a
+* ``"raise"`` (default) or ``"skip"``, as everywhere (see
+  :data:`~ductwork.core.types.ErrorHandling`): the first bad record fails the run with a
   :class:`~ductwork.TransformError` (or a subclass such as :class:`~ductwork.TypeConversionError`)
-  whose message names the record's position in the run.
-* ``"skip"``: bad records are dropped and counted in the stage's ``records_skipped`` metric of the
-  :class:`~ductwork.RunResult`; the first one of a run is logged as a warning.
+  whose message names the record's position in the run, or bad records are dropped and counted in
+  the stage's ``records_skipped`` metric;
 * ``"dead_letter"``: bad records are dropped, counted in the ``dead_letters`` metric and written to
   ``dead_letter_sink`` (any loader, or a function ``(batch)``), one dead letter per record::
 
@@ -39,39 +39,38 @@ from types import TracebackType
 from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from ..core.config import Options
 from ..core.context import RunContext
 from ..core.stages import Loader, Sink, Transformer, as_loader
-from ..core.types import Batch, Record
+from ..core.types import Batch, ErrorHandling, Record
 
 __all__ = [
-    "ErrorHandling",
     "Failure",
     "PolicyConfig",
     "RecordTransformer",
+    "TransformErrorHandling",
     "TransformRun",
 ]
 
-ErrorHandling = Literal["raise", "skip", "dead_letter"]
-"""What a transformer does with a record it cannot transform."""
+TransformErrorHandling = Literal[ErrorHandling, "dead_letter"]
+"""What a transformer does with a record it cannot transform (see the module docs)."""
 
 
-class PolicyConfig(BaseModel):
-    """The options every transformer of this package takes.
+class PolicyConfig(Options):
+    """The options every transformer of this package takes."""
 
-    Attributes:
-        name: the stage name shown in results and logs.
-        error_handling: ``"raise"``, ``"skip"`` or ``"dead_letter"`` (see the module docs).
-        dead_letter_sink: where dead letters go; required with ``"dead_letter"`` and only
-            allowed with it. A loader (``open(ctx)`` → sink) or a function ``(batch[, ctx])``.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
-    error_handling: ErrorHandling = "raise"
+    """The stage name shown in results and logs."""
+    error_handling: TransformErrorHandling = "raise"
+    """``"raise"``, ``"skip"`` or ``"dead_letter"`` for the records the transformer cannot
+    transform (see :mod:`ductwork.transforms.base`)."""
     dead_letter_sink: Annotated[Any, Field(validate_default=True)] = None
+    """Where dead letters go; required with ``"dead_letter"`` and only allowed with it. A loader
+    (``open(ctx)`` → sink) or a function ``(batch[, ctx])``."""
 
     @field_validator("dead_letter_sink")
     @classmethod
@@ -118,7 +117,7 @@ class RecordTransformer(Transformer):
     :meth:`transform` treats each call as a run of its own.
     """
 
-    error_handling: ErrorHandling = "raise"
+    error_handling: TransformErrorHandling = "raise"
     dead_letter_sink: Loader | None = None
 
     def __init__(self, config: PolicyConfig, *, concurrency: int = 1) -> None:

@@ -23,16 +23,16 @@ generates its methods); column names enter the generated source only as string l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping, Sequence
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any
 
 from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import TransformError
-from ..core.pipeline import validate_config
+from ..core.config import validate_config
 from ..core.stages import accepts_positional, callable_name
 from ..core.types import Batch, Record
-from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
 
 __all__ = ["ColumnMappingConfig", "ColumnTransformer", "transform_columns"]
 
@@ -40,22 +40,24 @@ ColumnName = Annotated[str, Field(min_length=1)]
 
 
 class ColumnMappingConfig(PolicyConfig):
-    """Validated options of :func:`transform_columns`.
+    """Validated options of :func:`transform_columns`."""
 
-    Attributes:
-        column_mapping: input column → new name.
-        new_columns: output column → function of the incoming record.
-        select: the output columns to keep, in order (excludes ``drop``).
-        drop: the output columns to remove.
-        defaults: input column → value used when a record lacks the column.
-    """
+    none_is_default = frozenset({"column_mapping", "new_columns", "drop", "defaults"})
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "transform_columns"
+    """The stage name."""
     column_mapping: dict[ColumnName, ColumnName] = Field(default_factory=dict)
+    """Input column → new name."""
     new_columns: dict[ColumnName, Any] = Field(default_factory=dict)
+    """Output column → function of the incoming record (input column names, defaults filled
+    in); replaces a column of the same name."""
     select: list[ColumnName] | None = None
+    """The output columns to keep, in this order; a missing one fails its record (not together
+    with ``drop``)."""
     drop: list[ColumnName] = Field(default_factory=list)
+    """The output columns to remove."""
     defaults: dict[ColumnName, Any] = Field(default_factory=dict)
+    """Input column → value for records that lack it (shared, not copied)."""
 
     @field_validator("column_mapping")
     @classmethod
@@ -303,26 +305,16 @@ class ColumnTransformer(RecordTransformer):
 def transform_columns(
     column_mapping: Mapping[str, str] | None = None,
     new_columns: Mapping[str, Callable[[Record], Any]] | None = None,
-    *,
-    select: Sequence[str] | None = None,
-    drop: Sequence[str] | None = None,
-    defaults: Mapping[str, Any] | None = None,
-    name: str = "transform_columns",
-    error_handling: ErrorHandling = "raise",
-    dead_letter_sink: Any = None,
+    **options: Any,
 ) -> ColumnTransformer:
     """Make a transformer that renames, computes, fills, selects and drops columns.
 
     Args:
         column_mapping: input column → new name.
-        new_columns: output column → function of the incoming record (input column names,
-            defaults filled in); replaces a column of the same name.
-        select: the output columns to keep, in this order; a missing one fails its record.
-        drop: the output columns to remove (not together with ``select``).
-        defaults: input column → value for records that lack it (shared, not copied).
-        name: the stage name.
-        error_handling: ``"raise"``, ``"skip"`` or ``"dead_letter"`` for records that fail.
-        dead_letter_sink: the loader (or function) dead letters go to.
+        new_columns: output column → function of the incoming record.
+        **options: any other field of :class:`ColumnMappingConfig` (``select``, ``drop``,
+            ``defaults``, ``error_handling``, ``dead_letter_sink``, ``name``), where every
+            option is documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it.
@@ -339,16 +331,11 @@ def transform_columns(
         >>> anyio.run(stage.transform, [{"user_id": 1, "price": 2.5, "qty": 4}], RunContext())
         [{'id': 1, 'total': 10.0, 'country': 'unknown'}]
     """
-    config: ColumnMappingConfig = validate_config(
+    config = validate_config(
         ColumnMappingConfig,
         "transform_columns",
-        name=name,
-        error_handling=error_handling,
-        dead_letter_sink=dead_letter_sink,
-        column_mapping=column_mapping if column_mapping is not None else {},
-        new_columns=new_columns if new_columns is not None else {},
-        select=select,
-        drop=drop if drop is not None else [],
-        defaults=defaults if defaults is not None else {},
+        column_mapping=column_mapping,
+        new_columns=new_columns,
+        **options,
     )
     return ColumnTransformer(config)

@@ -50,12 +50,12 @@ from typing import Annotated, Any, Literal
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import TypeConversionError
-from ..core.pipeline import validate_config
+from ..core.config import Options, validate_config
 from ..core.types import Batch
-from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
 from .converters import MISSING, ColumnConverter, InvalidValue
 
 __all__ = ["ColumnType", "TypeConversionConfig", "TypeConverter", "convert_types"]
@@ -107,21 +107,12 @@ _PYTHON_TYPES: dict[Any, str] = {
 _UNIX_FORMATS = ("unix", "unix_ms")
 
 
-class ColumnType(BaseModel):
+class ColumnType(Options):
     """How :func:`convert_types` converts one column.
 
     Anywhere a ``ColumnType`` is expected, a Python type (``int``, ``datetime``, ``Decimal``,
     ``UUID``, ``dict``…), a type name (``"int32"``, ``"datetime"``…) or a dict of these fields is
     accepted too.
-
-    Attributes:
-        type: the target type (see the module docs for what converts).
-        format: for ``date``/``datetime``, a :meth:`~datetime.datetime.strptime` format used
-            instead of ISO 8601; for ``datetime`` also ``"unix"`` or ``"unix_ms"``.
-        timezone: for ``datetime``, an IANA zone name: every value becomes aware in that zone.
-        empty_as_none: whether empty strings become ``None`` (default: the
-            ``convert_types`` setting).
-        nullable: ``False`` makes ``None`` (after ``empty_as_none``) a conversion error.
 
     Example:
         >>> ColumnType.parse("Int32").type
@@ -130,13 +121,17 @@ class ColumnType(BaseModel):
         'UTC'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     type: TypeName
+    """The target type (see the module docs for what converts)."""
     format: Annotated[str, Field(min_length=1)] | None = None
+    """For ``date``/``datetime``, a :meth:`~datetime.datetime.strptime` format used instead of
+    ISO 8601; for ``datetime`` also ``"unix"`` or ``"unix_ms"``."""
     timezone: Annotated[str, Field(min_length=1)] | None = None
+    """For ``datetime``, an IANA zone name: every value becomes aware in that zone."""
     empty_as_none: bool | None = None
+    """Whether empty strings become ``None`` (default: the ``convert_types`` setting)."""
     nullable: bool = True
+    """``False`` makes ``None`` (after ``empty_as_none``) a conversion error."""
 
     @classmethod
     def parse(cls, spec: Any) -> ColumnType:
@@ -197,20 +192,18 @@ class ColumnType(BaseModel):
 
 
 class TypeConversionConfig(PolicyConfig):
-    """Validated options of :func:`convert_types`.
-
-    Attributes:
-        type_mapping: column name → target type (a type, a name, a dict or a ColumnType).
-        strict_mode: whether a value that does not convert fails its record (``True``) or
-            becomes ``None`` (``False``).
-        empty_as_none: whether empty strings become ``None`` (per-column override in
-            :class:`ColumnType`).
-    """
+    """Validated options of :func:`convert_types`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "convert_types"
+    """The stage name."""
     type_mapping: Annotated[dict[str, ColumnType], Field(min_length=1)]
+    """Column name → target type (a type, a type name, a dict or a :class:`ColumnType`)."""
     strict_mode: bool = True
+    """``True``: a value that does not convert fails its record with a
+    :class:`~ductwork.TypeConversionError` (handled by ``error_handling``). ``False``: it
+    becomes ``None`` and is counted in the stage's ``conversion_failures`` metric."""
     empty_as_none: bool = False
+    """Whether empty strings become ``None`` (per column: :class:`ColumnType`)."""
 
     @field_validator("type_mapping", mode="before")
     @classmethod
@@ -291,13 +284,7 @@ class TypeConverter(RecordTransformer):
 
 
 def convert_types(
-    type_mapping: Mapping[str, Any],
-    strict_mode: bool = True,
-    *,
-    empty_as_none: bool = False,
-    name: str = "convert_types",
-    error_handling: ErrorHandling = "raise",
-    dead_letter_sink: Any = None,
+    type_mapping: Mapping[str, Any], strict_mode: bool = True, **options: Any
 ) -> TypeConverter:
     """Make a transformer that converts columns to typed values.
 
@@ -306,13 +293,11 @@ def convert_types(
             ``bool``, ``Decimal``, ``date``, ``datetime``, ``UUID``, ``dict``/``list`` for JSON),
             a type name (``"int32"``, ``"uint64"``, ``"json"``…) or a :class:`ColumnType` (or
             dict) with options such as ``format`` and ``timezone``.
-        strict_mode: ``True``: a value that does not convert fails its record with a
-            :class:`~ductwork.TypeConversionError` (handled by ``error_handling``). ``False``: it
-            becomes ``None`` and is counted in the stage's ``conversion_failures`` metric.
-        empty_as_none: whether empty strings become ``None`` (per column: ``ColumnType``).
-        name: the stage name.
-        error_handling: ``"raise"``, ``"skip"`` or ``"dead_letter"`` for records that fail.
-        dead_letter_sink: the loader (or function) dead letters go to.
+        strict_mode: ``True``: a value that does not convert fails its record (handled by
+            ``error_handling``); ``False``: it becomes ``None``.
+        **options: any other field of :class:`TypeConversionConfig` (``empty_as_none``,
+            ``error_handling``, ``dead_letter_sink``, ``name``), where every option is
+            documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it (e.g. ``type_mapping.price.type``).
@@ -325,14 +310,11 @@ def convert_types(
         >>> anyio.run(stage.transform, batch, RunContext())
         [{'id': 7, 'price': Decimal('9.90'), 'day': datetime.date(2024, 5, 1)}]
     """
-    config: TypeConversionConfig = validate_config(
+    config = validate_config(
         TypeConversionConfig,
         "convert_types",
         type_mapping=type_mapping,
         strict_mode=strict_mode,
-        empty_as_none=empty_as_none,
-        name=name,
-        error_handling=error_handling,
-        dead_letter_sink=dead_letter_sink,
+        **options,
     )
     return TypeConverter(config)

@@ -8,7 +8,7 @@ import anyio
 from pydantic import Field, field_validator
 
 from .._exceptions import ConfigError, TransformError
-from ..core.pipeline import validate_config
+from ..core.config import validate_config
 from ..core.stages import (
     accepts_positional,
     callable_name,
@@ -16,24 +16,23 @@ from ..core.stages import (
     positional_arity,
 )
 from ..core.types import Batch
-from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import Failure, PolicyConfig, RecordTransformer, TransformErrorHandling, TransformRun
 
 __all__ = ["LambdaConfig", "LambdaTransformer", "create_lambda_transformer"]
 
 
 class LambdaConfig(PolicyConfig):
-    """Validated options of :func:`create_lambda_transformer`.
-
-    Attributes:
-        function: ``(record[, ctx]) -> record | None`` or ``(batch[, ctx]) -> batch | None``,
-            sync or async.
-        per: ``"record"`` or ``"batch"``: what the function is called with.
-        concurrency: how many calls of an async function may run at once (order is kept).
-    """
+    """Validated options of :func:`create_lambda_transformer`."""
 
     function: Any
+    """``(record[, ctx]) -> record | None`` or ``(batch[, ctx]) -> batch | None``, sync or
+    async."""
     per: Literal["record", "batch"] = "record"
+    """``"record"`` or ``"batch"``: what the function is called with."""
     concurrency: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
+    """For async functions, how many calls may be in flight at once (I/O-bound work such as
+    enrichment calls); output order is the input order. With ``per="record"`` the records of
+    a batch are processed that many at a time; with ``per="batch"`` that many batches are."""
 
     @field_validator("function")
     @classmethod
@@ -207,11 +206,8 @@ class LambdaTransformer(RecordTransformer):
 def create_lambda_transformer(
     function: Any,
     name: str | None = None,
-    error_handling: ErrorHandling = "raise",
-    *,
-    per: Literal["record", "batch"] = "record",
-    concurrency: int = 1,
-    dead_letter_sink: Any = None,
+    error_handling: TransformErrorHandling = "raise",
+    **options: Any,
 ) -> LambdaTransformer:
     """Make a transformer from a function applied to each record, or to each batch.
 
@@ -221,15 +217,10 @@ def create_lambda_transformer(
             ``records_dropped`` metric). With ``per="batch"``, ``(batch[, ctx]) -> batch | None``.
             Sync or async; the run context is passed when the function takes two arguments.
         name: the stage name (default: the function's name, or ``"lambda"``).
-        error_handling: what to do when the function raises: ``"raise"`` (the run fails with a
-            TransformError naming the record's position), ``"skip"`` (the record, or with
-            ``per="batch"`` the batch's records, is dropped and counted) or ``"dead_letter"``.
-        per: ``"record"`` or ``"batch"``.
-        concurrency: for async functions, how many calls may be in flight at once (I/O-bound
-            work such as enrichment calls). Output order is the input order. With
-            ``per="record"`` the records of a batch are processed that many at a time; with
-            ``per="batch"`` that many batches are.
-        dead_letter_sink: the loader (or function) dead letters go to.
+        error_handling: what to do when the function raises: ``"raise"``, ``"skip"`` (the
+            record, or with ``per="batch"`` the batch's records) or ``"dead_letter"``.
+        **options: any other field of :class:`LambdaConfig` (``per``, ``concurrency``,
+            ``dead_letter_sink``), where every option is documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it.
@@ -243,14 +234,12 @@ def create_lambda_transformer(
         >>> anyio.run(stage.transform, [{"price": 10}, {"price": -1}], RunContext())
         [{'price': 10, 'tax': 2.0}]
     """
-    config: LambdaConfig = validate_config(
+    config = validate_config(
         LambdaConfig,
         "lambda transformer",
         function=function,
         name=name if name is not None else callable_name(function, "lambda"),
         error_handling=error_handling,
-        per=per,
-        concurrency=concurrency,
-        dead_letter_sink=dead_letter_sink,
+        **options,
     )
     return LambdaTransformer(config)

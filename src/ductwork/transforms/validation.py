@@ -7,9 +7,10 @@ from typing import Annotated, Any
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-from .._exceptions import ConfigError, RecordValidationError
+from .._exceptions import RecordValidationError
+from ..core.config import validate_config
 from ..core.types import Batch
-from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
 
 __all__ = [
     "RecordValidationError",
@@ -22,20 +23,18 @@ _MAX_INPUT_REPR = 80
 
 
 class ValidationConfig(PolicyConfig):
-    """Validated options of :func:`validate_records`.
-
-    Attributes:
-        model: a pydantic model (or any type a pydantic ``TypeAdapter`` validates dicts into,
-            such as a dataclass or a TypedDict).
-        strict: pydantic's strict mode (no coercion, e.g. of ``"1"`` to ``1``); ``None`` keeps
-            the model's own setting.
-        by_alias: whether the output records use the fields' aliases.
-    """
+    """Validated options of :func:`validate_records`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "validate_records"
+    """The stage name."""
     model: Any
+    """A pydantic model class (or any type a pydantic ``TypeAdapter`` validates dicts into, such
+    as a dataclass or a TypedDict)."""
     strict: bool | None = None
+    """Pydantic's strict mode (no coercion, e.g. of ``"1"`` to ``1``); ``None`` keeps the
+    model's own setting."""
     by_alias: bool = False
+    """Whether the output records use the fields' aliases."""
 
     @field_validator("model")
     @classmethod
@@ -104,15 +103,7 @@ class RecordValidator(RecordTransformer):
         return out
 
 
-def validate_records(
-    model: type[BaseModel] | type[Any],
-    *,
-    strict: bool | None = None,
-    by_alias: bool = False,
-    name: str = "validate_records",
-    error_handling: ErrorHandling = "raise",
-    dead_letter_sink: Any = None,
-) -> RecordValidator:
+def validate_records(model: type[BaseModel] | type[Any], **options: Any) -> RecordValidator:
     """Make a transformer that validates each record against a pydantic model.
 
     The whole batch is validated in one call of a pydantic ``TypeAdapter``; the output records are
@@ -122,11 +113,9 @@ def validate_records(
 
     Args:
         model: a pydantic model class (a dataclass or TypedDict works too).
-        strict: pydantic's strict mode; ``None`` keeps the model's setting.
-        by_alias: whether the output records use the fields' aliases.
-        name: the stage name.
-        error_handling: ``"raise"``, ``"skip"`` or ``"dead_letter"`` for invalid records.
-        dead_letter_sink: the loader (or function) dead letters go to.
+        **options: any other field of :class:`ValidationConfig` (``strict``, ``by_alias``,
+            ``error_handling``, ``dead_letter_sink``, ``name``), where every option is
+            documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it.
@@ -142,15 +131,5 @@ def validate_records(
         >>> anyio.run(stage.transform, [{"id": "7"}], RunContext())
         [{'id': 7, 'amount': 0.0}]
     """
-    try:
-        config = ValidationConfig(
-            model=model,
-            strict=strict,
-            by_alias=by_alias,
-            name=name,
-            error_handling=error_handling,
-            dead_letter_sink=dead_letter_sink,
-        )
-    except ValidationError as exc:
-        raise ConfigError.from_validation_error(exc, "validate_records") from None
+    config = validate_config(ValidationConfig, "validate_records", model=model, **options)
     return RecordValidator(config)

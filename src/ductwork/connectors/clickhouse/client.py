@@ -12,24 +12,16 @@ import anyio
 import httpx
 from aiochclient import ChClient  # type: ignore[import-untyped]
 from aiochclient.exceptions import ChClientError  # type: ignore[import-untyped]
-from pydantic import (
-    BaseModel,
-    ConfigDict,
-    Field,
-    SecretStr,
-    ValidationError,
-    field_validator,
-    model_validator,
-)
+from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
-from ..._exceptions import ConfigError
+from ...core.config import Options
 from .codec import ServerError, valid_identifier
 
 __all__ = [
     "ClickHouseConfig",
     "Connection",
     "SettingValue",
-    "as_connection_config",
+    "StageOptions",
     "check_settings",
     "server_version",
     "short_repr",
@@ -57,22 +49,11 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, SettingValue]:
     return out
 
 
-class ClickHouseConfig(BaseModel):
+class ClickHouseConfig(Options):
     """How to reach a ClickHouse server over HTTP.
 
     Credentials in the URL (``http://user:password@host:8123``) are moved to ``user`` and
     ``password``; the password is a ``SecretStr``, never shown in reprs, errors or logs.
-
-    Attributes:
-        url: the server's HTTP endpoint.
-        user: the user name.
-        password: the password.
-        database: the default database of every query and insert.
-        settings: server settings sent with every request (``{"max_threads": 4}``).
-        connect_timeout: seconds to wait for a connection.
-        read_timeout: seconds to wait for the next bytes of a response (a query may compute for
-            this long before its first row arrives); ``None`` waits forever.
-        compression: gzip responses and insert bodies (worth it over slow networks).
 
     Example:
         >>> config = ClickHouseConfig(url="http://ada:s3cret@db.example:8123", database="sales")
@@ -80,16 +61,25 @@ class ClickHouseConfig(BaseModel):
         ('http://db.example:8123', 'ada', SecretStr('**********'))
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, hide_input_in_errors=True)
+    model_config = ConfigDict(hide_input_in_errors=True)
 
     url: str = "http://localhost:8123"
+    """The server's HTTP endpoint."""
     user: Annotated[str, Field(min_length=1)] = "default"
+    """The user name."""
     password: SecretStr = SecretStr("")
+    """The password."""
     database: str = "default"
+    """The default database of every query and insert."""
     settings: dict[str, SettingValue] = Field(default_factory=dict)
+    """Server settings sent with every request (``{"max_threads": 4}``)."""
     connect_timeout: Annotated[float, Field(gt=0)] = 10.0
+    """Seconds to wait for a connection."""
     read_timeout: Annotated[float, Field(gt=0)] | None = 300.0
+    """Seconds to wait for the next bytes of a response (a query may compute for this long
+    before its first row arrives); ``None`` waits forever."""
     compression: bool = False
+    """Gzip responses and insert bodies (worth it over slow networks)."""
 
     @model_validator(mode="before")
     @classmethod
@@ -134,23 +124,39 @@ class ClickHouseConfig(BaseModel):
         return check_settings(value) if isinstance(value, Mapping) else value
 
 
-def as_connection_config(value: Any) -> ClickHouseConfig:
-    """Accept a ClickHouseConfig, a mapping of its fields, a URL, or ``None`` (the defaults)."""
-    if isinstance(value, ClickHouseConfig):
-        return value
+def _connection(value: Any) -> Any:
+    """``connection_config`` as given: a ClickHouseConfig, a mapping of its fields, a URL, or
+    ``None`` for the defaults."""
     if value is None:
         return ClickHouseConfig()
     if isinstance(value, str):
-        value = {"url": value}
-    if not isinstance(value, Mapping):
-        raise ConfigError.for_field(
-            "connection_config",
-            f"expected a ClickHouseConfig, a mapping or a URL, got {type(value).__name__}",
-        )
-    try:
-        return ClickHouseConfig(**value)
-    except ValidationError as exc:
-        raise ConfigError.from_validation_error(exc, "connection_config") from None
+        return {"url": value}
+    if isinstance(value, ClickHouseConfig | Mapping):
+        return value
+    raise ValueError(f"expected a ClickHouseConfig, a mapping or a URL, got {type(value).__name__}")
+
+
+class StageOptions(Options):
+    """Options of the ClickHouse extractor and loader alike."""
+
+    model_config = ConfigDict(hide_input_in_errors=True)
+    none_is_default = frozenset({"settings"})
+
+    connection_config: Annotated[ClickHouseConfig, BeforeValidator(_connection)] = (
+        ClickHouseConfig()
+    )
+    """How to reach the server: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL
+    (``None``: the defaults, ``http://localhost:8123``)."""
+    settings: dict[str, SettingValue] = Field(default_factory=dict)
+    """Server settings for this stage's requests (the extractor's query, the loader's inserts),
+    on top of the connection's (``{"max_execution_time": 60}``)."""
+    name: Annotated[str, Field(min_length=1, max_length=200)] = "clickhouse"
+    """The stage name."""
+
+    @field_validator("settings", mode="before")
+    @classmethod
+    def _check_settings(cls, value: Any) -> Any:
+        return check_settings(value) if isinstance(value, Mapping) else value
 
 
 # --------------------------------------------------------------------------- connection

@@ -8,19 +8,17 @@ from typing import Annotated, Any
 
 import httpx
 from aiochclient.sql import sqlparse  # type: ignore[import-untyped]
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import Field, field_validator
 
-from ..._exceptions import ClickHouseExtractError, ConfigError, ExtractError
+from ..._exceptions import ClickHouseExtractError, ExtractError
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Extractor
 from ...core.types import Batch
 from .client import (
     ClickHouseConfig,
     Connection,
-    SettingValue,
-    as_connection_config,
-    check_settings,
+    StageOptions,
     short_repr,
 )
 from .codec import (
@@ -31,22 +29,21 @@ from .codec import (
     template_fields,
 )
 
+ParamsLike = Mapping[str, Any] | Callable[[RunContext], Mapping[str, Any]] | None
 
-class ClickHouseExtractorConfig(BaseModel):
-    """Options of :func:`create_clickhouse_extractor`.
 
-    Attributes:
-        query: a ``SELECT`` with optional ``{name}`` placeholders (see the module docs); no
-            ``FORMAT`` clause (the extractor chooses the wire format).
-        batch_size: records per batch.
-        settings: server settings for this query (``{"max_execution_time": 60}``).
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ClickHouseExtractorConfig(StageOptions):
+    """Options of a :class:`ClickHouseExtractor` (see :func:`create_clickhouse_extractor`)."""
 
     query: Annotated[str, Field(min_length=1)]
+    """A ``SELECT``; ``{name}`` placeholders are bound as escaped literals from ``params``, the
+    run's parameters and its time window (``{window_start}``, ``{window_end}``), never formatted
+    into the SQL text. No ``FORMAT`` clause (the extractor chooses the wire format)."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 10_000
-    settings: dict[str, SettingValue] = Field(default_factory=dict)
+    """Records per batch."""
+    params: ParamsLike = None
+    """Values for the placeholders: a mapping, or a function ``(ctx) -> mapping`` called at the
+    start of every run."""
 
     @field_validator("query")
     @classmethod
@@ -68,13 +65,15 @@ class ClickHouseExtractorConfig(BaseModel):
             raise ValueError("must not have a FORMAT clause (the extractor sets the format)")
         return value
 
-    @field_validator("settings", mode="before")
+    @field_validator("params", mode="before")
     @classmethod
-    def _check_settings(cls, value: Any) -> Any:
-        return check_settings(value) if isinstance(value, Mapping) else value
+    def _check_params(cls, value: Any) -> Any:
+        if value is not None and not callable(value) and not isinstance(value, Mapping):
+            raise ValueError(
+                f"expected a mapping or a function (ctx) -> mapping, got {type(value).__name__}"
+            )
+        return value
 
-
-ParamsLike = Mapping[str, Any] | Callable[[RunContext], Mapping[str, Any]] | None
 
 # Settings the JSONEachRow result decoder relies on.
 _RESULT_SETTINGS = {
@@ -90,17 +89,11 @@ class ClickHouseExtractor(Extractor):
     """Streams the result of a query in batches of dicts. Made by
     :func:`create_clickhouse_extractor`; see there and the module docs."""
 
-    def __init__(
-        self,
-        config: ClickHouseExtractorConfig,
-        connection: ClickHouseConfig,
-        params: ParamsLike = None,
-        name: str = "clickhouse",
-    ) -> None:
+    def __init__(self, config: ClickHouseExtractorConfig) -> None:
         self.config = config
-        self.connection = connection
-        self.params = params
-        self.name = name
+        self.connection: ClickHouseConfig = config.connection_config
+        self.params: ParamsLike = config.params
+        self.name = config.name
 
     def render(self, ctx: RunContext) -> str:
         """The query of one run, its placeholders filled (see the module docs)."""
@@ -210,10 +203,7 @@ def create_clickhouse_extractor(
     query: str,
     connection_config: ClickHouseConfig | Mapping[str, Any] | str | None = None,
     batch_size: int = 10_000,
-    *,
-    params: ParamsLike = None,
-    settings: Mapping[str, Any] | None = None,
-    name: str = "clickhouse",
+    **options: Any,
 ) -> ClickHouseExtractor:
     """Create an extractor streaming the result of a ClickHouse query.
 
@@ -224,13 +214,11 @@ def create_clickhouse_extractor(
     many rows the query returns.
 
     Args:
-        query: a ``SELECT``; ``{name}`` placeholders are bound safely from ``params``, the run's
-            parameters and its time window (``{window_start}``, ``{window_end}``).
+        query: a ``SELECT``, with ``{name}`` placeholders bound safely.
         connection_config: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL.
         batch_size: records per batch.
-        params: values for the placeholders: a mapping, or a function ``(ctx) -> mapping``.
-        settings: server settings for this query.
-        name: the stage's name.
+        **options: any other field of :class:`ClickHouseExtractorConfig` (``params``,
+            ``settings``, ``name``), where every option is documented.
 
     Raises:
         ConfigError: an invalid argument (the error names it).
@@ -245,15 +233,12 @@ def create_clickhouse_extractor(
         >>> extractor.name, extractor.config.batch_size
         ('clickhouse', 50000)
     """
-    config: ClickHouseExtractorConfig = validate_config(
+    config = validate_config(
         ClickHouseExtractorConfig,
         "clickhouse extractor",
         query=query,
+        connection_config=connection_config,
         batch_size=batch_size,
-        settings=dict(settings or {}),
+        **options,
     )
-    if params is not None and not callable(params) and not isinstance(params, Mapping):
-        raise ConfigError.for_field(
-            "params", f"expected a mapping or a function (ctx) -> mapping, got {type(params)}"
-        )
-    return ClickHouseExtractor(config, as_connection_config(connection_config), params, name)
+    return ClickHouseExtractor(config)

@@ -14,20 +14,18 @@ from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from pydantic import Field, field_validator, model_validator
 
 from ..._exceptions import ClickHouseLoadError
 from ...core.backoff import Backoff
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Loader
 from ...core.types import Batch
 from .client import (
     ClickHouseConfig,
     Connection,
-    SettingValue,
-    as_connection_config,
-    check_settings,
+    StageOptions,
     server_version,
     short_repr,
 )
@@ -55,52 +53,46 @@ _OVERLOADED = frozenset({202, 241, 252})  # too many queries, memory limit, too 
 _BAD_DATA = frozenset({6, 26, 27, 32, 38, 41, 53, 69, 70, 72, 117, 131, 190, 321, 349, 377, 469})
 
 
-class ClickHouseLoaderConfig(BaseModel):
-    """Options of :func:`create_clickhouse_loader`.
-
-    Attributes:
-        table: ``table`` or ``database.table``.
-        columns: the columns to insert, in order; other keys of the records are ignored, and a
-            column a record lacks gets a default value (the type's zero value on old servers such
-            as 18.16, which ignore DEFAULT expressions there). ``None`` inserts every key of the
-            records.
-        mode: ``insert`` appends; ``upsert`` replaces rows by key (see the module docs).
-        batch_size: rows per insert.
-        max_bytes: flush when the encoded buffer reaches this many bytes.
-        flush_interval: flush when the oldest buffered record is this many seconds old, also
-            while the input pauses (the rest is flushed when the run ends); ``None`` never.
-        upsert_key: for ``upsert``: the key columns; must be the table's sorting key.
-        version_column: for ``upsert``: the engine's version column.
-        create_table: ``{column: type}``: create the table when it does not exist.
-        order_by: sorting key of a created table (default: ``upsert_key``, else the first column).
-        dead_letter: a JSON Lines file for records the server rejects; instead of failing, a
-            rejected insert is split to isolate its bad records, which are appended there with the
-            error, and the rest is inserted.
-        max_dead_letters: fail anyway once this many records were dead-lettered in a run.
-        retries: attempts after the first for an insert that may be retried.
-        retry_backoff: seconds before the first retry; doubled for each next one.
-        optimize_final: run ``OPTIMIZE TABLE ... FINAL`` after a successful run.
-        settings: server settings for the inserts.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class ClickHouseLoaderConfig(StageOptions):
+    """Options of a :class:`ClickHouseLoader` (see :func:`create_clickhouse_loader`)."""
 
     table: str
+    """``table`` or ``database.table`` (the default database is the connection's)."""
     columns: tuple[str, ...] | None = None
+    """The columns to insert, in order; other keys of the records are ignored, and a column a
+    record lacks gets a default value (the type's zero value on old servers such as 18.16,
+    which ignore DEFAULT expressions there). ``None`` inserts every key of the records."""
     mode: Literal["insert", "upsert"] = "insert"
+    """``insert`` appends; ``upsert`` replaces rows by key in a ``ReplacingMergeTree`` table
+    (see :mod:`ductwork.connectors.clickhouse`)."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 100_000
+    """Rows per insert."""
     max_bytes: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
+    """Flush when the encoded buffer reaches this many bytes."""
     flush_interval: Annotated[float, Field(gt=0)] | None = 30.0
+    """Flush when the oldest buffered record is this many seconds old, also while the input
+    pauses (the rest is flushed when the run ends); ``None`` never."""
     upsert_key: tuple[str, ...] | None = None
+    """For ``upsert``: the key columns; must be the table's sorting key."""
     version_column: str | None = None
+    """For ``upsert``: the engine's version column (checked against the table's engine)."""
     create_table: dict[str, str] | None = None
+    """``{column: type}``: create the table when it does not exist (a ``MergeTree``, or for
+    ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``)."""
     order_by: tuple[str, ...] | None = None
+    """The sorting key of a created table (default: ``upsert_key``, else the first column)."""
     dead_letter: Path | None = None
+    """A JSON Lines file for records the server rejects: instead of failing, a rejected insert
+    is split to isolate its bad records, which are appended there with the error, and the rest
+    is inserted."""
     max_dead_letters: Annotated[int, Field(ge=1)] = 1000
+    """Fail anyway once this many records were dead-lettered in a run."""
     retries: Annotated[int, Field(ge=0, le=100)] = 3
+    """Attempts after the first for an insert that can be retried without duplicating rows."""
     retry_backoff: Annotated[float, Field(ge=0)] = 0.5
+    """Seconds before the first retry; doubled for each next one."""
     optimize_final: bool = False
-    settings: dict[str, SettingValue] = Field(default_factory=dict)
+    """Run ``OPTIMIZE TABLE ... FINAL`` after a successful run."""
 
     @field_validator("table")
     @classmethod
@@ -144,11 +136,6 @@ class ClickHouseLoaderConfig(BaseModel):
                 raise ValueError(f"{spec!r} (column {column!r}) is not a ClickHouse type")
         return {column: spec.strip() for column, spec in value.items()}
 
-    @field_validator("settings", mode="before")
-    @classmethod
-    def _check_settings(cls, value: Any) -> Any:
-        return check_settings(value) if isinstance(value, Mapping) else value
-
     @model_validator(mode="after")
     def _check_combination(self) -> ClickHouseLoaderConfig:
         if self.mode == "insert" and (self.upsert_key or self.version_column):
@@ -176,13 +163,11 @@ class ClickHouseLoader(Loader):
     """Inserts records into a ClickHouse table in batches. Made by
     :func:`create_clickhouse_loader`; see there and the module docs."""
 
-    def __init__(
-        self, config: ClickHouseLoaderConfig, connection: ClickHouseConfig, name: str = "clickhouse"
-    ) -> None:
+    def __init__(self, config: ClickHouseLoaderConfig) -> None:
         self.config = config
-        self.connection = connection
-        self.name = name
-        database, table = split_table(config.table, connection.database)
+        self.connection: ClickHouseConfig = config.connection_config
+        self.name = config.name
+        database, table = split_table(config.table, self.connection.database)
         self.database = database
         self.table = table
         self.qualified = f"{database}.{table}"
@@ -645,21 +630,7 @@ def create_clickhouse_loader(
     columns: Sequence[str] | None = None,
     mode: Literal["insert", "upsert"] = "insert",
     batch_size: int = 100_000,
-    *,
-    connection_config: ClickHouseConfig | Mapping[str, Any] | str | None = None,
-    max_bytes: int = 64 * 1024 * 1024,
-    flush_interval: float | None = 30.0,
-    upsert_key: Sequence[str] | None = None,
-    version_column: str | None = None,
-    create_table: Mapping[str, str] | None = None,
-    order_by: Sequence[str] | None = None,
-    dead_letter: str | Path | None = None,
-    max_dead_letters: int = 1000,
-    retries: int = 3,
-    retry_backoff: float = 0.5,
-    optimize_final: bool = False,
-    settings: Mapping[str, Any] | None = None,
-    name: str = "clickhouse",
+    **options: Any,
 ) -> ClickHouseLoader:
     """Create a loader inserting records into a ClickHouse table in batches.
 
@@ -670,26 +641,14 @@ def create_clickhouse_loader(
     the bad records are set aside in that file and the rest is inserted.
 
     Args:
-        table: ``table`` or ``database.table`` (the default database is the connection's).
+        table: ``table`` or ``database.table``.
         columns: the columns to insert, in order (default: every key of the records).
-        mode: ``"insert"`` appends; ``"upsert"`` replaces rows by key in a ``ReplacingMergeTree``
-            table (see the module docs).
+        mode: ``"insert"`` appends; ``"upsert"`` replaces rows by key.
         batch_size: rows per insert.
-        connection_config: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL.
-        max_bytes: bytes of encoded rows per insert.
-        flush_interval: seconds a record may wait in the buffer, also while the input pauses.
-        upsert_key: for ``upsert``, the key columns (checked against the table's sorting key).
-        version_column: for ``upsert``, the version column (checked against the engine's).
-        create_table: ``{column: type}`` to create the table when it is missing (a ``MergeTree``,
-            or for ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``).
-        order_by: the sorting key of a created table.
-        dead_letter: a JSON Lines file collecting rejected records with their errors.
-        max_dead_letters: fail once more records than this were rejected in a run.
-        retries: retries of an insert that can be retried without duplicating rows.
-        retry_backoff: seconds before the first retry, doubled for each next one.
-        optimize_final: run ``OPTIMIZE TABLE ... FINAL`` after a successful run.
-        settings: server settings for the inserts.
-        name: the stage's name.
+        **options: any other field of :class:`ClickHouseLoaderConfig` (``connection_config``,
+            ``max_bytes``, ``flush_interval``, ``upsert_key``, ``version_column``,
+            ``create_table``, ``dead_letter``, ``retries``, ``settings``, ...), where every
+            option is documented.
 
     Raises:
         ConfigError: an invalid argument (the error names it).
@@ -702,28 +661,13 @@ def create_clickhouse_loader(
         >>> loader.qualified, loader.config.mode
         ('analytics.events', 'insert')
     """
-    config: ClickHouseLoaderConfig = validate_config(
+    config = validate_config(
         ClickHouseLoaderConfig,
         "clickhouse loader",
         table=table,
-        columns=tuple(columns) if columns is not None and not isinstance(columns, str) else columns,
+        columns=columns,
         mode=mode,
         batch_size=batch_size,
-        max_bytes=max_bytes,
-        flush_interval=flush_interval,
-        upsert_key=tuple(upsert_key)
-        if upsert_key is not None and not isinstance(upsert_key, str)
-        else upsert_key,
-        version_column=version_column,
-        create_table=dict(create_table) if create_table is not None else None,
-        order_by=tuple(order_by)
-        if order_by is not None and not isinstance(order_by, str)
-        else order_by,
-        dead_letter=dead_letter,
-        max_dead_letters=max_dead_letters,
-        retries=retries,
-        retry_backoff=retry_backoff,
-        optimize_final=optimize_final,
-        settings=dict(settings or {}),
+        **options,
     )
-    return ClickHouseLoader(config, as_connection_config(connection_config), name)
+    return ClickHouseLoader(config)

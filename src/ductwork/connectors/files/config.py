@@ -4,14 +4,15 @@ from __future__ import annotations
 
 import os
 import string
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import Field, ValidationInfo, field_validator, model_validator
 
 from ..._exceptions import PipelineError
+from ...core.config import Options, warn_deprecated
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
+from ...core.types import ErrorHandling
 from .compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 from .parsers import text_codec
 
@@ -79,16 +80,24 @@ def fill_path(path: str, ctx: RunContext, what: type[PipelineError]) -> str:
         ) from exc
 
 
-class _PathOptions(BaseModel):
+class _PathOptions(Options):
     """Options shared by the extractor and the loader."""
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     file_path: Annotated[str, Field(min_length=1)]
+    """The file to read or write. May hold ``{placeholders}`` filled from the run: ``{date}``
+    (the start of the run's window, or today), ``{pipeline}``, ``{run_id}``,
+    ``{window.start:%Y%m%d}`` and run parameters by name. The extractor also takes a glob
+    (``data/*.jsonl.gz``; ``**`` recurses), whose matches it reads in sorted order."""
     encoding: str = "utf-8"
+    """The text encoding; a UTF-8 byte-order mark is dropped on reading."""
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    """CSV: the field delimiter (``\\t`` for TSV; the extractor infers it for ``.tsv`` files)."""
     quotechar: Annotated[str, Field(min_length=1, max_length=1)] | None = '"'
+    """CSV: the quote character, or ``None`` for no quoting."""
     field_names: tuple[str, ...] | None = None
+    """CSV: the field names, in order. Reading, they replace the header's names
+    (``header=True``) or name the columns of a file without one. Writing, they are the
+    columns; by default those of the file being appended to, else the first record's keys."""
 
     @field_validator("file_path", mode="before")
     @classmethod
@@ -142,45 +151,50 @@ class _PathOptions(BaseModel):
 
 
 class FileExtractorConfig(_PathOptions):
-    """Options of a :class:`FileExtractor`.
-
-    Attributes:
-        file_path: a path, or a glob (``data/*.jsonl.gz``, ``**`` recurses) read in sorted order.
-            May hold ``{placeholders}`` filled from the run: ``{date}``, ``{pipeline}``,
-            ``{run_id}``, ``{window.start:%Y%m%d}``, run parameters by name.
-        file_format: ``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension
-            (``.csv``/``.tsv``, ``.jsonl``/``.ndjson``, ``.json``).
-        encoding: text encoding; a UTF-8 byte-order mark is always dropped.
-        compression: ``infer`` (by extension: ``.gz``, ``.bz2``, ``.zst``), ``none``, ``gzip``,
-            ``bz2`` or ``zstd``.
-        batch_size: records per batch.
-        chunk_size: bytes read (and decompressed) at a time.
-        delimiter: CSV field delimiter (``\\t`` for TSV; inferred for ``.tsv`` files).
-        quotechar: CSV quote character, or ``None`` for no quoting.
-        header: CSV: the first row names the fields.
-        field_names: CSV: the field names; with ``header=True`` they replace the header's names.
-        records_path: JSON: dotted path of the array inside the top-level object
-            (``"data.items"``); ``None`` for a top-level array. A path that is not in the
-            document, or does not hold an array, raises FileFormatError.
-        on_error: ``raise`` stops at the first malformed record; ``skip`` drops malformed records
-            (a bad JSON line, a CSV row of the wrong width, a line that does not decode, an array
-            item that is not an object), counts them in the stage's ``records_skipped`` metric and
-            logs the first few. Corrupt compressed data and JSON syntax errors always raise.
-        allow_no_match: a glob that matches no file yields no records instead of failing.
-        max_record_size: the longest line or CSV record accepted, in bytes.
-        name: the stage name.
-    """
+    """Options of a :class:`FileExtractor` (see :func:`create_file_extractor`)."""
 
     file_format: FileFormat | None = Field(default=None, validate_default=True)
+    """``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension (``.csv``/``.tsv``,
+    ``.jsonl``/``.ndjson``, ``.json``)."""
     compression: CompressionSetting = "infer"
+    """``infer`` (by extension: ``.gz``, ``.bz2``, ``.zst``), ``none``, ``gzip``, ``bz2`` or
+    ``zstd``."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
+    """Records per batch."""
     chunk_size: Annotated[int, Field(ge=1024, le=1024 * _MIB, strict=True)] = _MIB
+    """Bytes read (and decompressed) at a time."""
     header: bool = True
+    """CSV: the first row names the fields."""
     records_path: str | None = Field(default=None, validate_default=True)
-    on_error: Literal["raise", "skip"] = "raise"
+    """JSON: the dotted path of the array inside the top-level object (``"data.items"``);
+    ``None`` for a top-level array. A path that is not in the document, or does not hold an
+    array, raises FileFormatError."""
+    error_handling: ErrorHandling = "raise"
+    """What a malformed record does (a bad JSON line, a CSV row of the wrong width, a line that
+    does not decode, an array item that is not an object): ``"raise"`` fails the run with a
+    FileFormatError naming the file and line; ``"skip"`` drops it, counts it in the stage's
+    ``records_skipped`` metric and logs the first few (see
+    :data:`~ductwork.core.types.ErrorHandling`). Corrupt compressed data and JSON syntax errors
+    always raise. ``on_error``, its former name, is still accepted, with a DeprecationWarning."""
     allow_no_match: bool = False
+    """A glob that matches no file yields no records instead of failing."""
     max_record_size: Annotated[int, Field(ge=1024, strict=True)] = 64 * _MIB
+    """The longest line or CSV record accepted, in bytes."""
     name: Annotated[str, Field(min_length=1)] = "read_files"
+    """The stage name."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _on_error_is_error_handling(cls, data: Any) -> Any:
+        if isinstance(data, Mapping) and "on_error" in data:
+            warn_deprecated("on_error is deprecated; use error_handling")
+            values = dict(data)
+            value = values.pop("on_error")
+            if "error_handling" in values:
+                raise ValueError("on_error is the former name of error_handling: give one")
+            values["error_handling"] = value
+            return values
+        return data
 
     @field_validator("file_format")
     @classmethod
@@ -206,49 +220,39 @@ class FileExtractorConfig(_PathOptions):
 
 
 class FileLoaderConfig(_PathOptions):
-    """Options of a :class:`FileLoader`.
-
-    Attributes:
-        file_path: the output path; may hold ``{placeholders}`` filled from the run
-            (``{pipeline}``, ``{run_id}``, ``{date}``, ``{window.start:%Y%m%d}``, parameters).
-        format: ``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension.
-        compression: ``infer`` (by extension), ``none``, ``gzip``, ``bz2`` or ``zstd``.
-        compression_level: the codec's level (gzip 0-9, default 6; bz2 1-9, default 9; zstd
-            -7-22, default 3).
-        mode: ``overwrite`` replaces the file; ``append`` adds to it (a CSV header is written
-            only to a new file, a JSON array is continued, a compressed file gets a new member).
-            Either way the new content is built in a temporary file and renamed into place when
-            the run succeeds; appending copies the existing file first.
-        encoding: text encoding of the output.
-        delimiter, quotechar: CSV dialect.
-        header: CSV: write a header row (to a new file).
-        field_names: CSV: the columns, in order; default: those of the file being appended to,
-            else the first record's keys.
-        extra_fields: CSV: ``raise`` on a record with a key that is not a column, or ``ignore``.
-        line_terminator: CSV line terminator.
-        json_default: JSON: called for values orjson cannot serialise (e.g. ``str`` for Decimal).
-        flush_size: bytes buffered before they are compressed and written. Compression runs
-            in a worker thread; larger pieces mean fewer hand-overs of the GIL between it and
-            the event loop (each can wait for the interpreter's switch interval).
-        make_dirs: create missing parent directories.
-        fsync: flush the file to disk before renaming it into place.
-        name: the stage name.
-    """
+    """Options of a :class:`FileLoader` (see :func:`create_file_loader`)."""
 
     format: FileFormat | None = Field(default=None, validate_default=True)
+    """``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension."""
     compression: CompressionSetting = "infer"
+    """``infer`` (by extension), ``none``, ``gzip``, ``bz2`` or ``zstd``."""
     compression_level: Annotated[int, Field(strict=True)] | None = Field(
         default=None, validate_default=True
     )
+    """The codec's level (gzip 0-9, default 6; bz2 1-9, default 9; zstd -7-22, default 3)."""
     mode: Literal["overwrite", "append"] = Field(default="overwrite", validate_default=True)
+    """``overwrite`` replaces the file; ``append`` adds to it (a CSV header is written only to a
+    new file, a JSON array is continued, a compressed file gets a new member). Either way the
+    new content is built in a temporary file and renamed into place when the run succeeds;
+    appending copies the existing file first."""
     header: bool = True
+    """CSV: write a header row (to a new file)."""
     extra_fields: Literal["raise", "ignore"] = "raise"
+    """CSV: ``raise`` on a record with a key that is not a column, or ``ignore`` the key."""
     line_terminator: Literal["\n", "\r\n"] = "\n"
+    """CSV: the line terminator."""
     json_default: Callable[[Any], Any] | None = None
+    """JSON: called for values orjson cannot serialise (e.g. ``str`` for Decimal)."""
     flush_size: Annotated[int, Field(ge=1, le=1024 * _MIB, strict=True)] = 4 * _MIB
+    """Bytes buffered before they are compressed and written. Compression runs in a worker
+    thread; larger pieces mean fewer hand-overs of the GIL between it and the event loop (each
+    can wait for the interpreter's switch interval)."""
     make_dirs: bool = True
+    """Create missing parent directories."""
     fsync: bool = True
+    """Flush the file to disk before renaming it into place."""
     name: Annotated[str, Field(min_length=1)] = "write_file"
+    """The stage name."""
 
     @field_validator("format")
     @classmethod
@@ -279,9 +283,3 @@ class FileLoaderConfig(_PathOptions):
     def codec(self) -> Codec:
         """The compression in effect for the (unfilled) path."""
         return codec_for(self.compression, self.file_path)
-
-
-def _validate(model: type[BaseModel], what: str, **values: Any) -> Any:
-    if isinstance(values.get("field_names"), list):
-        values["field_names"] = tuple(values["field_names"])
-    return validate_config(model, what, **values)

@@ -15,11 +15,12 @@ import aiofiles
 import anyio
 
 from ..._exceptions import ExtractError, FileFormatError
+from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.types import Batch, Record
 from .compression import Codec, CorruptDataError, codec_for, make_decoder
-from .config import FileExtractorConfig, FileFormat, _validate, fill_path
+from .config import FileExtractorConfig, FileFormat, fill_path
 from .parsers import (
     CsvParser,
     JsonArrayParser,
@@ -114,7 +115,7 @@ class FileExtractor(Extractor):
 
     def _parser(self, path: str, ctx: RunContext) -> RecordParser:
         config = self.config
-        on_bad = _SkipCounter(ctx, self.name) if config.on_error == "skip" else None
+        on_bad = _SkipCounter(ctx, self.name) if config.error_handling == "skip" else None
         if config.file_format == "jsonl":
             return JsonlParser(path, self.codec, on_bad, config.max_record_size)
         if config.file_format == "csv":
@@ -211,7 +212,7 @@ class FileExtractor(Extractor):
 
 
 class _SkipCounter:
-    """``on_error="skip"``: count each bad record in the stage metrics, log the first few."""
+    """``error_handling="skip"``: count each bad record in the stage metrics, log the first few."""
 
     def __init__(self, ctx: RunContext, stage: str) -> None:
         self.ctx = ctx
@@ -246,8 +247,8 @@ def create_file_extractor(
         file_format: ``csv``, ``jsonl`` or ``json``; inferred from the extension when omitted.
         encoding: the text encoding.
         **options: any other field of :class:`FileExtractorConfig` (``compression``,
-            ``batch_size``, ``delimiter``, ``quotechar``, ``header``, ``field_names``,
-            ``records_path``, ``on_error``, ...).
+            ``batch_size``, ``delimiter``, ``header``, ``field_names``, ``records_path``,
+            ``error_handling``, ...), where every option is documented.
 
     Raises:
         ConfigError: an option is invalid; the error names it.
@@ -263,7 +264,7 @@ def create_file_extractor(
         >>> anyio.run(first_batch)
         [{'id': '1', 'name': 'ada'}, {'id': '2', 'name': 'grace'}]
     """
-    config: FileExtractorConfig = _validate(
+    config = validate_config(
         FileExtractorConfig,
         "file extractor",
         file_path=file_path,

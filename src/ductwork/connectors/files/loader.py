@@ -6,9 +6,10 @@ import os
 from typing import Any
 
 from ..._exceptions import LoadError
+from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Loader
-from .config import CompressionSetting, FileFormat, FileLoaderConfig, _validate, fill_path
+from .config import CompressionSetting, FileFormat, FileLoaderConfig, fill_path
 from .output import FileSink
 
 
@@ -48,7 +49,7 @@ def create_file_loader(
         format: ``csv``, ``jsonl`` or ``json``; inferred from the extension when omitted.
         compression: ``infer`` (from the extension), ``none``, ``gzip``, ``bz2`` or ``zstd``.
         **options: any other field of :class:`FileLoaderConfig` (``mode``, ``encoding``,
-            ``field_names``, ``compression_level``, ...).
+            ``field_names``, ``compression_level``, ...), where every option is documented.
 
     Raises:
         ConfigError: an option is invalid; the error names it.
@@ -67,7 +68,7 @@ def create_file_loader(
         >>> gzip.decompress(next(folder.iterdir()).read_bytes())
         b'{"id":1}\\n{"id":2}\\n'
     """
-    config: FileLoaderConfig = _validate(
+    config = validate_config(
         FileLoaderConfig,
         "file loader",
         file_path=file_path,

@@ -5,7 +5,7 @@ in that block, so the work per call is one C-level split, one ``csv.reader`` pas
 ``send`` per block, not one Python call per line. When a fast pass meets anything unusual (a
 malformed line, a blank line, a row of the wrong width, a CSV record split across blocks) the
 block is parsed again line by line to name the exact line, and to skip the bad record when
-``on_error="skip"``.
+``error_handling="skip"``.
 
 Line numbers are 1-based and count ``\\n``; byte offsets are positions in the decompressed file.
 """

@@ -18,6 +18,7 @@ from urllib.parse import urlsplit
 import httpx
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
 
+from ...core.config import Options
 from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, coerce_rate_limit
 from .paging import NoPagination, PaginationConfig
 
@@ -163,30 +164,26 @@ class HeaderAuth(BaseModel):
 AuthConfig = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
 
 
-class IncrementalConfig(BaseModel):
+class IncrementalConfig(Options):
     """Fetch only new records on each run, using a cursor field such as ``updated_at``.
-
-    Attributes:
-        cursor_field: the record field whose highest value is carried to the next run.
-        param: query parameter that sends the last value (e.g. ``"since"``); it is also
-            available as ``{last_value}`` in URL and parameter templates.
-        initial_value: the value used on the first run (``None``: no parameter is sent).
-        state_key: the key in the state store; default ``"<pipeline>:<name>:<cursor_field>"``.
 
     Example:
         >>> IncrementalConfig(cursor_field="updated_at", param="since").param
         'since'
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
-
     cursor_field: Annotated[str, Field(min_length=1)]
+    """The record field whose highest value is carried to the next run."""
     param: Annotated[str, Field(min_length=1)] | None = None
+    """The query parameter that sends the last value (e.g. ``"since"``); the value is also
+    available as ``{last_value}`` in URL and parameter templates."""
     initial_value: Any = None
+    """The value used on the first run (``None``: no parameter is sent)."""
     state_key: Annotated[str, Field(min_length=1)] | None = None
+    """The key in the state store; default ``"<pipeline>:<name>:<cursor_field>"``."""
 
 
-class HttpExtractorConfig(BaseModel):
+class HttpExtractorConfig(Options):
     """Validated configuration of an :class:`HttpExtractor` (see :func:`create_http_extractor`).
 
     Fields that depend on others are declared after them and checked together: a pagination
@@ -194,28 +191,60 @@ class HttpExtractorConfig(BaseModel):
     JSON, and ``concurrency > 1`` needs page-number or offset pagination.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True, arbitrary_types_allowed=True)
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+    none_is_default = frozenset({"headers", "params", "retry_logic", "pagination"})
 
     url: Annotated[str, Field(min_length=1)]
+    """The endpoint; may hold ``{date}``, ``{pipeline}``, ``{last_value}`` and run parameters as
+    ``{name}`` placeholders, filled for each run."""
     method: Literal["GET", "POST", "PUT", "PATCH", "DELETE"] = "GET"
+    """The HTTP method (any case)."""
     headers: dict[str, str] = Field(default_factory=dict, repr=False)
+    """Extra request headers."""
     params: dict[str, Any] = Field(default_factory=dict, repr=False)
+    """Query parameters (string values may hold placeholders as ``url`` does)."""
     json_body: Any = Field(default=None, repr=False)
+    """A JSON request body (for POST and the like)."""
     auth: AuthConfig | None = None
+    """:class:`BearerAuth`, :class:`BasicAuth` or :class:`HeaderAuth` (or a dict with
+    ``"type"``); secrets are held as ``SecretStr``."""
     timeout: Annotated[float, Field(gt=0)] = 30.0
+    """Seconds allowed to connect, and for each read and write."""
     retry_logic: HttpRetryConfig = HttpRetryConfig()
+    """When and how requests are retried: a :class:`HttpRetryConfig` (or dict); default: 3 retries
+    with backoff."""
     rate_limiting: RateLimitConfig | RateLimiter | None = None
+    """A :class:`RateLimitConfig` (or dict), a bare number of requests per second, or a
+    :class:`RateLimiter` instance to share; ``None``: no limit."""
     response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
+    """``"json"``, ``"ndjson"`` (alias ``"jsonl"``) or ``"csv"``; JSON Lines and CSV bodies are
+    streamed in constant memory."""
     records_path: Annotated[str, Field(min_length=1)] | None = None
+    """The dotted path of the records in a JSON body (``"data.items"``); without it the body
+    must be a list."""
     pagination: PaginationConfig = NoPagination()
+    """A pagination strategy (:class:`PageNumberPagination`, :class:`OffsetPagination`,
+    :class:`CursorPagination`, :class:`NextUrlPagination`, :class:`LinkHeaderPagination`), a
+    dict with ``"type"``, or just the type (``"link_header"``) for its defaults; default: one
+    request."""
     concurrency: Annotated[int, Field(ge=1, le=256, strict=True)] = 1
+    """Pages fetched at once (page-number and offset pagination only); batches still leave in
+    page order."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
+    """Records per batch for streamed bodies and large JSON pages."""
     incremental: IncrementalConfig | None = None
+    """An :class:`IncrementalConfig` (or dict) to fetch only new records."""
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
+    """The CSV field delimiter."""
     encoding: str = "utf-8"
+    """The text encoding of CSV bodies whose response names no charset."""
     follow_redirects: bool = True
+    """Follow 3xx redirects."""
     verify: bool | Annotated[str, Field(min_length=1)] = True
+    """Verify TLS certificates: ``True``, ``False`` to skip, or the path of a CA bundle file or
+    directory."""
     name: Annotated[str, Field(min_length=1, max_length=200)] = "http"
+    """The stage name."""
 
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():

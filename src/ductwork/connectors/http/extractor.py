@@ -6,7 +6,7 @@ import logging
 from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
-from typing import Any, Literal
+from typing import Any
 
 import anyio
 import httpx
@@ -14,16 +14,12 @@ from anyio.abc import TaskGroup
 
 from ..._exceptions import ExtractError, HttpError
 from ...core.backoff import Retries
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Extractor
 from ...core.types import Batch
 from .config import (
-    BasicAuth,
-    BearerAuth,
-    HeaderAuth,
     HttpExtractorConfig,
-    IncrementalConfig,
     redact_httpx_logs,
     redact_url,
     ssl_context,
@@ -598,61 +594,26 @@ def create_http_extractor(
     timeout: float = 30.0,
     retry_logic: HttpRetryConfig | Mapping[str, Any] | None = None,
     rate_limiting: RateLimitConfig | RateLimiter | Mapping[str, Any] | float | None = None,
-    *,
-    method: str = "GET",
-    params: Mapping[str, Any] | None = None,
-    json_body: Any = None,
-    auth: BearerAuth | BasicAuth | HeaderAuth | Mapping[str, Any] | None = None,
-    response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json",
-    records_path: str | None = None,
-    pagination: Any = None,
-    concurrency: int = 1,
-    batch_size: int = 1000,
-    incremental: IncrementalConfig | Mapping[str, Any] | None = None,
-    csv_delimiter: str = ",",
-    encoding: str = "utf-8",
-    follow_redirects: bool = True,
-    verify: bool | str = True,
-    name: str = "http",
+    **options: Any,
 ) -> HttpExtractor:
     """Create an extractor that reads records from an HTTP API.
 
     Args:
-        url: the endpoint; may hold ``{date}``, ``{pipeline}``, ``{last_value}`` and run
-            parameters as ``{name}`` placeholders, filled for each run.
+        url: the endpoint; may hold placeholders such as ``{date}``, filled for each run.
         headers: extra request headers.
         timeout: seconds allowed to connect, and for each read and write.
         retry_logic: a :class:`HttpRetryConfig` (or dict); default: 3 retries with backoff.
         rate_limiting: a :class:`RateLimitConfig` (or dict), a bare number of requests per
             second, or a :class:`RateLimiter` instance to share.
-        method: the HTTP method.
-        params: query parameters (string values may hold placeholders as ``url`` does).
-        json_body: a JSON request body (for POST and the like).
-        auth: :class:`BearerAuth`, :class:`BasicAuth` or :class:`HeaderAuth` (or a dict with
-            ``"type"``); secrets are held as ``SecretStr``.
-        response_format: ``"json"``, ``"ndjson"`` (alias ``"jsonl"``) or ``"csv"``; JSON Lines
-            and CSV bodies are streamed in constant memory.
-        records_path: dotted path of the records in a JSON body (``"data.items"``); without it
-            the body must be a list.
-        pagination: a pagination strategy (:class:`PageNumberPagination`,
-            :class:`OffsetPagination`, :class:`CursorPagination`, :class:`NextUrlPagination`,
-            :class:`LinkHeaderPagination`), a dict with ``"type"``, or just the type
-            (``"link_header"``) for its defaults; default: one request.
-        concurrency: pages fetched at once (page-number and offset pagination only); batches
-            still leave in page order.
-        batch_size: records per batch for streamed bodies and large JSON pages.
-        incremental: an :class:`IncrementalConfig` (or dict) to fetch only new records.
-        csv_delimiter: the CSV field delimiter.
-        encoding: text encoding of CSV bodies whose response names no charset.
-        follow_redirects: follow 3xx redirects.
-        verify: verify TLS certificates: ``True``, ``False`` to skip, or the path of a CA
-            bundle file or directory.
-        name: the stage name.
+        **options: any other field of :class:`HttpExtractorConfig` (``method``, ``params``,
+            ``auth``, ``response_format``, ``records_path``, ``pagination``, ``concurrency``,
+            ``incremental``, ...), where every option is documented.
 
     Raises:
         ConfigError: a value is invalid; the message names the field.
 
     Example:
+        >>> from ductwork import BearerAuth, PageNumberPagination, HttpRetryConfig
         >>> extractor = create_http_extractor(
         ...     "https://api.example.com/v1/orders?day={date}",
         ...     auth=BearerAuth(token="s3cret"),
@@ -665,31 +626,14 @@ def create_http_extractor(
         >>> extractor
         HttpExtractor(name='http', method='GET', url='https://api.example.com/v1/orders?day={date}', pagination='page_number', concurrency=4)
     """  # noqa: E501
-    values: dict[str, Any] = {
-        "url": url,
-        "method": method,
-        "timeout": timeout,
-        "response_format": response_format,
-        "concurrency": concurrency,
-        "batch_size": batch_size,
-        "csv_delimiter": csv_delimiter,
-        "encoding": encoding,
-        "follow_redirects": follow_redirects,
-        "verify": verify,
-        "name": name,
-        "json_body": json_body,
-        "records_path": records_path,
-        "auth": auth,
-        "incremental": incremental,
-        "rate_limiting": rate_limiting,
-    }
-    if headers is not None:
-        values["headers"] = headers
-    if params is not None:
-        values["params"] = params
-    if retry_logic is not None:
-        values["retry_logic"] = retry_logic
-    if pagination is not None:
-        values["pagination"] = pagination
-    config: HttpExtractorConfig = validate_config(HttpExtractorConfig, "HTTP extractor", **values)
+    config = validate_config(
+        HttpExtractorConfig,
+        "HTTP extractor",
+        url=url,
+        headers=headers,
+        timeout=timeout,
+        retry_logic=retry_logic,
+        rate_limiting=rate_limiting,
+        **options,
+    )
     return HttpExtractor(config)

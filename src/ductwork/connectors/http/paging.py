@@ -24,7 +24,9 @@ from dataclasses import dataclass, field
 from typing import Annotated, Any, ClassVar, Literal
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, model_validator
+from pydantic import Field, model_validator
+
+from ...core.config import Options
 
 __all__ = [
     "CursorPagination",
@@ -87,18 +89,13 @@ class PaginationError(ValueError):
     """A response did not hold what the pagination strategy needs."""
 
 
-class Pagination(BaseModel):
-    """Base of the pagination strategies.
-
-    Attributes:
-        max_pages: fetch at most this many pages in a run.
-        stop_on_empty_page: stop at the first page without records.
-    """
-
-    model_config = ConfigDict(extra="forbid", frozen=True)
+class Pagination(Options):
+    """Base of the pagination strategies."""
 
     max_pages: Annotated[int, Field(ge=1, strict=True)] | None = None
+    """Fetch at most this many pages in a run."""
     stop_on_empty_page: bool = True
+    """Stop at the first page without records."""
 
     predictable: ClassVar[bool] = False
     """Whether page ``n``'s request is known without reading page ``n - 1``."""
@@ -171,14 +168,6 @@ class PageNumberPagination(_Predictable):
     ``total_pages_path`` (number of pages) or ``total_path`` (number of records, with
     ``page_size``) reads from the JSON body.
 
-    Attributes:
-        page_param: the query parameter holding the page number.
-        start_page: number of the first page (usually 1, sometimes 0).
-        page_size: records per page; sent as ``page_size_param`` when set.
-        page_size_param: the query parameter holding the page size.
-        total_pages_path: dotted path of the number of pages in the JSON body.
-        total_path: dotted path of the total number of records in the JSON body.
-
     Example:
         >>> PageNumberPagination(page_size=50).first_request("https://api/x", {}).params
         {'page': 1, 'per_page': 50}
@@ -186,11 +175,17 @@ class PageNumberPagination(_Predictable):
 
     type: Literal["page_number"] = "page_number"
     page_param: Annotated[str, Field(min_length=1)] = "page"
+    """The query parameter holding the page number."""
     start_page: Annotated[int, Field(ge=0, strict=True)] = 1
+    """The number of the first page (usually 1, sometimes 0)."""
     page_size: Annotated[int, Field(ge=1, strict=True)] | None = None
+    """Records per page; sent as ``page_size_param`` when set."""
     page_size_param: Annotated[str, Field(min_length=1)] = "per_page"
+    """The query parameter holding the page size."""
     total_pages_path: Annotated[str, Field(min_length=1)] | None = None
+    """The dotted path of the number of pages in the JSON body."""
     total_path: Annotated[str, Field(min_length=1)] | None = None
+    """The dotted path of the total number of records in the JSON body (needs ``page_size``)."""
 
     @model_validator(mode="after")
     def _check_total(self) -> PageNumberPagination:
@@ -227,13 +222,6 @@ class OffsetPagination(_Predictable):
     predictable, so ``concurrency > 1`` fetches several at once. Stops on an empty page, after
     ``max_pages``, or at the record total read from ``total_path``.
 
-    Attributes:
-        offset_param: the query parameter holding the offset.
-        limit_param: the query parameter holding the limit.
-        limit: records per page.
-        start_offset: offset of the first page.
-        total_path: dotted path of the total number of records in the JSON body.
-
     Example:
         >>> OffsetPagination(limit=10).request_at("https://api/x", {}, 3).params
         {'offset': 30, 'limit': 10}
@@ -241,10 +229,15 @@ class OffsetPagination(_Predictable):
 
     type: Literal["offset"] = "offset"
     offset_param: Annotated[str, Field(min_length=1)] = "offset"
+    """The query parameter holding the offset."""
     limit_param: Annotated[str, Field(min_length=1)] = "limit"
+    """The query parameter holding the limit."""
     limit: Annotated[int, Field(ge=1, strict=True)] = 100
+    """Records per page."""
     start_offset: Annotated[int, Field(ge=0, strict=True)] = 0
+    """The offset of the first page."""
     total_path: Annotated[str, Field(min_length=1)] | None = None
+    """The dotted path of the total number of records in the JSON body."""
 
     @property
     def has_total(self) -> bool:
@@ -272,10 +265,6 @@ class CursorPagination(Pagination):
     Stops when the cursor is missing, ``null`` or empty; fails when a cursor comes back that
     was already used (a loop).
 
-    Attributes:
-        cursor_path: dotted path of the next cursor in the JSON body.
-        cursor_param: the query parameter the cursor is sent in.
-
     Example:
         >>> CursorPagination(cursor_path="meta.next").cursor_param
         'cursor'
@@ -283,7 +272,9 @@ class CursorPagination(Pagination):
 
     type: Literal["cursor"] = "cursor"
     cursor_path: Annotated[str, Field(min_length=1)] = "next_cursor"
+    """The dotted path of the next cursor in the JSON body."""
     cursor_param: Annotated[str, Field(min_length=1)] = "cursor"
+    """The query parameter the cursor is sent in."""
 
     needs_body: ClassVar[bool] = True
 
@@ -314,9 +305,6 @@ class NextUrlPagination(Pagination):
     The first request's ``params`` are not repeated: the next URL carries its own query. Stops
     when the field is missing, ``null`` or empty; fails when a URL comes back twice.
 
-    Attributes:
-        next_url_path: dotted path of the next page's URL in the JSON body.
-
     Example:
         >>> NextUrlPagination(next_url_path="links.next").type
         'next_url'
@@ -324,6 +312,7 @@ class NextUrlPagination(Pagination):
 
     type: Literal["next_url"] = "next_url"
     next_url_path: Annotated[str, Field(min_length=1)] = "next"
+    """The dotted path of the next page's URL in the JSON body."""
 
     needs_body: ClassVar[bool] = True
 
@@ -345,9 +334,6 @@ class LinkHeaderPagination(Pagination):
     Works with every response format, streamed ones included. Stops when there is no link of
     relation ``rel``; fails when a URL comes back twice.
 
-    Attributes:
-        rel: the link relation of the next page.
-
     Example:
         >>> LinkHeaderPagination().rel
         'next'
@@ -355,6 +341,7 @@ class LinkHeaderPagination(Pagination):
 
     type: Literal["link_header"] = "link_header"
     rel: Annotated[str, Field(min_length=1)] = "next"
+    """The link relation of the next page."""
 
     def next_request(self, request: PageRequest, page: PageInfo) -> PageRequest | None:
         """The request for the ``rel`` link, or ``None``."""

@@ -1,0 +1,122 @@
+"""Configuration models: the one place where every option is declared, and their validation.
+
+Each configurable thing (a pipeline, a composition, a connector, a transformer) has one pydantic
+model derived from :class:`Options`. A field is an option: its type and bounds, its default and,
+in the docstring written under it, its documentation (read by pydantic into the field's
+``description``, so ``Model.model_fields[name].description`` and the JSON schema carry it). Classes
+take the model; factories take their main arguments by position and every other option by
+keyword, and validate them all through the model with :func:`validate_config`, so adding an
+option is adding a field.
+"""
+
+from __future__ import annotations
+
+import difflib
+import sys
+import warnings
+from collections.abc import Mapping
+from types import FrameType
+from typing import Any, ClassVar, TypeVar
+
+from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+
+from .._exceptions import ConfigError
+
+__all__ = ["Options", "configure", "validate_config", "warn_deprecated"]
+
+ModelT = TypeVar("ModelT", bound=BaseModel)
+
+
+class Options(BaseModel):
+    """Base of the configuration models: immutable, unknown names rejected, fields documented
+    by the docstring under each of them.
+
+    Fields named in ``none_is_default`` take ``None`` as "not given" (their default applies):
+    for options whose factories have always accepted ``None`` for an empty mapping, no
+    pagination and the like, while the field itself holds a value.
+    """
+
+    model_config = ConfigDict(extra="forbid", frozen=True, use_attribute_docstrings=True)
+
+    none_is_default: ClassVar[frozenset[str]] = frozenset()
+
+    @model_validator(mode="before")
+    @classmethod
+    def _drop_none_defaults(cls, data: Any) -> Any:
+        if cls.none_is_default and isinstance(data, Mapping):
+            return {
+                name: value
+                for name, value in data.items()
+                if value is not None or name not in cls.none_is_default
+            }
+        return data
+
+
+def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:
+    """Validate ``values`` against ``model``, raising ConfigError that names each bad field.
+
+    An unknown name close to an option's name gets a suggestion.
+
+    Example:
+        >>> from ductwork import PipelineConfig
+        >>> validate_config(PipelineConfig, "pipeline", queue_size=4).queue_size
+        4
+        >>> try:
+        ...     validate_config(PipelineConfig, "pipeline", queue_sise=4)
+        ... except ConfigError as error:
+        ...     print(error.errors)
+        [('queue_sise', "Extra inputs are not permitted (did you mean 'queue_size'?)")]
+    """
+    try:
+        return model(**values)
+    except ValidationError as exc:
+        error = ConfigError.from_validation_error(exc, what)
+    known = list(model.model_fields)
+    errors = [
+        (field, message + _did_you_mean(field, known) if field in values else message)
+        for field, message in error.errors
+    ]
+    if errors != error.errors:
+        lines = "; ".join(f"{field}: {message}" for field, message in errors)
+        error = ConfigError(f"invalid {what} configuration: {lines}", errors)
+    raise error from None
+
+
+def _did_you_mean(name: str, known: list[str]) -> str:
+    """`` (did you mean 'x'?)`` when ``name`` is not one of ``known`` but close to one."""
+    close = [] if name in known else difflib.get_close_matches(name, known, n=1)
+    return f" (did you mean {close[0]!r}?)" if close else ""
+
+
+def configure(
+    model: type[ModelT], what: str, config: ModelT | None, options: Mapping[str, Any]
+) -> ModelT:
+    """The configuration a class is given: ``config``, with ``options`` (fields of ``model``)
+    validated on top of it, or ``options`` alone when there is no ``config``."""
+    if config is None:
+        return validate_config(model, what, **options)
+    if not isinstance(config, model):
+        raise ConfigError.for_field(
+            "config", f"expected a {model.__name__}, got {type(config).__name__}"
+        )
+    if not options:
+        return config
+    given = {name: getattr(config, name) for name in config.model_fields_set}
+    return validate_config(model, what, **{**given, **options})
+
+
+def warn_deprecated(message: str) -> None:
+    """Issue a DeprecationWarning attributed to the first caller outside ductwork and pydantic.
+
+    The warning then points at the user's line (and shows by default when that is ``__main__``),
+    however deep in the validation it is raised.
+    """
+    level = 2  # the caller of this function
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and frame.f_globals.get("__name__", "").partition(".")[0] in (
+        "ductwork",
+        "pydantic",
+    ):
+        frame = frame.f_back
+        level += 1
+    warnings.warn(message, DeprecationWarning, stacklevel=level)
