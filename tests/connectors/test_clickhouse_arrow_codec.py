@@ -14,7 +14,6 @@ from hypothesis import strategies as st
 from ductwork.connectors.clickhouse.arrow import (
     ArrowStreamDecoder,
     CsvSplitter,
-    Rebatcher,
     arrow_schema,
     arrow_type,
     clickhouse_type,
@@ -24,6 +23,7 @@ from ductwork.connectors.clickhouse.arrow import (
     encode_csv,
     has_nested,
 )
+from ductwork.core.arrow import Rebatcher
 
 
 @pytest.mark.parametrize(

@@ -490,36 +490,3 @@ class ArrowStreamDecoder:
             raise ValueError(f"the Arrow stream ended with an incomplete message ({len(rest)} B)")
         self._buffer.clear()
         return batches
-
-
-class Rebatcher:
-    """Gathers tables (ClickHouse may send thousands of tiny blocks) into about ``rows`` rows."""
-
-    def __init__(self, rows: int) -> None:
-        self.rows = rows
-        self._pending: list[pa.Table] = []
-        self._count = 0
-
-    def add(self, table: pa.Table) -> list[pa.Table]:
-        """Add a table; return the batches of exactly ``rows`` rows now complete."""
-        if table.num_rows == 0:
-            return []
-        self._pending.append(table)
-        self._count += table.num_rows
-        out = []
-        while self._count >= self.rows:
-            whole = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-            out.append(whole.slice(0, self.rows))
-            rest = whole.slice(self.rows)
-            self._pending = [rest] if rest.num_rows else []
-            self._count = rest.num_rows
-        return out
-
-    def finish(self) -> list[pa.Table]:
-        """The last, shorter batch, if any."""
-        if not self._pending:
-            return []
-        whole = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending = []
-        self._count = 0
-        return [whole]

@@ -106,9 +106,16 @@ class _ColumnarWriter:
 class ParquetWriter(_ColumnarWriter):
     """A Parquet file; a row group is written each time ``row_group_size`` rows are buffered."""
 
-    def __init__(self, schema: pa.Schema | None, compression: str, row_group_size: int) -> None:
+    def __init__(
+        self,
+        schema: pa.Schema | None,
+        compression: str,
+        row_group_size: int,
+        compression_level: int | None = None,
+    ) -> None:
         super().__init__(schema)
         self.compression = compression
+        self.compression_level = compression_level
         self.row_group_size = row_group_size
         self._pending: list[pa.Table] = []
         self._rows = 0
@@ -127,18 +134,29 @@ class ParquetWriter(_ColumnarWriter):
             return
         assert self.schema is not None
         if self._writer is None:
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+            self._writer = self._open()
         table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
         self._pending.clear()
         self._rows = 0
         self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
 
+    def _open(self) -> pq.ParquetWriter:
+        return pq.ParquetWriter(
+            self._sink,
+            self.schema,
+            compression=self.compression,
+            compression_level=self.compression_level,
+        )
+
     def finish(self) -> bytes:
         self._write_group()
         if self._writer is None:
             if self.schema is None:
-                return b""  # no batch at all: an empty file is not Parquet; see the loader
-            self._writer = pq.ParquetWriter(self._sink, self.schema, compression=self.compression)
+                raise LoadError(
+                    "no batch arrived and no schema was given: an empty Parquet file needs schema=",
+                    retryable=False,
+                )
+            self._writer = self._open()
         self._writer.close()
         return self._sink.take()
 
@@ -160,7 +178,10 @@ class ArrowStreamWriter(_ColumnarWriter):
     def finish(self) -> bytes:
         if self._writer is None:
             if self.schema is None:
-                return b""
+                raise LoadError(
+                    "no batch arrived and no schema was given: an empty Arrow stream needs schema=",
+                    retryable=False,
+                )
             self._writer = ipc.new_stream(self._sink, self.schema)
         self._writer.close()
         return self._sink.take()

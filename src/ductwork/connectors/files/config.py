@@ -7,7 +7,8 @@ import string
 from collections.abc import Callable, Mapping
 from typing import Annotated, Any, Literal, cast
 
-from pydantic import Field, ValidationInfo, field_validator, model_validator
+import pyarrow as pa
+from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..._exceptions import PipelineError
 from ...core.config import Options, warn_deprecated
@@ -16,8 +17,11 @@ from ...core.types import ErrorHandling
 from .compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 from .parsers import text_codec
 
-FileFormat = Literal["csv", "jsonl", "json"]
-CompressionSetting = Literal["infer", "none", "gzip", "bz2", "zstd"]
+FileFormat = Literal["csv", "jsonl", "json", "parquet", "arrow"]
+CompressionSetting = Literal["infer", "none", "gzip", "bz2", "zstd", "snappy"]
+BatchFormat = Literal["records", "arrow"]
+COLUMNAR: frozenset[str] = frozenset({"parquet", "arrow"})
+"""The formats whose files carry their own schema and compression (Parquet, Arrow IPC)."""
 
 _FORMAT_EXTENSIONS: dict[str, FileFormat] = {
     ".csv": "csv",
@@ -25,6 +29,11 @@ _FORMAT_EXTENSIONS: dict[str, FileFormat] = {
     ".jsonl": "jsonl",
     ".ndjson": "jsonl",
     ".json": "json",
+    ".parquet": "parquet",
+    ".pq": "parquet",
+    ".arrow": "arrow",
+    ".arrows": "arrow",
+    ".ipc": "arrow",
 }
 _MIB = 1024 * 1024
 
@@ -54,7 +63,8 @@ def _format_or_inferred(value: FileFormat | None, info: ValidationInfo) -> FileF
     inferred = _infer_format(path) if isinstance(path, str) else None
     if inferred is None:
         raise ValueError(
-            "cannot infer the format from the file name; pass 'csv', 'jsonl' or 'json'"
+            "cannot infer the format from the file name; pass 'csv', 'jsonl', 'json', "
+            "'parquet' or 'arrow'"
         )
     return inferred
 
@@ -154,13 +164,21 @@ class FileExtractorConfig(_PathOptions):
     """Options of a :class:`FileExtractor` (see :func:`create_file_extractor`)."""
 
     file_format: FileFormat | None = Field(default=None, validate_default=True)
-    """``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension (``.csv``/``.tsv``,
-    ``.jsonl``/``.ndjson``, ``.json``)."""
+    """``csv``, ``jsonl``, ``json``, ``parquet`` or ``arrow`` (an Arrow IPC stream); ``None``
+    infers it from the extension (``.csv``/``.tsv``, ``.jsonl``/``.ndjson``, ``.json``,
+    ``.parquet``/``.pq``, ``.arrow``/``.arrows``/``.ipc``)."""
     compression: CompressionSetting = "infer"
     """``infer`` (by extension: ``.gz``, ``.bz2``, ``.zst``), ``none``, ``gzip``, ``bz2`` or
-    ``zstd``."""
+    ``zstd``. Parquet and Arrow files compress inside and take no file compression."""
+    batch_format: BatchFormat = "records"
+    """``records`` yields lists of dicts; ``arrow`` yields ``pyarrow.Table`` batches with no
+    Python object made per row: CSV and JSON Lines are parsed by ``pyarrow.csv`` and
+    ``pyarrow.json`` (types inferred from the first block, as pyarrow does), Parquet a row
+    group at a time, Arrow IPC a record batch at a time. A ``json`` array is parsed by the
+    records parser and converted per batch. Parquet and Arrow files read as records are
+    converted per batch."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
-    """Records per batch."""
+    """Records per batch (with ``batch_format="arrow"``: rows per table, at most)."""
     chunk_size: Annotated[int, Field(ge=1024, le=1024 * _MIB, strict=True)] = _MIB
     """Bytes read (and decompressed) at a time."""
     header: bool = True
@@ -199,7 +217,10 @@ class FileExtractorConfig(_PathOptions):
     @field_validator("file_format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        return _format_or_inferred(value, info)
+        fmt = _format_or_inferred(value, info)
+        if fmt in COLUMNAR and info.data.get("compression") not in ("infer", "none"):
+            raise ValueError(f"a {fmt} file compresses inside; leave compression as 'infer'")
+        return fmt
 
     @field_validator("records_path")
     @classmethod
@@ -222,14 +243,28 @@ class FileExtractorConfig(_PathOptions):
 class FileLoaderConfig(_PathOptions):
     """Options of a :class:`FileLoader` (see :func:`create_file_loader`)."""
 
+    model_config = ConfigDict(arbitrary_types_allowed=True)
+
     format: FileFormat | None = Field(default=None, validate_default=True)
-    """``csv``, ``jsonl`` or ``json``; ``None`` infers it from the extension."""
+    """``csv``, ``jsonl``, ``json``, ``parquet`` or ``arrow`` (an Arrow IPC stream); ``None``
+    infers it from the extension. Every format takes batches of both kinds: records and
+    ``pyarrow.Table``. Arrow batches are written by pyarrow in C++ to CSV, Parquet and Arrow;
+    to JSON Lines and JSON they are converted to records first (the slower path)."""
     compression: CompressionSetting = "infer"
-    """``infer`` (by extension), ``none``, ``gzip``, ``bz2`` or ``zstd``."""
+    """``infer`` (by extension), ``none``, ``gzip``, ``bz2`` or ``zstd``. For Parquet, the
+    codec of its pages: ``zstd`` (what ``infer`` picks), ``snappy``, ``gzip`` or ``none``."""
     compression_level: Annotated[int, Field(strict=True)] | None = Field(
         default=None, validate_default=True
     )
     """The codec's level (gzip 0-9, default 6; bz2 1-9, default 9; zstd -7-22, default 3)."""
+    row_group_size: Annotated[int, Field(ge=1, strict=True)] = 131_072
+    """Parquet: rows buffered before a row group is written (one row group per flush); memory
+    holds about this many rows."""
+    schema_: Any = Field(default=None, alias="schema")
+    """Parquet and Arrow: the ``pyarrow.Schema`` of the file. By default the schema of the
+    first batch; records cannot always say it (a column that is null throughout the first
+    batch has no type), so pass it for records. A later batch that does not fit is a LoadError
+    naming the column."""
     mode: Literal["overwrite", "append"] = Field(default="overwrite", validate_default=True)
     """``overwrite`` replaces the file; ``append`` adds to it (a CSV header is written only to a
     new file, a JSON array is continued, a compressed file gets a new member). Either way the
@@ -257,13 +292,28 @@ class FileLoaderConfig(_PathOptions):
     @field_validator("format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        return _format_or_inferred(value, info)
+        fmt = _format_or_inferred(value, info)
+        setting = info.data.get("compression")
+        if fmt == "arrow" and setting not in ("infer", "none"):
+            raise ValueError("an Arrow IPC stream takes no compression; leave it as 'infer'")
+        if fmt == "parquet" and setting == "bz2":
+            raise ValueError("Parquet pages compress with zstd, snappy, gzip or none, not bz2")
+        if fmt not in COLUMNAR and setting == "snappy":
+            raise ValueError("snappy applies to Parquet files only")
+        return fmt
+
+    @field_validator("schema_")
+    @classmethod
+    def _check_schema(cls, value: Any) -> Any:
+        if value is not None and not isinstance(value, pa.Schema):
+            raise ValueError(f"expected a pyarrow.Schema, got {type(value).__name__}")
+        return value
 
     @field_validator("compression_level")
     @classmethod
     def _check_level(cls, value: int | None, info: ValidationInfo) -> int | None:
-        if value is None:
-            return None
+        if value is None or info.data.get("format") == "parquet":
+            return value  # Parquet: the page codec's level, checked by pyarrow
         codec = _codec_of(info)
         if codec == "none" or codec is None:
             raise ValueError("there is no compression to set a level for")
@@ -275,11 +325,29 @@ class FileLoaderConfig(_PathOptions):
     @field_validator("mode")
     @classmethod
     def _check_mode(cls, value: str, info: ValidationInfo) -> str:
-        if value == "append" and info.data.get("format") == "json" and _codec_of(info) != "none":
+        fmt = info.data.get("format")
+        if value == "append" and fmt == "json" and _codec_of(info) != "none":
             raise ValueError("a compressed JSON array cannot be appended to; use the jsonl format")
+        if value == "append" and fmt in COLUMNAR:
+            raise ValueError(
+                f"a {fmt} file cannot be appended to; write one file per run into a dataset "
+                "directory instead, e.g. file_path='out/{run_id}.parquet'"
+            )
         return value
 
     @property
+    def columnar(self) -> bool:
+        """Whether the file is Parquet or Arrow IPC (schema and compression inside)."""
+        return self.format in COLUMNAR
+
+    @property
+    def parquet_compression(self) -> str:
+        """The codec of a Parquet file's pages."""
+        return "zstd" if self.compression == "infer" else self.compression
+
+    @property
     def codec(self) -> Codec:
-        """The compression in effect for the (unfilled) path."""
+        """The file compression in effect for the (unfilled) path (none for Parquet, Arrow)."""
+        if self.format in COLUMNAR:
+            return "none"
         return codec_for(self.compression, self.file_path)

@@ -13,14 +13,19 @@ from typing import Any
 
 import aiofiles
 import anyio
+import pyarrow as pa
+import pyarrow.csv as pacsv
+import pyarrow.json as pajson
 
 from ..._exceptions import ExtractError, FileFormatError
+from ...core.arrow import Rebatcher, to_arrow
 from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.types import Batch, Record
+from .columnar import iter_arrow_stream, iter_parquet
 from .compression import Codec, CorruptDataError, codec_for, make_decoder
-from .config import FileExtractorConfig, FileFormat, fill_path
+from .config import COLUMNAR, FileExtractorConfig, FileFormat, fill_path
 from .parsers import (
     CsvParser,
     JsonArrayParser,
@@ -78,6 +83,11 @@ class FileExtractor(Extractor):
     async def extract(self, ctx: RunContext) -> AsyncIterator[Batch]:
         """Yield batches of ``batch_size`` records from every matching file, in order."""
         config = self.config
+        if config.batch_format == "arrow" or config.file_format in COLUMNAR:
+            async with contextlib.aclosing(self._extract_tables(ctx)) as tables:
+                async for table in tables:
+                    yield table if config.batch_format == "arrow" else table.to_pylist()
+            return
         batch_size = config.batch_size
         pending: list[Record] = []
         for path in await self._paths(ctx):
@@ -94,6 +104,88 @@ class FileExtractor(Extractor):
             ctx.add_metric("files_read")
         if pending:
             yield pending
+
+    async def _extract_tables(self, ctx: RunContext) -> AsyncGenerator[pa.Table]:
+        """The columnar path: tables of at most ``batch_size`` rows, file by file."""
+        for path in await self._paths(ctx):
+            rebatcher = Rebatcher(self.config.batch_size)
+            async with contextlib.aclosing(self._read_tables(path, ctx)) as tables:
+                async for table in tables:
+                    for batch in rebatcher.add(table):
+                        yield batch
+            for batch in rebatcher.finish():
+                yield batch
+            ctx.add_metric("files_read")
+            ctx.add_metric("bytes_read", await anyio.to_thread.run_sync(os.path.getsize, path))
+
+    async def _read_tables(self, path: str, ctx: RunContext) -> AsyncGenerator[pa.Table]:
+        """The tables of one file as pyarrow reads them, each step in a worker thread."""
+        config = self.config
+        if config.file_format == "json":
+            # pyarrow reads no JSON arrays: the incremental records parser, converted per block
+            async with contextlib.aclosing(self._read_file(path, ctx)) as blocks:
+                async for records in blocks:
+                    yield to_arrow(records)
+            return
+        skipped = _SkipCounter(ctx, self.name) if config.error_handling == "skip" else None
+        if config.file_format == "parquet":
+            tables: Iterator[pa.Table] = iter_parquet(path, config.batch_size)
+        elif config.file_format == "arrow":
+            tables = iter_arrow_stream(path)
+        else:
+            tables = self._pyarrow_text(path, skipped)
+        done = object()
+        try:
+            while True:
+                table = await anyio.to_thread.run_sync(next, tables, done)
+                if table is done:
+                    break
+                yield table
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise await self._locate_arrow_error(path, exc) from exc
+
+    def _pyarrow_text(self, path: str, skipped: _SkipCounter | None) -> Iterator[pa.Table]:
+        """CSV or JSON Lines read by pyarrow's streaming readers (blocking: run in a thread)."""
+        config = self.config
+        codec = self._codec(path)
+        stream = pa.input_stream(path, compression=None if codec == "none" else codec)
+        with stream:
+            if config.file_format == "jsonl":
+                reader = pajson.open_json(
+                    stream, read_options=pajson.ReadOptions(block_size=config.chunk_size)
+                )
+            else:
+                names = list(config.field_names) if config.field_names else None
+                reader = pacsv.open_csv(
+                    stream,
+                    read_options=pacsv.ReadOptions(
+                        block_size=config.chunk_size,
+                        encoding=config.encoding,
+                        column_names=names,
+                        skip_rows=1 if names and config.header else 0,
+                    ),
+                    parse_options=pacsv.ParseOptions(
+                        delimiter=self.delimiter,
+                        quote_char=config.quotechar or False,
+                        newlines_in_values=True,
+                        invalid_row_handler=None if skipped is None else skipped.rows_of(path),
+                    ),
+                )
+            for batch in reader:
+                yield pa.Table.from_batches([batch])
+
+    async def _locate_arrow_error(self, path: str, exc: Exception) -> FileFormatError:
+        """pyarrow rejected a block: the records parser reads the file again to name the line."""
+        if isinstance(exc, FileFormatError):
+            return exc
+        if self.config.file_format in ("csv", "jsonl"):
+            try:
+                async with contextlib.aclosing(self._read_file(path, None)) as blocks:
+                    async for _ in blocks:
+                        pass
+            except FileFormatError as located:
+                return located
+        return FileFormatError(f"pyarrow cannot read it: {exc}", file=path)
 
     async def _paths(self, ctx: RunContext) -> list[str]:
         pattern = fill_path(self.config.file_path, ctx, ExtractError)
@@ -113,9 +205,11 @@ class FileExtractor(Extractor):
         ctx.logger.debug("%s: %s matched %d files", ctx.pipeline, self.name, len(paths))
         return paths
 
-    def _parser(self, path: str, ctx: RunContext) -> RecordParser:
+    def _parser(self, path: str, ctx: RunContext | None) -> RecordParser:
         config = self.config
-        on_bad = _SkipCounter(ctx, self.name) if config.error_handling == "skip" else None
+        on_bad = None
+        if ctx is not None and config.error_handling == "skip":
+            on_bad = _SkipCounter(ctx, self.name)
         if config.file_format == "jsonl":
             return JsonlParser(path, self.codec, on_bad, config.max_record_size)
         if config.file_format == "csv":
@@ -136,7 +230,7 @@ class FileExtractor(Extractor):
     def _codec(self, path: str) -> Codec:
         return codec_for(self.config.compression, path)
 
-    async def _read_file(self, path: str, ctx: RunContext) -> AsyncGenerator[list[Record]]:
+    async def _read_file(self, path: str, ctx: RunContext | None) -> AsyncGenerator[list[Record]]:
         """Yield the records of one file, a block at a time."""
         parser = self._parser(path, ctx)
         try:
@@ -231,6 +325,22 @@ class _SkipCounter:
                     self.ctx.pipeline,
                     self.stage,
                 )
+
+    def rows_of(self, path: str) -> Any:
+        """A pyarrow ``invalid_row_handler`` counting and skipping CSV rows of the wrong width."""
+
+        def skip(row: Any) -> str:
+            self(
+                FileFormatError(
+                    f"{row.actual_columns} fields, expected {row.expected_columns}: "
+                    f"{row.text[:80]!r}",
+                    file=path,
+                    line=row.number,
+                )
+            )
+            return "skip"
+
+        return skip
 
 
 def create_file_extractor(

@@ -17,12 +17,14 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import aiofiles
 import anyio
+import pyarrow as pa
 import zstandard
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from ..._exceptions import LoadError
 from ...core.context import RunContext
 from ...core.types import Batch
+from .columnar import ArrowStreamWriter, ParquetWriter
 from .compression import Codec, Encoder, codec_for, make_encoder
 from .parsers import text_codec
 from .writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
@@ -56,11 +58,11 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         self.config = config
         self.path = path
         self.ctx = ctx
-        self.codec: Codec = codec_for(config.compression, path)
+        self.codec: Codec = "none" if config.columnar else codec_for(config.compression, path)
         self._state: Literal["new", "open", "closed"] = "new"
         self._tmp: str | None = None
         self._file: AsyncBufferedIOBase | None = None
-        self._writer: RecordWriter | None = None
+        self._writer: RecordWriter | ParquetWriter | ArrowStreamWriter | None = None
         self._encoder: Encoder | None = None
         self._buffer: list[bytes] = []
         self._buffered = 0
@@ -175,8 +177,17 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
             file.truncate(close)
         return before != b"["
 
-    def _make_writer(self, prepared: _Prepared) -> RecordWriter:
+    def _make_writer(self, prepared: _Prepared) -> RecordWriter | ParquetWriter | ArrowStreamWriter:
         config = self.config
+        if config.format == "parquet":
+            return ParquetWriter(
+                config.schema_,
+                config.parquet_compression,
+                config.row_group_size,
+                config.compression_level,
+            )
+        if config.format == "arrow":
+            return ArrowStreamWriter(config.schema_)
         if config.format == "jsonl":
             return JsonlWriter(config.encoding, prepared.continuing, config.json_default)
         if config.format == "json":
@@ -200,7 +211,19 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         """Encode one batch; compress and write once ``flush_size`` bytes are buffered."""
         if self._state != "open" or self._writer is None:
             raise RuntimeError(f"the file sink for {self.path} is not open")
-        data = self._writer.encode(batch)
+        if isinstance(batch, pa.Table) and self.config.format in ("jsonl", "json"):
+            batch = batch.to_pylist()  # the documented slower path: pyarrow writes no JSON
+        try:
+            if self.config.columnar:
+                # pyarrow encodes and compresses with the GIL released: off the event loop
+                data = await anyio.to_thread.run_sync(self._writer.encode, batch)
+            else:
+                data = self._writer.encode(batch)
+        except (pa.ArrowException, OverflowError) as exc:
+            raise LoadError(
+                f"batch {self._writer.batches} cannot be written to {self.path}: {exc}",
+                retryable=False,
+            ) from exc
         self._records += len(batch)
         if data:
             self._buffer.append(data)

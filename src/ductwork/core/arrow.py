@@ -1,0 +1,99 @@
+"""The columnar kind of batch: ``pyarrow.Table``, and the explicit conversions between kinds.
+
+A batch is a list of records or a ``pyarrow.Table`` (a ``RecordBatch`` is accepted and treated
+as a one-chunk table). The core never converts one kind into the other on its own: a stage that
+takes records only gets an Arrow batch converted once, at its boundary, and the conversion is
+logged at DEBUG. :func:`to_arrow` and :func:`to_records` convert explicitly.
+
+Example:
+    >>> table = to_arrow([{"id": 1, "name": "ada"}, {"id": 2, "name": None}])
+    >>> table.num_rows, table.schema.field("id").type
+    (2, DataType(int64))
+    >>> to_records(table)
+    [{'id': 1, 'name': 'ada'}, {'id': 2, 'name': None}]
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from typing import Any
+
+import pyarrow as pa
+
+__all__ = ["Rebatcher", "is_arrow", "num_rows", "to_arrow", "to_records"]
+
+
+def is_arrow(batch: object) -> bool:
+    """Whether ``batch`` is columnar (a ``pyarrow.Table`` or ``RecordBatch``)."""
+    return isinstance(batch, pa.Table | pa.RecordBatch)
+
+
+def num_rows(batch: Any) -> int:
+    """The number of rows of a batch of either kind."""
+    return int(batch.num_rows) if is_arrow(batch) else len(batch)
+
+
+def to_arrow(batch: Any, schema: pa.Schema | None = None) -> pa.Table:
+    """The batch as a ``pyarrow.Table``: records through ``Table.from_pylist`` (typed by
+    ``schema`` when given, else inferred), a ``RecordBatch`` as a one-chunk table, a table as it
+    is (cast to ``schema`` when given and different)."""
+    if isinstance(batch, pa.Table):
+        table = batch
+    elif isinstance(batch, pa.RecordBatch):
+        table = pa.Table.from_batches([batch])
+    else:
+        return pa.Table.from_pylist(list(batch), schema=schema)
+    if schema is not None and not table.schema.equals(schema):
+        table = table.select(schema.names).cast(schema)
+    return table
+
+
+def to_records(batch: Any) -> list[dict[str, Any]]:
+    """The batch as a list of dicts (an Arrow batch through ``to_pylist``; records as they are)."""
+    if is_arrow(batch):
+        records: list[dict[str, Any]] = batch.to_pylist()
+        return records
+    return batch if isinstance(batch, list) else list(batch)
+
+
+def concat(tables: Sequence[pa.Table]) -> pa.Table:
+    """One table of ``tables`` (no copy for one)."""
+    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+
+
+class Rebatcher:
+    """Gathers tables into batches of exactly ``rows`` rows (the last one shorter).
+
+    Sources often deliver many small blocks (ClickHouse can send thousands of tiny blocks for a
+    sparse result; a CSV reader a block per MiB); slicing and concatenating tables copies no
+    rows until a batch is combined from several pieces.
+    """
+
+    def __init__(self, rows: int) -> None:
+        self.rows = rows
+        self._pending: list[pa.Table] = []
+        self._count = 0
+
+    def add(self, table: pa.Table) -> list[pa.Table]:
+        """Add a table; return the batches of ``rows`` rows now complete."""
+        if table.num_rows == 0:
+            return []
+        self._pending.append(table)
+        self._count += table.num_rows
+        out = []
+        while self._count >= self.rows:
+            whole = concat(self._pending)
+            out.append(whole.slice(0, self.rows))
+            rest = whole.slice(self.rows)
+            self._pending = [rest] if rest.num_rows else []
+            self._count = rest.num_rows
+        return out
+
+    def finish(self) -> list[pa.Table]:
+        """The last, shorter batch, if any."""
+        if not self._pending:
+            return []
+        whole = concat(self._pending)
+        self._pending = []
+        self._count = 0
+        return [whole]
