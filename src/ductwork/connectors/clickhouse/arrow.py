@@ -24,13 +24,16 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import Sequence
+from collections.abc import AsyncIterator, Sequence
+from typing import Literal
 
+import anyio
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
+from ...core.arrow import Rebatcher
 from .codec import quote_identifier, split_args
 
 __all__ = [
@@ -43,6 +46,9 @@ __all__ = [
     "decode_csv",
     "encode_csv",
     "has_nested",
+    "insert_body",
+    "result_format",
+    "stream_tables",
 ]
 
 _INTEGERS = {
@@ -490,3 +496,85 @@ class ArrowStreamDecoder:
             raise ValueError(f"the Arrow stream ended with an incomplete message ({len(rest)} B)")
         self._buffer.clear()
         return batches
+
+
+# --------------------------------------------------------------------------- the data paths
+
+WireFormat = Literal["ArrowStream", "CSVWithNames"]
+
+# Settings for an ArrowStream result: strings as strings, LowCardinality decoded.
+ARROW_RESULT_SETTINGS = {
+    "output_format_arrow_string_as_string": 1,
+    "output_format_arrow_low_cardinality_as_dictionary": 0,
+}
+# Bytes of CSV parsed at once (pyarrow parses a piece with all cores, in C++).
+_CSV_PIECE = 4 << 20
+
+
+def result_format(arrow_stream: bool, columns: Sequence[tuple[str, str]]) -> WireFormat | None:
+    """The wire format of a columnar extract: ``ArrowStream`` where the server writes it, CSV
+    on older servers, ``None`` when neither can carry the columns (nested types on an old
+    server: the caller reads records and converts them)."""
+    if arrow_stream:
+        return "ArrowStream"
+    return None if has_nested(columns) else "CSVWithNames"
+
+
+async def stream_tables(
+    chunks: AsyncIterator[bytes],
+    wire: WireFormat,
+    columns: Sequence[tuple[str, str]],
+    schema: pa.Schema,
+    batch_size: int,
+) -> AsyncIterator[pa.Table]:
+    """Decode a streamed result into tables of ``batch_size`` rows of ``schema``."""
+    rebatcher = Rebatcher(batch_size)
+    if wire == "ArrowStream":
+        decoder = ArrowStreamDecoder()
+        async for chunk in chunks:
+            for batch in decoder.feed(chunk):
+                for table in rebatcher.add(conform(pa.Table.from_batches([batch]), schema)):
+                    yield table
+        for batch in decoder.finish():
+            for table in rebatcher.add(conform(pa.Table.from_batches([batch]), schema)):
+                yield table
+    else:
+        splitter = CsvSplitter(_CSV_PIECE)
+
+        async def parse(piece: bytes) -> pa.Table:
+            header = splitter.header or b""
+            return await anyio.to_thread.run_sync(decode_csv, header, piece, columns, schema)
+
+        async for chunk in chunks:
+            for piece in splitter.feed(chunk):
+                for table in rebatcher.add(await parse(piece)):
+                    yield table
+        rest = splitter.finish()
+        if rest:
+            for table in rebatcher.add(await parse(rest)):
+                yield table
+    for table in rebatcher.finish():
+        yield table
+
+
+def insert_body(table: pa.Table, arrow_stream: bool) -> tuple[WireFormat, bytes] | None:
+    """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it, CSV on older
+    servers; ``None`` when the batch has nested columns an old server cannot take from CSV (the
+    caller encodes it as records, the documented slower path)."""
+    if arrow_stream:
+        sink = pa.BufferOutputStream()
+        with ipc.new_stream(sink, table.schema) as writer:
+            writer.write_table(table)
+        return "ArrowStream", sink.getvalue().to_pybytes()
+    if any(_is_nested_arrow(field.type) for field in table.schema):
+        return None
+    return "CSVWithNames", encode_csv(table)
+
+
+def _is_nested_arrow(kind: pa.DataType) -> bool:
+    return bool(
+        pa.types.is_list(kind)
+        or pa.types.is_large_list(kind)
+        or pa.types.is_map(kind)
+        or pa.types.is_struct(kind)
+    )
