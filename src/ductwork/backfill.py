@@ -36,8 +36,8 @@ import anyio
 
 from ._exceptions import ConfigError, PipelineError, ScheduleError
 from .core.context import TimeWindow, new_run_id
+from .core.errors import unwrap_group
 from .core.result import RunResult
-from .core.runner import unwrap_group
 from .core.types import RunStatus
 from .registry import PipelineRegistry, get_default_registry
 from .state import StateStore, succeeded_windows

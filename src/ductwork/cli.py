@@ -44,10 +44,10 @@ from ._exceptions import DuctworkError, PipelineError, RegistryError
 from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
 from .core.context import TimeWindow
+from .core.errors import unwrap_group
 from .core.pipeline import Pipeline
 from .core.result import RunResult
 from .core.runnable import Runnable
-from .core.runner import unwrap_group
 from .discovery import DiscoveryReport, discover_pipelines
 from .registry import PipelineRegistry, RegisteredPipeline
 from .scheduler import open_scheduler

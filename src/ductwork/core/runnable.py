@@ -14,8 +14,8 @@ import anyio
 
 from .._exceptions import PipelineError, RunTimeoutError
 from .context import RunContext, TimeWindow, new_run_id
+from .errors import unwrap_group
 from .result import RunResult
-from .runner import unwrap_group
 from .types import RunStatus
 
 if TYPE_CHECKING:
