@@ -72,6 +72,7 @@ from .core.stages import Loader as Loader
 from .core.stages import Sink as Sink
 from .core.stages import Transformer as Transformer
 from .core.stages import transformer as transformer
+from .core.store import StateStore as StateStore
 from .core.types import Batch as Batch
 from .core.types import Record as Record
 from .core.types import RunStatus as RunStatus
@@ -108,7 +109,6 @@ from .scheduler import SchedulerStatistics as SchedulerStatistics
 from .scheduler import open_scheduler as open_scheduler
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
-from .state import StateStore as StateStore
 from .timescope import Timescope as Timescope
 from .timescope import daily as daily
 from .timescope import every as every

@@ -15,7 +15,7 @@ from .core.retry import RetryPipeline
 from .core.runnable import Runnable
 
 if TYPE_CHECKING:
-    from .state import StateStore
+    from .core.store import StateStore
 
 __all__ = [
     "create_conditional_pipeline",

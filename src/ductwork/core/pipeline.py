@@ -15,7 +15,7 @@ from .runner import StageRunner
 from .stages import Extractor, Loader, Transformer, as_extractor, as_loader, as_transformer
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = ["Pipeline", "PipelineConfig"]
 

@@ -19,7 +19,7 @@ from .runnable import Runnable
 from .types import RunStatus
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = ["RetryConfig", "RetryPipeline"]
 

@@ -19,7 +19,7 @@ from .result import RunResult
 from .types import RunStatus
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = ["Runnable", "resolve_log_level"]
 
