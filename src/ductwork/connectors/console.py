@@ -24,8 +24,8 @@ from rich.console import Console
 from rich.progress import Progress, TaskID, TextColumn, TimeElapsedColumn
 from rich.table import Table
 
+from ..core.config import validate_config
 from ..core.context import RunContext
-from ..core.pipeline import validate_config
 from ..core.stages import Loader
 from ..core.types import Batch
 

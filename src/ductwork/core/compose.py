@@ -37,8 +37,9 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import CompositionError, PipelineError
+from .config import validate_config
 from .context import RunContext
-from .pipeline import LogSetting, validate_config
+from .pipeline import LogSetting
 from .result import RunResult
 from .runnable import Runnable, resolve_log_level
 from .types import RunStatus

@@ -5,9 +5,10 @@ from __future__ import annotations
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field
 
 from .._exceptions import ConfigError
+from .config import validate_config
 from .context import RunContext
 from .result import RunResult, StageStats
 from .runnable import Runnable, resolve_log_level
@@ -49,14 +50,6 @@ class PipelineConfig(BaseModel):
     logging: LogSetting = True
     timeout: Annotated[float, Field(gt=0)] | None = None
     cleanup_timeout: Annotated[float, Field(gt=0)] = 30.0
-
-
-def validate_config(model: type[BaseModel], what: str, **values: Any) -> Any:
-    """Validate ``values`` against ``model``, raising ConfigError that names each bad field."""
-    try:
-        return model(**values)
-    except ValidationError as exc:
-        raise ConfigError.from_validation_error(exc, what) from None
 
 
 class Pipeline(Runnable):

@@ -12,8 +12,9 @@ from pydantic import BeforeValidator, Field
 
 from .._exceptions import CompositionError, is_retryable
 from .compose import Composition, CompositionConfig
+from .config import validate_config
 from .context import RunContext
-from .pipeline import LogSetting, validate_config
+from .pipeline import LogSetting
 from .result import RunResult
 from .runnable import Runnable
 from .types import RunStatus

@@ -29,7 +29,7 @@ from typing import Annotated, Any
 from pydantic import Field, field_validator, model_validator
 
 from .._exceptions import TransformError
-from ..core.pipeline import validate_config
+from ..core.config import validate_config
 from ..core.stages import accepts_positional, callable_name
 from ..core.types import Batch, Record
 from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun

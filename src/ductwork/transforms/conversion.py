@@ -53,7 +53,7 @@ from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from .._exceptions import TypeConversionError
-from ..core.pipeline import validate_config
+from ..core.config import validate_config
 from ..core.types import Batch
 from .base import ErrorHandling, Failure, PolicyConfig, RecordTransformer, TransformRun
 from .converters import MISSING, ColumnConverter, InvalidValue

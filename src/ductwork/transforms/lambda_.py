@@ -8,7 +8,7 @@ import anyio
 from pydantic import Field, field_validator
 
 from .._exceptions import ConfigError, TransformError
-from ..core.pipeline import validate_config
+from ..core.config import validate_config
 from ..core.stages import (
     accepts_positional,
     callable_name,

@@ -11,8 +11,8 @@ from aiochclient.sql import sqlparse  # type: ignore[import-untyped]
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from ..._exceptions import ClickHouseExtractError, ConfigError, ExtractError
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Extractor
 from ...core.types import Batch
 from .client import (

@@ -17,8 +17,8 @@ import httpx
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 
 from ..._exceptions import ClickHouseLoadError
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Loader
 from ...core.types import Batch
 from .client import (

@@ -10,8 +10,8 @@ from typing import Annotated, Any, Literal, cast
 from pydantic import BaseModel, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..._exceptions import PipelineError
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from .compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 from .parsers import text_codec
 

@@ -13,8 +13,8 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ..._exceptions import ExtractError, HttpError
+from ...core.config import validate_config
 from ...core.context import RunContext
-from ...core.pipeline import validate_config
 from ...core.stages import Extractor
 from ...core.types import Batch
 from .config import (
