@@ -22,6 +22,7 @@ from ._exceptions import RunTimeoutError as RunTimeoutError
 from ._exceptions import ScheduleError as ScheduleError
 from ._exceptions import TransformError as TransformError
 from ._exceptions import TypeConversionError as TypeConversionError
+from ._version import __version__ as __version__
 from .backfill import BackfillResult as BackfillResult
 from .backfill import WindowRun as WindowRun
 from .backfill import backfill_pipeline as backfill_pipeline
@@ -123,8 +124,6 @@ from .transforms import convert_types as convert_types
 from .transforms import create_lambda_transformer as create_lambda_transformer
 from .transforms import transform_columns as transform_columns
 from .transforms import validate_records as validate_records
-
-__version__ = "0.1.0"
 
 __all__ = (
     "BackfillResult",

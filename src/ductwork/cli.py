@@ -39,8 +39,8 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 
-from . import __version__
 from ._exceptions import DuctworkError, PipelineError, RegistryError
+from ._version import __version__
 from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
 from .core.context import TimeWindow
