@@ -56,15 +56,13 @@ _ERROR_CLASSES: dict[str, type[PipelineError]] = {
 class _Port:
     """One stage's end of the run: its channels, its counters, the batch it is working on.
 
-    Every stage moves batches the same way, a batch at a time and nothing per record. The loop
-    in ``StageRunner._stream`` (extractors, transformers, loaders) takes input batches without
-    waiting while the channel has some, counts them in, and passes each result on: a plain list
-    of dicts it counts out and sends itself; anything else goes through :meth:`put`, which checks
-    it with :func:`~ductwork.core.batch.batch_rows` (the one place that knows what a batch is),
-    drops it when it has no rows, counts it out, logs it at DEBUG and sends it, or hands it back
-    for :meth:`send_held` when the channel is full. Push extractors and concurrent transformers use
-    :meth:`put`, :meth:`send_held`, :meth:`wait_input` and :meth:`count_in` directly. Time spent
-    waiting on a channel is the stage's blocked time.
+    Every stage moves batches a batch at a time, nothing per record: ``StageRunner._stream`` is
+    the loop of most stages and counts and sends a plain list of dicts itself; anything else goes
+    through :meth:`put`, which checks it with :func:`~ductwork.core.batch.batch_rows` (the one
+    place that knows what a batch is), drops it when it has no rows, counts it out, logs it at
+    DEBUG and sends it, or hands it back for :meth:`send_held` when the channel is full. Push
+    extractors and concurrent transformers use these methods directly. Time spent waiting on a
+    channel is the stage's blocked time.
     """
 
     __slots__ = (
@@ -118,12 +116,6 @@ class _Port:
 
     # ------------------------------------------------------------------ input
 
-    def count_in(self, batch: Batch) -> None:
-        """Count in a batch the stage received; it is now the batch the stage works on."""
-        stats = self.stats
-        stats.batches_in += 1
-        stats.records_in += len(batch)
-
     async def wait_input(self) -> Batch | None:
         """Wait for the next input batch (not yet counted in); ``None`` at the end of the input."""
         t0, idle = perf_counter(), self.idle_seconds
@@ -138,8 +130,8 @@ class _Port:
     # ------------------------------------------------------------------ output
 
     def put(self, batch: Any) -> Batch | None:
-        """Pass ``batch`` on without waiting; when the channel is full, return the batch (as it is
-        to be sent) for the stage to :meth:`send`.
+        """Pass ``batch`` on without waiting; when the channel is full, return it (as it is to be
+        sent) for the stage to await :meth:`send_held` with.
 
         Raises:
             BatchShapeError: ``batch`` is not a batch (the message names the stage).
@@ -569,7 +561,8 @@ class StageRunner:
             tg.start_soon(collect)
             with slots_send:
                 while (batch := await port.wait_input()) is not None:
-                    port.count_in(batch)
+                    port.stats.batches_in += 1
+                    port.stats.records_in += len(batch)
                     slot = _Slot(batch)
                     await slots_send.send(slot)  # waits while `concurrency` results are pending
                     await workers.acquire()
