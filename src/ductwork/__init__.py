@@ -24,6 +24,7 @@ from ._exceptions import RunTimeoutError as RunTimeoutError
 from ._exceptions import ScheduleError as ScheduleError
 from ._exceptions import TransformError as TransformError
 from ._exceptions import TypeConversionError as TypeConversionError
+from ._version import __version__ as __version__
 from .backfill import BackfillResult as BackfillResult
 from .backfill import WindowRun as WindowRun
 from .backfill import backfill_pipeline as backfill_pipeline
@@ -75,6 +76,7 @@ from .core.stages import Loader as Loader
 from .core.stages import Sink as Sink
 from .core.stages import Transformer as Transformer
 from .core.stages import transformer as transformer
+from .core.store import StateStore as StateStore
 from .core.types import Batch as Batch
 from .core.types import Record as Record
 from .core.types import RunStatus as RunStatus
@@ -111,7 +113,6 @@ from .scheduler import SchedulerStatistics as SchedulerStatistics
 from .scheduler import open_scheduler as open_scheduler
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
-from .state import StateStore as StateStore
 from .timescope import Timescope as Timescope
 from .timescope import daily as daily
 from .timescope import every as every
@@ -126,8 +127,6 @@ from .transforms import convert_types as convert_types
 from .transforms import create_lambda_transformer as create_lambda_transformer
 from .transforms import transform_columns as transform_columns
 from .transforms import validate_records as validate_records
-
-__version__ = "0.1.0"
 
 __all__ = (
     "BackfillResult",

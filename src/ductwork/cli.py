@@ -39,15 +39,15 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 
-from . import __version__
 from ._exceptions import DuctworkError, PipelineError, RegistryError
+from ._version import __version__
 from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
 from .core.context import TimeWindow
+from .core.errors import unwrap_group
 from .core.pipeline import Pipeline
 from .core.result import RunResult
 from .core.runnable import Runnable
-from .core.runner import unwrap_group
 from .discovery import DiscoveryReport, discover_pipelines
 from .registry import PipelineRegistry, RegisteredPipeline
 from .scheduler import open_scheduler

@@ -24,7 +24,7 @@ from .core.runnable import Runnable
 from .core.types import ErrorHandling
 
 if TYPE_CHECKING:
-    from .state import StateStore
+    from .core.store import StateStore
 
 __all__ = [
     "create_conditional_pipeline",

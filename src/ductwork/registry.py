@@ -37,11 +37,12 @@ from collections.abc import Callable, Iterable, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
-from typing import TYPE_CHECKING, Any, cast
+from typing import Any, cast
 
 import anyio
 
 from ._exceptions import ConfigError, PipelineError, RegistryError, ScheduleError
+from .backfill_engine import BackfillResult, run_backfill
 from .core.context import RunContext, TimeWindow, new_run_id
 from .core.result import RunResult
 from .core.runnable import Runnable
@@ -49,9 +50,6 @@ from .core.types import RunStatus
 from .cron import CronJob, check_timezone, validate_schedule
 from .state import MemoryStateStore, StateStore, record_run
 from .timescope import Timescope, validate_timescope
-
-if TYPE_CHECKING:
-    from .backfill import BackfillResult
 
 __all__ = [
     "CronJob",
@@ -607,15 +605,33 @@ class PipelineRegistry:
         name: str,
         start: datetime | date | str,
         end: datetime | date | str,
+        *,
+        params: Mapping[str, Any] | None = None,
+        state: StateStore | None = None,
         **options: Any,
     ) -> BackfillResult:
         """Run ``name`` for every window of its timescope in ``[start, end)``.
 
-        See :func:`ductwork.backfill_pipeline` for the options.
+        Every window is a :meth:`run` with ``params``, recorded in ``state`` (default: the
+        registry's store), which also tells which windows already succeeded. See
+        :func:`ductwork.backfill_pipeline` for the other options.
         """
-        from .backfill import backfill_pipeline
+        entry = self.get_pipeline(name)
 
-        return await backfill_pipeline(name, start, end, registry=self, **options)
+        async def run_window(window: TimeWindow) -> RunResult:
+            return await self.run(
+                name, window=window, params=params, state=state, trigger="backfill"
+            )
+
+        return await run_backfill(
+            name,
+            entry.timescope,
+            start,
+            end,
+            run_window=run_window,
+            state=state if state is not None else self.state,
+            **options,
+        )
 
 
 _default_registry = PipelineRegistry()

@@ -74,9 +74,9 @@ from anyio.abc import TaskGroup
 from pydantic import BaseModel, ConfigDict, Field
 
 from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
+from .core.config import validate_config
 from .core.context import new_run_id
-from .core.pipeline import validate_config
-from .core.runner import unwrap_group
+from .core.errors import unwrap_group
 from .core.types import RunStatus
 from .cron import CronJob
 from .registry import PipelineRegistry, get_default_registry

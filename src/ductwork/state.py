@@ -6,7 +6,9 @@ reach it through ``ctx.state``; a run of a registered pipeline appends its recor
 summary) with :func:`record_run`, and marks its time window as succeeded so that a backfill can
 skip it.
 
-Two stores ship with ductwork:
+The protocol every store follows, :class:`~ductwork.StateStore`, is defined in the core
+(:mod:`ductwork.core.store`), so that runs can hand a store to stages without the core depending
+on this module. Two stores ship with ductwork:
 
 - :class:`MemoryStateStore` keeps everything in memory (tests, processes that need no persistence);
 - :class:`JsonFileStateStore` keeps everything in one JSON file, rewritten atomically (temporary
@@ -40,13 +42,14 @@ import weakref
 from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any
 
 import anyio
 import orjson
 
 from ._exceptions import ConfigError
 from .core.context import TimeWindow
+from .core.store import StateStore
 
 if TYPE_CHECKING:
     from .core.result import RunResult
@@ -67,51 +70,6 @@ SUCCEEDED_WINDOWS_KEY = "ductwork.succeeded_windows"
 
 _FORMAT = 1
 _GLOBAL = ""
-
-
-@runtime_checkable
-class StateStore(Protocol):
-    """A store for state that outlives a run: values per pipeline and key, and run history.
-
-    ``pipeline=None`` addresses the global scope; any other value a scope of its own, so two
-    pipelines may both keep a ``"cursor"``. Values must be JSON-serialisable; what is read back is
-    a JSON round trip of what was written.
-    """
-
-    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
-        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
-        ...
-
-    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
-        """Store ``value`` under ``key`` (in ``pipeline``'s scope)."""
-        ...
-
-    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
-        """Remove ``key`` (from ``pipeline``'s scope) if present."""
-        ...
-
-    async def update(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        *,
-        default: Any = None,
-        pipeline: str | None = None,
-    ) -> Any:
-        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it.
-
-        No other change to the store happens between the read and the write, so concurrent
-        updates (two runs raising a counter) are never lost.
-        """
-        ...
-
-    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        """Append a run record to ``pipeline``'s history (the oldest records are dropped)."""
-        ...
-
-    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
-        """Return ``pipeline``'s most recent run records, newest first (at most ``limit``)."""
-        ...
 
 
 def _json_copy(value: Any) -> Any:

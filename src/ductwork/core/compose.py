@@ -45,7 +45,7 @@ from .runnable import Runnable, resolve_log_level
 from .types import RunStatus
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = [
     "Composition",

@@ -12,8 +12,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
-    from ..state import StateStore
     from .result import StageStats
+    from .store import StateStore
 
 __all__ = ["RunContext", "TimeWindow", "new_run_id"]
 

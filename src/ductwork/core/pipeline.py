@@ -18,7 +18,7 @@ from .stages import Extractor, Loader, Transformer, as_extractor, as_loader, as_
 from .types import ErrorHandling
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = ["LogSetting", "Pipeline", "PipelineConfig"]
 

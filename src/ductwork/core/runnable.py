@@ -14,12 +14,12 @@ import anyio
 
 from .._exceptions import PipelineError, RunTimeoutError
 from .context import RunContext, TimeWindow, new_run_id
+from .errors import unwrap_group
 from .result import RunResult
-from .runner import unwrap_group
 from .types import RunStatus
 
 if TYPE_CHECKING:
-    from ..state import StateStore
+    from .store import StateStore
 
 __all__ = ["Runnable", "resolve_log_level"]
 

@@ -27,6 +27,7 @@ from __future__ import annotations
 import inspect
 import logging
 from collections.abc import Mapping, Sequence
+from functools import partial
 from time import perf_counter
 from typing import Any
 
@@ -35,13 +36,15 @@ from anyio import EndOfStream, WouldBlock
 from anyio.abc import TaskGroup
 
 from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
+from .batch import BatchShapeError, batch_rows
 from .channel import Channel
 from .context import RunContext
+from .errors import unwrap_group
 from .result import StageStats
 from .stages import Extractor, Loader, Transformer, is_async_callable
 from .types import Batch
 
-__all__ = ["StageRunner", "unwrap_group"]
+__all__ = ["StageRunner"]
 
 _ERROR_CLASSES: dict[str, type[PipelineError]] = {
     "extract": ExtractError,
@@ -50,24 +53,154 @@ _ERROR_CLASSES: dict[str, type[PipelineError]] = {
 }
 
 
-def unwrap_group(exc: BaseException) -> BaseException:
-    """Unwrap exception groups that hold exactly one exception, recursively."""
-    while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
-        exc = exc.exceptions[0]
-    return exc
+class _Port:
+    """One stage's end of the run: its channels, its counters, the batch it is working on.
+
+    Every stage moves batches a batch at a time, nothing per record: ``StageRunner._stream`` is
+    the loop of most stages and counts and sends a plain list of dicts itself; anything else goes
+    through :meth:`put`, which checks it with :func:`~ductwork.core.batch.batch_rows` (the one
+    place that knows what a batch is), drops it when it has no rows, counts it out, logs it at
+    DEBUG and sends it, or hands it back for :meth:`send_held` when the channel is full. Push
+    extractors and concurrent transformers use these methods directly. Time spent waiting on a
+    channel is the stage's blocked time.
+    """
+
+    __slots__ = (
+        "_logger",
+        "_pipeline",
+        "_recv",
+        "debug",
+        "finished",
+        "idle_seconds",
+        "produced",
+        "receive_nowait",
+        "send",
+        "send_nowait",
+        "stats",
+        "wait",
+        "what",
+    )
+
+    def __init__(
+        self,
+        runner: StageRunner,
+        stats: StageStats,
+        send: Channel[Batch] | None,
+        recv: Channel[Batch] | None,
+    ) -> None:
+        self.stats = stats
+        self.what = "extractor" if stats.kind == "extract" else f"transformer {stats.name!r}"
+        self.produced = 0  # batches an extractor's source gave, empty ones included
+        self.finished = False
+        self.idle_seconds = 0.0  # time a loader's sink spent in on_idle() while input paused
+        self.debug = runner.debug
+        self._pipeline = runner.pipeline
+        self._logger = runner.logger
+        self._recv = recv
+        self.send_nowait: Any = send.send_nowait if send is not None else None
+        self.send: Any = send.send if send is not None else None
+        self.receive_nowait: Any = recv.receive_nowait if recv is not None else None
+        self.wait: Any = recv.receive if recv is not None else None
+
+    def idle_with(self, sink: Any) -> None:
+        """Make waiting for input call ``sink.on_idle()`` whenever the sink's ``idle_after``
+        seconds pass without a batch (a loader's timed flush while the input pauses)."""
+        assert self._recv is not None
+        self.wait = partial(_receive_or_idle, self._recv, sink, self)
+
+    def position(self) -> int:
+        """The batch the stage is working on, for error messages (0 once it has finished)."""
+        if self.finished:
+            return 0
+        return self.produced if self.stats.kind == "extract" else self.stats.batches_in
+
+    # ------------------------------------------------------------------ input
+
+    async def wait_input(self) -> Batch | None:
+        """Wait for the next input batch (not yet counted in); ``None`` at the end of the input."""
+        t0, idle = perf_counter(), self.idle_seconds
+        try:
+            batch: Batch = await self.wait()
+        except EndOfStream:
+            return None
+        finally:
+            self.stats.wait_input_seconds += perf_counter() - t0 - (self.idle_seconds - idle)
+        return batch
+
+    # ------------------------------------------------------------------ output
+
+    def put(self, batch: Any) -> Batch | None:
+        """Pass ``batch`` on without waiting; when the channel is full, return it (as it is to be
+        sent) for the stage to await :meth:`send_held` with.
+
+        Raises:
+            BatchShapeError: ``batch`` is not a batch (the message names the stage).
+        """
+        if type(batch) is tuple:  # a tuple of records travels on as a list
+            batch = list(batch)
+        rows = batch_rows(batch, self.what)
+        if not rows:
+            return None
+        stats = self.stats
+        stats.batches_out += 1
+        stats.records_out += rows
+        if self.debug:
+            self._logger.debug(
+                "%s: %s batch %d: %d records out", self._pipeline, stats.name, self.position(), rows
+            )
+        try:
+            self.send_nowait(batch)
+        except WouldBlock:
+            return batch  # type: ignore[no-any-return]
+        return None
+
+    async def send_held(self, batch: Batch) -> None:
+        """Send a batch :meth:`put` counted out and handed back, waiting while the channel is
+        full."""
+        t0 = perf_counter()
+        await self.send(batch)
+        self.stats.wait_output_seconds += perf_counter() - t0
+
+    def log_written(self, batch: Batch) -> None:
+        """Log, at DEBUG, a batch the loader wrote."""
+        self._logger.debug(
+            "%s: %s wrote batch %d: %d records",
+            self._pipeline,
+            self.stats.name,
+            self.stats.batches_in,
+            len(batch),
+        )
+
+
+async def _receive_or_idle(recv: Channel[Batch], sink: Any, port: _Port) -> Batch:
+    """Wait for the next batch, calling ``sink.on_idle()`` whenever ``sink.idle_after`` seconds
+    pass without one. ``on_idle`` is the stage working, not blocked: its time is added to
+    ``port.idle_seconds``, which the caller takes off the wait.
+
+    Waiting on the channel is cancellation-safe: a timeout never loses a batch.
+    """
+    while True:
+        wait = sink.idle_after
+        if wait is None:
+            return await recv.receive()
+        if wait > 0:
+            with anyio.move_on_after(wait):
+                return await recv.receive()
+        t0 = perf_counter()
+        await sink.on_idle()
+        port.idle_seconds += perf_counter() - t0
 
 
 class _Slot:
     """One batch in flight in a concurrent transformer: filled by a worker, read in order."""
 
-    __slots__ = ("batch", "error", "event", "out", "skipped")
+    __slots__ = ("batch", "error", "event", "out")
 
     def __init__(self, batch: Batch) -> None:
         self.batch = batch
         self.event = anyio.Event()
         self.out: Any = None
         self.error: BaseException | None = None
-        self.skipped = False
 
 
 class StageRunner:
@@ -130,14 +263,14 @@ class StageRunner:
     ) -> None:
         """Run one stage; record its error, cancel the others, close its streams, time it."""
         stats = self.stats[index]
+        port = _Port(self, stats, send, recv)
         started = perf_counter()
-        position = [0]  # the batch the stage is working on, for error messages
         try:
             # A stage started after another already failed must not touch any batch.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            await body(index, send, recv, stats, position)
+            await body(index, port)
         except Exception as exc:
-            self._fail(stats, exc, position[0])
+            self._fail(stats, exc, port.position())
         finally:
             if send is not None:
                 send.close_send()
@@ -158,6 +291,8 @@ class StageRunner:
             if exc.stage is None:
                 exc.stage = stats.name
             return exc
+        if isinstance(exc, BatchShapeError):  # its message names the stage and what it got
+            return self._contract_error(stats, str(exc))
         cls = _ERROR_CLASSES[stats.kind]
         where = f" at batch {batch_no}" if batch_no else ""
         err = cls(
@@ -197,86 +332,22 @@ class StageRunner:
         cls = _ERROR_CLASSES[stats.kind]
         return cls(message, pipeline=self.pipeline, stage=stats.name, retryable=False)
 
-    # ------------------------------------------------------------------ shape checks
-
-    def _check_batch(self, stats: StageStats, value: Any, what: str) -> Batch | None:
-        """Slow path for a stage output that is not a plain list: accept or explain."""
-        if value is None:
-            return None
-        if isinstance(value, list):
-            return value
-        if isinstance(value, Mapping):
-            raise self._contract_error(
-                stats,
-                f"{what} returned a single record (a {type(value).__name__}); "
-                f"return a list of records (a batch)",
-            )
-        if isinstance(value, tuple):
-            return list(value)
-        raise self._contract_error(
-            stats, f"{what} returned {type(value).__name__}; expected a list of records (a batch)"
-        )
-
-    def _check_records(self, stats: StageStats, batch: Batch, what: str) -> None:
-        first = batch[0]
-        if not isinstance(first, Mapping):
-            raise self._contract_error(
-                stats,
-                f"{what} produced a batch whose records are {type(first).__name__}, "
-                f"not mappings; a batch is a list of dicts",
-            )
-
     # ------------------------------------------------------------------ extract
 
-    async def _extract(
-        self,
-        index: int,
-        send: Channel[Batch],
-        recv: None,
-        stats: StageStats,
-        position: list[int],
-    ) -> None:
+    async def _extract(self, index: int, port: _Port) -> None:
+        stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
         produce = getattr(self.extractor, "produce", None)
         if produce is not None and callable(produce):
-            await self._extract_push(produce, ctx, send, stats, position)
+            await self._extract_push(produce, ctx, port)
             return
         source: Any = self.extractor.extract(ctx)
         if inspect.isawaitable(source) and not hasattr(source, "__aiter__"):
             source = await source
-        send_nowait = send.send_nowait
-        debug = self.debug
-        batches = 0
         if hasattr(source, "__aiter__"):
             agen = source.__aiter__()
             try:
-                async for batch in agen:
-                    batches += 1
-                    position[0] = batches
-                    if type(batch) is not list:
-                        batch = self._check_batch(stats, batch, "extractor")
-                        if batch is None:
-                            continue
-                    if not batch:
-                        continue
-                    if type(batch[0]) is not dict:
-                        self._check_records(stats, batch, "extractor")
-                    stats.batches_out += 1
-                    stats.records_out += len(batch)
-                    if debug:
-                        self.logger.debug(
-                            "%s: %s batch %d: %d records",
-                            self.pipeline,
-                            stats.name,
-                            batches,
-                            len(batch),
-                        )
-                    try:
-                        send_nowait(batch)
-                    except WouldBlock:
-                        t0 = perf_counter()
-                        await send.send(batch)
-                        stats.wait_output_seconds += perf_counter() - t0
+                await self._stream(port, ctx, source=agen.__anext__)
             finally:
                 aclose = getattr(agen, "aclose", None)
                 if aclose is not None:
@@ -291,66 +362,27 @@ class StageRunner:
         else:
             iterator = iter(source)
             try:
-                for batch in iterator:
-                    batches += 1
-                    position[0] = batches
-                    if type(batch) is not list:
-                        batch = self._check_batch(stats, batch, "extractor")
-                        if batch is None:
-                            continue
-                    if not batch:
-                        continue
-                    if type(batch[0]) is not dict:
-                        self._check_records(stats, batch, "extractor")
-                    stats.batches_out += 1
-                    stats.records_out += len(batch)
-                    try:
-                        send_nowait(batch)
-                    except WouldBlock:
-                        t0 = perf_counter()
-                        await send.send(batch)
-                        stats.wait_output_seconds += perf_counter() - t0
+                await self._stream(port, ctx, source=iterator.__next__, sync=True)
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
 
-    async def _extract_push(
-        self,
-        produce: Any,
-        ctx: RunContext,
-        send: Channel[Batch],
-        stats: StageStats,
-        position: list[int],
-    ) -> None:
+    async def _extract_push(self, produce: Any, ctx: RunContext, port: _Port) -> None:
         """Run an extractor that pushes its batches through ``emit`` (see the module docstring)."""
-        send_nowait = send.send_nowait
+        put = port.put
 
         async def emit(batch: Batch) -> None:
-            position[0] += 1
-            if type(batch) is not list:
-                checked = self._check_batch(stats, batch, "extractor")
-                if checked is None:
-                    return
-                batch = checked
-            if not batch:
-                return
-            if type(batch[0]) is not dict:
-                self._check_records(stats, batch, "extractor")
-            stats.batches_out += 1
-            stats.records_out += len(batch)
-            try:
-                send_nowait(batch)
-            except WouldBlock:
-                t0 = perf_counter()
-                await send.send(batch)
-                stats.wait_output_seconds += perf_counter() - t0
+            port.produced += 1
+            held = put(batch)
+            if held is not None:
+                await port.send_held(held)
 
         on_success = await produce(ctx, emit)
         if on_success is not None:
             if not callable(on_success):
                 raise self._contract_error(
-                    stats,
+                    port.stats,
                     f"extractor produce() returned {type(on_success).__name__}; expected None "
                     f"or an async callable to run once the run succeeded",
                 )
@@ -358,15 +390,9 @@ class StageRunner:
 
     # ------------------------------------------------------------------ transform
 
-    async def _transform(
-        self,
-        index: int,
-        send: Channel[Batch],
-        recv: Channel[Batch],
-        stats: StageStats,
-        position: list[int],
-    ) -> None:
+    async def _transform(self, index: int, port: _Port) -> None:
         stage = self.transformers[index - 1]
+        stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
         cm = stage.open(ctx)
         if not hasattr(cm, "__aenter__"):
@@ -382,82 +408,104 @@ class StageRunner:
                     f"transformer.open() yielded {type(bound).__name__}, not a transformer",
                 )
             if stage.concurrency > 1:
-                await self._transform_concurrent(
-                    bound, stage.concurrency, ctx, send, recv, stats, position
-                )
+                await self._transform_concurrent(bound, stage.concurrency, ctx, port)
             else:
-                await self._transform_serial(bound, ctx, send, recv, stats, position)
+                await self._stream(port, ctx, call=bound.bind())
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             await self._exit_failed(cm, exc, f"transformer {stats.name!r}")
             raise
-        position[0] = 0
+        port.finished = True
         await cm.__aexit__(None, None, None)
 
-    async def _transform_serial(
+    async def _stream(
         self,
-        stage: Transformer,
+        port: _Port,
         ctx: RunContext,
-        send: Channel[Batch],
-        recv: Channel[Batch],
-        stats: StageStats,
-        position: list[int],
+        *,
+        source: Any = None,
+        sync: bool = False,
+        call: tuple[Any, bool, bool] | None = None,
+        sink: Any = None,
     ) -> None:
-        fn, pass_ctx, is_async = stage.bind()
-        receive_nowait = recv.receive_nowait
-        send_nowait = send.send_nowait
-        skip = self.skip_failed_batches
-        debug = self.debug
+        """The loop of every stage but a concurrent transformer or a push extractor.
+
+        Each turn gets a batch and passes on what the stage made of it. An extractor's batches
+        come from ``source`` (the ``__anext__`` of its async iterator, or with ``sync`` the
+        ``__next__`` of its iterator). A transformer or loader takes them from its input channel
+        (without waiting while there are some), counts them in and calls ``call``, which is
+        ``(fn, pass_ctx, is_async)``; a transformer's failed batch is skipped with
+        ``skip_failed_batches``. A loader (given its ``sink``) then counts the batch out; any
+        other stage passes its result on: a list of dicts is counted out and sent right here,
+        anything else goes through :meth:`_Port.put`, which checks it.
+        """
+        stats = port.stats
+        if getattr(sink, "on_idle", None) is not None:
+            port.idle_with(sink)
+        receive_nowait, wait, put = port.receive_nowait, port.wait, port.put
+        send_nowait, send = port.send_nowait, port.send
+        fn: Any
+        fn, pass_ctx, is_async = call if call is not None else (None, False, False)
+        load = sink is not None
+        skip = self.skip_failed_batches and call is not None and not load
+        fast = not port.debug
+        held: Any
         while True:
-            try:
-                batch = receive_nowait()
-            except WouldBlock:
-                t0 = perf_counter()
+            if source is not None:
                 try:
-                    batch = await recv.receive()
+                    out = source() if sync else await source()
+                except (StopIteration, StopAsyncIteration):
+                    break
+                port.produced += 1
+            else:
+                try:
+                    batch = receive_nowait()
+                except WouldBlock:
+                    t0, idle = perf_counter(), port.idle_seconds
+                    try:
+                        batch = await wait()
+                    except EndOfStream:
+                        break
+                    finally:
+                        waited = perf_counter() - t0 - (port.idle_seconds - idle)
+                        stats.wait_input_seconds += waited
                 except EndOfStream:
                     break
-                finally:
-                    stats.wait_input_seconds += perf_counter() - t0
-            except EndOfStream:
-                break
-            stats.batches_in += 1
-            stats.records_in += len(batch)
-            position[0] = stats.batches_in
-            try:
-                out = fn(batch, ctx) if pass_ctx else fn(batch)
-                if is_async or (type(out) is not list and inspect.isawaitable(out)):
-                    out = await out
-            except Exception as exc:
-                if not skip:
-                    raise
-                self._skip_batch(stats, batch, exc)
-                continue
-            if type(out) is not list:
-                out = self._check_batch(stats, out, f"transformer {stats.name!r}")
-                if out is None:
+                stats.batches_in += 1
+                rows = len(batch)
+                stats.records_in += rows
+                try:
+                    out = fn(batch, ctx) if pass_ctx else fn(batch)
+                    if is_async or (
+                        out is not None and type(out) is not list and inspect.isawaitable(out)
+                    ):
+                        out = await out
+                except Exception as exc:
+                    if not skip:
+                        raise
+                    self._skip_batch(stats, batch, exc)
                     continue
-            if not out:
-                continue
-            if type(out[0]) is not dict:
-                self._check_records(stats, out, f"transformer {stats.name!r}")
-            stats.batches_out += 1
-            stats.records_out += len(out)
-            if debug:
-                self.logger.debug(
-                    "%s: %s batch %d: %d -> %d records",
-                    self.pipeline,
-                    stats.name,
-                    stats.batches_in,
-                    len(batch),
-                    len(out),
-                )
-            try:
-                send_nowait(out)
-            except WouldBlock:
-                t0 = perf_counter()
-                await send.send(out)
-                stats.wait_output_seconds += perf_counter() - t0
+                if load:
+                    stats.batches_out += 1
+                    stats.records_out += rows
+                    if not fast:
+                        port.log_written(batch)
+                    continue
+            if fast and type(out) is list and out and type(out[0]) is dict:
+                stats.batches_out += 1
+                stats.records_out += len(out)
+                try:
+                    send_nowait(out)
+                    continue
+                except WouldBlock:
+                    held = out
+            else:
+                held = put(out)
+                if held is None:
+                    continue
+            t0 = perf_counter()
+            await send(held)
+            stats.wait_output_seconds += perf_counter() - t0
 
     def _skip_batch(self, stats: StageStats, batch: Batch, exc: BaseException) -> None:
         stats.metrics["batches_failed"] = stats.metrics.get("batches_failed", 0) + 1
@@ -473,14 +521,7 @@ class StageRunner:
         )
 
     async def _transform_concurrent(
-        self,
-        stage: Transformer,
-        n: int,
-        ctx: RunContext,
-        send: Channel[Batch],
-        recv: Channel[Batch],
-        stats: StageStats,
-        position: list[int],
+        self, stage: Transformer, n: int, ctx: RunContext, port: _Port
     ) -> None:
         """Transform up to ``n`` batches at once, passing results on in input order.
 
@@ -512,37 +553,16 @@ class StageRunner:
                     if slot.error is not None:
                         if not skip:
                             raise slot.error
-                        self._skip_batch(stats, slot.batch, slot.error)
-                        continue
-                    out = slot.out
-                    if type(out) is not list:
-                        out = self._check_batch(stats, out, f"transformer {stats.name!r}")
-                        if out is None:
-                            continue
-                    if not out:
-                        continue
-                    if type(out[0]) is not dict:
-                        self._check_records(stats, out, f"transformer {stats.name!r}")
-                    stats.batches_out += 1
-                    stats.records_out += len(out)
-                    t0 = perf_counter()
-                    await send.send(out)
-                    stats.wait_output_seconds += perf_counter() - t0
+                        self._skip_batch(port.stats, slot.batch, slot.error)
+                    elif (held := port.put(slot.out)) is not None:
+                        await port.send_held(held)
 
         async with anyio.create_task_group() as tg:
             tg.start_soon(collect)
             with slots_send:
-                while True:
-                    t0 = perf_counter()
-                    try:
-                        batch = await recv.receive()
-                    except EndOfStream:
-                        break
-                    finally:
-                        stats.wait_input_seconds += perf_counter() - t0
-                    stats.batches_in += 1
-                    stats.records_in += len(batch)
-                    position[0] = stats.batches_in
+                while (batch := await port.wait_input()) is not None:
+                    port.stats.batches_in += 1
+                    port.stats.records_in += len(batch)
                     slot = _Slot(batch)
                     await slots_send.send(slot)  # waits while `concurrency` results are pending
                     await workers.acquire()
@@ -550,34 +570,8 @@ class StageRunner:
 
     # ------------------------------------------------------------------ load
 
-    @staticmethod
-    async def _receive_or_idle(
-        recv: Channel[Batch], sink: Any, on_idle: Any, idle_work: list[float]
-    ) -> Batch:
-        """Wait for the next batch, calling ``sink.on_idle()`` whenever the sink's
-        ``idle_after`` seconds pass without one (a timed flush while the input pauses).
-
-        Waiting on the channel is cancellation-safe: a timeout never loses a batch.
-        """
-        while True:
-            wait = sink.idle_after
-            if wait is None:
-                return await recv.receive()
-            if wait > 0:
-                with anyio.move_on_after(wait):
-                    return await recv.receive()
-            t0 = perf_counter()
-            await on_idle()
-            idle_work[0] += perf_counter() - t0
-
-    async def _load(
-        self,
-        index: int,
-        send: None,
-        recv: Channel[Batch],
-        stats: StageStats,
-        position: list[int],
-    ) -> None:
+    async def _load(self, index: int, port: _Port) -> None:
+        stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
         cm = self.loader.open(ctx)
         if not hasattr(cm, "__aenter__"):
@@ -591,50 +585,11 @@ class StageRunner:
                 raise self._contract_error(
                     stats, f"loader sink {type(sink).__name__} has no write(batch) method"
                 )
-            is_async = is_async_callable(write)
-            on_idle = getattr(sink, "on_idle", None)
-            receive_nowait = recv.receive_nowait
-            debug = self.debug
-            while True:
-                try:
-                    batch = receive_nowait()
-                except WouldBlock:
-                    t0 = perf_counter()
-                    idle_work = [0.0]
-                    try:
-                        if on_idle is None:
-                            batch = await recv.receive()
-                        else:
-                            batch = await self._receive_or_idle(recv, sink, on_idle, idle_work)
-                    except EndOfStream:
-                        break
-                    finally:
-                        stats.wait_input_seconds += perf_counter() - t0 - idle_work[0]
-                except EndOfStream:
-                    break
-                stats.batches_in += 1
-                position[0] = stats.batches_in
-                stats.records_in += len(batch)
-                if is_async:
-                    await write(batch)
-                else:
-                    out = write(batch)
-                    if out is not None and inspect.isawaitable(out):
-                        await out
-                stats.batches_out += 1
-                stats.records_out += len(batch)
-                if debug:
-                    self.logger.debug(
-                        "%s: %s wrote batch %d: %d records",
-                        self.pipeline,
-                        stats.name,
-                        stats.batches_in,
-                        len(batch),
-                    )
+            await self._stream(port, ctx, call=(write, False, is_async_callable(write)), sink=sink)
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             # Tell the loader the run did not succeed, so it cleans up instead of committing.
             await self._exit_failed(cm, exc, f"loader {stats.name!r}")
             raise
-        position[0] = 0
+        port.finished = True
         await cm.__aexit__(None, None, None)

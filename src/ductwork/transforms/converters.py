@@ -22,7 +22,7 @@ from zoneinfo import ZoneInfo
 import orjson
 
 if TYPE_CHECKING:
-    from .conversion import ColumnType
+    from .column_type import ColumnType
 
 __all__ = ["MISSING", "ColumnConverter", "InvalidValue"]
 
