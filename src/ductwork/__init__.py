@@ -60,6 +60,8 @@ from .connectors.http import RateLimitConfig as RateLimitConfig
 from .connectors.http import RateLimiter as RateLimiter
 from .connectors.http import create_http_extractor as create_http_extractor
 from .connectors.http.limits import renamed_names as _renamed_names
+from .core.arrow import to_arrow as to_arrow
+from .core.arrow import to_records as to_records
 from .core.compose import ConditionalPipeline as ConditionalPipeline
 from .core.compose import ParallelPipeline as ParallelPipeline
 from .core.compose import SequentialPipeline as SequentialPipeline
@@ -75,6 +77,7 @@ from .core.stages import Extractor as Extractor
 from .core.stages import Loader as Loader
 from .core.stages import Sink as Sink
 from .core.stages import Transformer as Transformer
+from .core.stages import loader as loader
 from .core.stages import transformer as transformer
 from .core.store import StateStore as StateStore
 from .core.types import Batch as Batch
@@ -233,6 +236,7 @@ __all__ = (
     "hourly",
     "list_cron_jobs",
     "list_pipelines",
+    "loader",
     "monthly",
     "open_scheduler",
     "register_cron_job",
@@ -240,6 +244,8 @@ __all__ = (
     "register_pipeline_with_timescope",
     "remove_cron_job",
     "run_pipeline",
+    "to_arrow",
+    "to_records",
     "transform_columns",
     "transformer",
     "unregister_pipeline",

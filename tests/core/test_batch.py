@@ -42,8 +42,16 @@ def test_a_list_of_mappings_and_a_list_subclass_are_batches() -> None:
     ("value", "message"),
     [
         ({"id": 1}, "transformer 'scale' returned a single record (a dict); return a list"),
-        ("text", "transformer 'scale' returned str; expected a list of records (a batch)"),
-        (42, "transformer 'scale' returned int; expected a list of records (a batch)"),
+        (
+            "text",
+            "transformer 'scale' returned str; expected a batch (a list of records or a "
+            "pyarrow.Table)",
+        ),
+        (
+            42,
+            "transformer 'scale' returned int; expected a batch (a list of records or a "
+            "pyarrow.Table)",
+        ),
         ([1, 2], "transformer 'scale' produced a batch whose records are int, not mappings"),
     ],
 )

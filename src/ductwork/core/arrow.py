@@ -15,12 +15,21 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Sequence
-from typing import Any
+import logging
+from collections.abc import Callable, Sequence
+from typing import Any, Literal
 
 import pyarrow as pa
 
-__all__ = ["Rebatcher", "is_arrow", "num_rows", "to_arrow", "to_records"]
+__all__ = [
+    "BatchFormat",
+    "Rebatcher",
+    "at_boundary",
+    "is_arrow",
+    "num_rows",
+    "to_arrow",
+    "to_records",
+]
 
 
 def is_arrow(batch: object) -> bool:
@@ -97,3 +106,46 @@ class Rebatcher:
         self._pending = []
         self._count = 0
         return [whole]
+
+
+BatchFormat = Literal["records", "arrow", "any"]
+"""The kind of batch a transformer or loader takes: ``records`` (the default for plain functions
+and stage objects that do not say), ``arrow`` (``pyarrow.Table``), or ``any`` (both, as the
+ready-made transformers and the connector loaders do)."""
+
+
+def at_boundary(
+    fn: Callable[..., Any], accepts: str, stage: str, pipeline: str, logger: logging.Logger
+) -> Callable[..., Any]:
+    """``fn`` behind the conversion its stage needs: a stage taking records gets an Arrow batch
+    converted once (``to_pylist``), a stage taking Arrow gets records converted (``from_pylist``);
+    the first conversion of a run is logged at DEBUG. ``any`` returns ``fn`` itself."""
+    if accepts == "any":
+        return fn
+    logged = False
+
+    def note(what: str) -> None:
+        nonlocal logged
+        if not logged:
+            logged = True
+            logger.debug(
+                "%s: %s takes %s: batches are converted at its input", pipeline, stage, what
+            )
+
+    if accepts == "records":
+
+        def records_in(batch: Any, *args: Any) -> Any:
+            if isinstance(batch, pa.Table):
+                note("records")
+                batch = batch.to_pylist()
+            return fn(batch, *args)
+
+        return records_in
+
+    def arrow_in(batch: Any, *args: Any) -> Any:
+        if not isinstance(batch, pa.Table):
+            note("Arrow tables")
+            batch = to_arrow(batch)
+        return fn(batch, *args)
+
+    return arrow_in

@@ -6,11 +6,11 @@ of rows (``0`` drops it); anything else raises :class:`BatchShapeError` naming t
 what it got instead.
 
 The kinds of batch are the entries of ``_ROW_COUNTERS``: a type and the function that checks a
-batch of that type and counts its rows. Today there is one kind, a list of records (dicts), and
-``None`` (a stage that drops its batch) counts as no rows. Another kind is one more entry, made
-with :func:`register_batch_kind`: a columnar table would register its type with a counter
-returning its ``num_rows``. A stage receiving a batch counts it with ``len()``, which every kind
-must support (lists, and the tables and record batches of Arrow, do).
+batch of that type and counts its rows. There are two kinds: a list of records (dicts) and a
+``pyarrow.Table`` (a ``RecordBatch`` is accepted and passed on as a one-chunk table, see
+:func:`normalize`); ``None`` (a stage that drops its batch) counts as no rows. Another kind is
+one more entry, made with :func:`register_batch_kind`. A stage receiving a batch counts it with
+``len()``, which every kind must support (lists, and the tables of Arrow, do).
 
 Example:
     >>> batch_rows([{"id": 1}, {"id": 2}])
@@ -26,7 +26,9 @@ from __future__ import annotations
 from collections.abc import Callable, Mapping
 from typing import Any
 
-__all__ = ["BatchShapeError", "RowCounter", "batch_rows", "register_batch_kind"]
+import pyarrow as pa
+
+__all__ = ["BatchShapeError", "RowCounter", "batch_rows", "normalize", "register_batch_kind"]
 
 RowCounter = Callable[[Any], int]
 """Checks a batch of one kind and returns its number of rows; raises BatchShapeError, with a
@@ -51,7 +53,23 @@ def _no_rows(batch: None) -> int:
     return 0
 
 
-_ROW_COUNTERS: dict[type, RowCounter] = {list: _record_rows, type(None): _no_rows}
+def _table_rows(batch: pa.Table | pa.RecordBatch) -> int:
+    return int(batch.num_rows)
+
+
+_ROW_COUNTERS: dict[type, RowCounter] = {
+    list: _record_rows,
+    type(None): _no_rows,
+    pa.Table: _table_rows,
+    pa.RecordBatch: _table_rows,
+}
+
+
+def normalize(batch: Any) -> Any:
+    """The batch as it travels on: a ``RecordBatch`` becomes a one-chunk table (no copy)."""
+    if type(batch) is pa.RecordBatch:
+        return pa.Table.from_batches([batch])
+    return batch
 
 
 def register_batch_kind(kind: type, rows: RowCounter) -> None:
@@ -70,7 +88,8 @@ def _counter_for(batch: object, producer: str) -> RowCounter:
             f"return a list of records (a batch)"
         )
     raise BatchShapeError(
-        f"{producer} returned {type(batch).__name__}; expected a list of records (a batch)"
+        f"{producer} returned {type(batch).__name__}; expected a batch (a list of records or "
+        "a pyarrow.Table)"
     )
 
 

@@ -36,7 +36,8 @@ from anyio import EndOfStream, WouldBlock
 from anyio.abc import TaskGroup
 
 from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
-from .batch import BatchShapeError, batch_rows
+from .arrow import at_boundary
+from .batch import BatchShapeError, batch_rows, normalize
 from .channel import Channel
 from .context import RunContext
 from .errors import unwrap_group
@@ -141,6 +142,7 @@ class _Port:
         rows = batch_rows(batch, self.what)
         if not rows:
             return None
+        batch = normalize(batch)
         stats = self.stats
         stats.batches_out += 1
         stats.records_out += rows
@@ -151,7 +153,7 @@ class _Port:
         try:
             self.send_nowait(batch)
         except WouldBlock:
-            return batch  # type: ignore[no-any-return]
+            return batch
         return None
 
     async def send_held(self, batch: Batch) -> None:
@@ -410,7 +412,7 @@ class StageRunner:
             if stage.concurrency > 1:
                 await self._transform_concurrent(bound, stage.concurrency, ctx, port)
             else:
-                await self._stream(port, ctx, call=bound.bind())
+                await self._stream(port, ctx, call=self._bind(bound, stats.name))
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             await self._exit_failed(cm, exc, f"transformer {stats.name!r}")
@@ -507,6 +509,13 @@ class StageRunner:
             await send(held)
             stats.wait_output_seconds += perf_counter() - t0
 
+    def _bind(self, stage: Transformer, name: str) -> tuple[Any, bool, bool]:
+        """What the runner calls per batch of a transformer, behind the conversion of the batch
+        kind it takes (see :func:`~ductwork.core.arrow.at_boundary`)."""
+        fn, pass_ctx, is_async = stage.bind()
+        accepts = getattr(stage, "batch_format", "records")
+        return at_boundary(fn, accepts, name, self.pipeline, self.logger), pass_ctx, is_async
+
     def _skip_batch(self, stats: StageStats, batch: Batch, exc: BaseException) -> None:
         stats.metrics["batches_failed"] = stats.metrics.get("batches_failed", 0) + 1
         stats.metrics["records_skipped"] = stats.metrics.get("records_skipped", 0) + len(batch)
@@ -528,7 +537,7 @@ class StageRunner:
         Blocked time is the dispatcher's wait for input plus the collector's wait to pass output
         on; the two can overlap, so for a concurrent stage busy time is an approximation.
         """
-        fn, pass_ctx, is_async = stage.bind()
+        fn, pass_ctx, is_async = self._bind(stage, port.stats.name)
         slots_send, slots_recv = anyio.create_memory_object_stream[_Slot](max_buffer_size=n)
         workers = anyio.Semaphore(n)
         skip = self.skip_failed_batches
@@ -585,7 +594,11 @@ class StageRunner:
                 raise self._contract_error(
                     stats, f"loader sink {type(sink).__name__} has no write(batch) method"
                 )
-            await self._stream(port, ctx, call=(write, False, is_async_callable(write)), sink=sink)
+            accepts = getattr(self.loader, "batch_format", "records")
+            write_in = at_boundary(write, accepts, stats.name, self.pipeline, self.logger)
+            await self._stream(
+                port, ctx, call=(write_in, False, is_async_callable(write)), sink=sink
+            )
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             # Tell the loader the run did not succeed, so it cleans up instead of committing.

@@ -17,11 +17,12 @@ from __future__ import annotations
 
 import inspect
 from abc import ABC, abstractmethod
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Callable, Iterable
 from contextlib import AbstractAsyncContextManager, asynccontextmanager
 from typing import Any, Protocol, runtime_checkable
 
 from .._exceptions import ConfigError
+from .arrow import BatchFormat
 from .context import RunContext
 from .types import Batch
 
@@ -145,6 +146,7 @@ class _ObjectExtractor(Extractor):
     def __init__(self, obj: Any, name: str | None) -> None:
         self.obj = obj
         self.name = name or callable_name(obj, type(obj).__name__)
+        self.batch_format = _check_batch_format(getattr(obj, "batch_format", "records"))
 
     def extract(self, ctx: RunContext) -> Any:
         return self.obj.extract(ctx)
@@ -184,6 +186,9 @@ class Transformer(ABC):
 
     name: str = "transform"
     concurrency: int = 1
+    batch_format: BatchFormat = "records"
+    """The kind of batch :meth:`transform` takes (see :data:`~ductwork.core.arrow.BatchFormat`);
+    the runner converts a batch of the other kind once, at the stage's input."""
 
     @abstractmethod
     async def transform(self, batch: Batch, ctx: RunContext) -> Batch | None:
@@ -229,12 +234,18 @@ class FunctionTransformer(Transformer):
     """A transformer made from a function ``(batch[, ctx]) -> Batch | None``, sync or async."""
 
     def __init__(
-        self, fn: Callable[..., Any], *, name: str | None = None, concurrency: int = 1
+        self,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        concurrency: int = 1,
+        batch_format: BatchFormat = "records",
     ) -> None:
         if not callable(fn):
             raise ConfigError.for_field(
                 "transformer", f"expected a callable, got {type(fn).__name__}"
             )
+        self.batch_format = _check_batch_format(batch_format)
         if not isinstance(concurrency, int) or isinstance(concurrency, bool) or concurrency < 1:
             raise ConfigError.for_field(
                 "concurrency", f"must be an integer >= 1, got {concurrency!r}"
@@ -256,7 +267,7 @@ class FunctionTransformer(Transformer):
         out = self.fn(batch, ctx) if self.pass_ctx else self.fn(batch)
         if inspect.isawaitable(out):
             out = await out
-        return out  # type: ignore[no-any-return]
+        return out
 
     def bind(self) -> tuple[Callable[..., Any], bool, bool]:
         """Return the function itself, so the runner calls it without an extra layer."""
@@ -264,9 +275,17 @@ class FunctionTransformer(Transformer):
 
 
 def transformer(
-    fn: Callable[..., Any], *, name: str | None = None, concurrency: int = 1
+    fn: Callable[..., Any],
+    *,
+    name: str | None = None,
+    concurrency: int = 1,
+    batch_format: BatchFormat = "records",
 ) -> FunctionTransformer:
     """Make a transformer stage from a function, with a name and optional concurrency.
+
+    A function takes lists of records unless ``batch_format`` says ``"arrow"`` (it takes
+    ``pyarrow.Table`` batches) or ``"any"`` (it takes both as they come); a batch of the other
+    kind is converted once, at the stage's input.
 
     Example:
         >>> async def enrich(batch, ctx):
@@ -275,7 +294,7 @@ def transformer(
         >>> stage.name, stage.concurrency
         ('enrich', 4)
     """
-    return FunctionTransformer(fn, name=name, concurrency=concurrency)
+    return FunctionTransformer(fn, name=name, concurrency=concurrency, batch_format=batch_format)
 
 
 def as_transformer(obj: Any) -> Transformer:
@@ -323,6 +342,9 @@ class Loader(ABC):
     """
 
     name: str = "load"
+    batch_format: BatchFormat = "records"
+    """The kind of batch the sink's ``write`` takes (see
+    :data:`~ductwork.core.arrow.BatchFormat`); the runner converts a batch of the other kind."""
 
     @abstractmethod
     def open(self, ctx: RunContext) -> AbstractAsyncContextManager[Sink]:
@@ -332,9 +354,16 @@ class Loader(ABC):
 class FunctionLoader(Loader):
     """A loader made from a function ``(batch[, ctx])``, sync or async, called once per batch."""
 
-    def __init__(self, fn: Callable[..., Any], name: str | None = None) -> None:
+    def __init__(
+        self,
+        fn: Callable[..., Any],
+        name: str | None = None,
+        *,
+        batch_format: BatchFormat = "records",
+    ) -> None:
         if not callable(fn):
             raise ConfigError.for_field("loader", f"expected a callable, got {type(fn).__name__}")
+        self.batch_format = _check_batch_format(batch_format)
         arity = positional_arity(fn)
         if not accepts_positional(fn, 1):
             raise ConfigError.for_field(
@@ -377,6 +406,29 @@ class _ObjectLoader(Loader):
         return self.obj.open(ctx)  # type: ignore[no-any-return]
 
 
+def loader(
+    fn: Callable[..., Any], *, name: str | None = None, batch_format: BatchFormat = "records"
+) -> FunctionLoader:
+    """Make a loader stage from a function ``(batch[, ctx])``, with a name and the kind of
+    batch it takes (``"records"``, ``"arrow"`` or ``"any"``; see :func:`transformer`).
+
+    Example:
+        >>> def count(table):
+        ...     print(table.num_rows)
+        >>> loader(count, batch_format="arrow").batch_format
+        'arrow'
+    """
+    return FunctionLoader(fn, name, batch_format=batch_format)
+
+
+def _check_batch_format(value: Any) -> BatchFormat:
+    if value not in ("records", "arrow", "any"):
+        raise ConfigError.for_field(
+            "batch_format", f"expected 'records', 'arrow' or 'any', got {value!r}"
+        )
+    return value  # type: ignore[no-any-return]
+
+
 def as_loader(obj: Any, name: str | None = None) -> Loader:
     """Adapt ``obj`` to a :class:`Loader`, or raise :class:`ConfigError` saying why not."""
     if isinstance(obj, Loader):
@@ -390,6 +442,3 @@ def as_loader(obj: Any, name: str | None = None) -> Loader:
         f"expected a function (batch[, ctx]) or an object with an open(ctx) method, "
         f"got {type(obj).__name__}",
     )
-
-
-SinkWrite = Callable[[Batch], Awaitable[None]]

@@ -3,15 +3,21 @@
 from __future__ import annotations
 
 import enum
-from typing import Any, Literal, TypeAlias
+from typing import TYPE_CHECKING, Any, Literal, TypeAlias
+
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = ["Batch", "ErrorHandling", "Record", "RunStatus"]
 
 Record: TypeAlias = dict[str, Any]
 """One record: a mapping of column name to value."""
 
-Batch: TypeAlias = list[Record]
-"""A batch of records, the unit that flows between stages."""
+Records: TypeAlias = list[Record]
+"""A batch of records."""
+
+Batch: TypeAlias = "list[Record] | pa.Table"
+"""A batch, the unit that flows between stages: a list of records or a ``pyarrow.Table``."""
 
 ErrorHandling: TypeAlias = Literal["raise", "skip"]
 """The values of the ``error_handling`` option of pipelines, the file extractor and transformers.

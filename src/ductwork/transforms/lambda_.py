@@ -200,7 +200,7 @@ class LambdaTransformer(RecordTransformer):
             error.__cause__ = exc
             await run.reject([Failure(start + i, record, error) for i, record in enumerate(batch)])
             return None
-        return result  # type: ignore[no-any-return]
+        return result
 
 
 def create_lambda_transformer(

@@ -217,10 +217,17 @@ class FileExtractorConfig(_PathOptions):
     @field_validator("file_format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        fmt = _format_or_inferred(value, info)
-        if fmt in COLUMNAR and info.data.get("compression") not in ("infer", "none"):
+        return _format_or_inferred(value, info)
+
+    @field_validator("compression")
+    @classmethod
+    def _check_compression(cls, value: str, info: ValidationInfo) -> str:
+        fmt = info.data.get("file_format")
+        if fmt in COLUMNAR and value not in ("infer", "none"):
             raise ValueError(f"a {fmt} file compresses inside; leave compression as 'infer'")
-        return fmt
+        if value == "snappy":
+            raise ValueError("snappy applies to Parquet pages only, not to files read")
+        return value
 
     @field_validator("records_path")
     @classmethod
@@ -292,15 +299,19 @@ class FileLoaderConfig(_PathOptions):
     @field_validator("format")
     @classmethod
     def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        fmt = _format_or_inferred(value, info)
-        setting = info.data.get("compression")
-        if fmt == "arrow" and setting not in ("infer", "none"):
+        return _format_or_inferred(value, info)
+
+    @field_validator("compression")
+    @classmethod
+    def _check_compression(cls, value: str, info: ValidationInfo) -> str:
+        fmt = info.data.get("format")
+        if fmt == "arrow" and value not in ("infer", "none"):
             raise ValueError("an Arrow IPC stream takes no compression; leave it as 'infer'")
-        if fmt == "parquet" and setting == "bz2":
+        if fmt == "parquet" and value == "bz2":
             raise ValueError("Parquet pages compress with zstd, snappy, gzip or none, not bz2")
-        if fmt not in COLUMNAR and setting == "snappy":
+        if fmt not in COLUMNAR and value == "snappy":
             raise ValueError("snappy applies to Parquet files only")
-        return fmt
+        return value
 
     @field_validator("schema_")
     @classmethod

@@ -14,13 +14,15 @@ from .output import FileSink
 
 
 class FileLoader(Loader):
-    """Writes records to a file, atomically.
+    """Writes batches (records or Arrow tables) to a file, atomically.
 
     Made by :func:`create_file_loader`. ``open(ctx)`` returns an async context manager yielding a
     sink; the sink writes to a temporary file beside the target, renamed into place when the block
     exits cleanly and deleted when it exits with an exception (including cancellation). The
     stage's metrics count ``bytes_written`` (as stored).
     """
+
+    batch_format = "any"
 
     def __init__(self, config: FileLoaderConfig) -> None:
         self.config = config
