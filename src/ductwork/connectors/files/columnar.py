@@ -22,6 +22,7 @@ import pyarrow.ipc as ipc
 import pyarrow.parquet as pq
 
 from ..._exceptions import FileFormatError, LoadError
+from ...core.arrow import concat
 from ...core.types import Batch
 
 __all__ = ["ArrowStreamWriter", "ParquetWriter", "as_table", "iter_arrow_stream", "iter_parquet"]
@@ -82,6 +83,20 @@ def _misfit_column(batch: Batch, schema: pa.Schema | None) -> str | None:
     return None
 
 
+def _widened(schema: pa.Schema) -> pa.Schema:
+    """A schema inferred from a first batch of records, with room for the later ones: a decimal
+    column gets the full precision of its kind (the first values say nothing of the widest)."""
+    fields = []
+    for field in schema:
+        kind = field.type
+        if pa.types.is_decimal128(kind):
+            field = field.with_type(pa.decimal128(38, kind.scale))
+        elif pa.types.is_decimal256(kind):
+            field = field.with_type(pa.decimal256(76, kind.scale))
+        fields.append(field)
+    return pa.schema(fields, metadata=schema.metadata)
+
+
 class _ColumnarWriter:
     def __init__(self, schema: pa.Schema | None) -> None:
         self.schema = schema
@@ -99,7 +114,9 @@ class _ColumnarWriter:
                     f"{', '.join(names)} (all null in the first batch); pass schema=",
                     retryable=False,
                 )
-            self.schema = table.schema
+            self.schema = _widened(table.schema)
+            if not self.schema.equals(table.schema):
+                table = table.cast(self.schema)
         return table
 
 
@@ -126,19 +143,23 @@ class ParquetWriter(_ColumnarWriter):
         self._pending.append(table)
         self._rows += table.num_rows
         if self._rows >= self.row_group_size:
-            self._write_group()
+            self._write_groups(final=False)
         return self._sink.take()
 
-    def _write_group(self) -> None:
+    def _write_groups(self, *, final: bool) -> None:
+        """Write the buffered rows as row groups of ``row_group_size``; keep the rest buffered
+        unless ``final``."""
         if not self._pending:
             return
-        assert self.schema is not None
         if self._writer is None:
             self._writer = self._open()
-        table = pa.concat_tables(self._pending) if len(self._pending) > 1 else self._pending[0]
-        self._pending.clear()
-        self._rows = 0
-        self._writer.write_table(table, row_group_size=max(table.num_rows, 1))
+        table = concat(self._pending)
+        size = self.row_group_size
+        whole = table.num_rows if final else table.num_rows // size * size
+        self._writer.write_table(table.slice(0, whole), row_group_size=size)
+        rest = table.slice(whole)
+        self._pending = [rest] if rest.num_rows else []
+        self._rows = rest.num_rows
 
     def _open(self) -> pq.ParquetWriter:
         return pq.ParquetWriter(
@@ -149,7 +170,7 @@ class ParquetWriter(_ColumnarWriter):
         )
 
     def finish(self) -> bytes:
-        self._write_group()
+        self._write_groups(final=True)
         if self._writer is None:
             if self.schema is None:
                 raise LoadError(
