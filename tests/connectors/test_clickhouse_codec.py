@@ -29,11 +29,10 @@ from ductwork.connectors.clickhouse.codec import (
     encode_records,
     has_naive_datetime,
     quote_identifier,
-    render_query,
-    sql_literal,
     valid_type,
 )
 from ductwork.connectors.clickhouse.loader import _ClickHouseSink, _engine_version
+from ductwork.connectors.clickhouse.query import render_query, sql_literal
 
 # --------------------------------------------------------------------------- configuration
 
