@@ -303,9 +303,8 @@ class Connection:
             await result.check()
             yield result
 
-    async def insert(self, query: str, body: bytes, params: Mapping[str, Any]) -> dict[str, Any]:
-        """POST an insert body and return the server's summary of it (``written_rows``, ...,
-        from ``X-ClickHouse-Summary``; empty when it sends none).
+    async def insert(self, query: str, body: bytes, params: Mapping[str, Any]) -> None:
+        """POST an insert body.
 
         Raises:
             ServerError: the server rejected the insert.
@@ -329,11 +328,6 @@ class Connection:
             result = ResultStream(response)
             await result.check()
             await result.aread()
-        try:
-            summary = orjson.loads(response.headers.get("X-ClickHouse-Summary", "{}"))
-        except orjson.JSONDecodeError:
-            return {}
-        return summary if isinstance(summary, dict) else {}
 
 
 class ResultStream:
@@ -387,6 +381,14 @@ _MARK = b"__exception__\r\n"
 _BLOCK_LIMIT = 16 * 1024 + 256
 
 
+def _overlap(data: bytes, needle: bytes) -> int:
+    """The length of the longest end of ``data`` that begins ``needle`` (shorter than it)."""
+    for n in range(min(len(needle) - 1, len(data)), 0, -1):
+        if data.endswith(needle[:n]):
+            return n
+    return 0
+
+
 class _ExceptionScanner:
     """Finds the error block in a body passing through, holding back only what may begin one."""
 
@@ -415,14 +417,7 @@ class _ExceptionScanner:
             self.block = bytearray(data[start:])
             self.held = b""
             return data[:start]
-        keep = next(
-            (
-                n
-                for n in range(min(len(self.prefix) - 1, len(data)), 0, -1)
-                if data.endswith(self.prefix[:n])
-            ),
-            0,
-        )
+        keep = max(_overlap(data, self.prefix), _overlap(data, self.needle))
         self.held = data[len(data) - keep :] if keep else b""
         return data[: len(data) - keep] if keep else data
 

@@ -492,7 +492,7 @@ class _ClickHouseSink:
                 count = len(kept)
                 body = encode_records(kept)[1:-1]
         try:
-            summary = await self._send(body, self._token(batch_no, body))
+            await self._send(body, self._token(batch_no, body))
         except ServerError as exc:
             if records is None:
                 records = [record for part, _ in parts for record in part]
@@ -502,22 +502,13 @@ class _ClickHouseSink:
             raise self._insert_error(exc, batch_no, records) from None
         except httpx.TransportError as exc:
             raise self._connection_error(exc, batch_no, count) from exc
-        self._inserted(count, len(body), summary)
+        self._inserted(count, len(body))
 
-    def _inserted(self, rows: int, nbytes: int, summary: Mapping[str, Any] | None) -> None:
+    def _inserted(self, rows: int, nbytes: int) -> None:
         self.rows_inserted += rows
         self.ctx.add_metric("rows_inserted", rows)
         self.ctx.add_metric("inserts", 1)
         self.ctx.add_metric("bytes_sent", nbytes)
-        if (
-            self.dedup_tokens
-            and not self.config.async_insert
-            and summary
-            and str(summary.get("written_rows")) == "0"
-            and rows
-        ):
-            # The server already had this block (a rerun, or a retry whose first try landed).
-            self.ctx.add_metric("inserts_deduplicated", 1)
 
     def _token(self, batch_no: int, body: bytes, piece: str = "") -> dict[str, Any]:
         """The deduplication token of an insert: the same for the same rows at the same place
@@ -552,13 +543,13 @@ class _ClickHouseSink:
             latest[k] = record
         return list(latest.values())
 
-    async def _send(self, body: bytes, params: Mapping[str, Any]) -> Mapping[str, Any] | None:
-        """One insert, retried where that cannot duplicate rows (see the module docs); returns
-        the server's summary of it (``written_rows``, ...) when it sent one."""
+    async def _send(self, body: bytes, params: Mapping[str, Any]) -> None:
+        """One insert, retried where that cannot duplicate rows (see the module docs)."""
         retries = self.loader.backoff.retries(self.config.retries)
         while True:
             try:
-                return await self.conn.insert(self.query, body, {**self.params, **params})
+                await self.conn.insert(self.query, body, {**self.params, **params})
+                return
             except ServerError as exc:
                 if exc.code not in _OVERLOADED or not retries.left:
                     raise
@@ -597,7 +588,7 @@ class _ClickHouseSink:
                 body = encode_records(chunk)[1:-1]
                 token = self._token(batch_no, body, f":{offset}:{len(chunk)}")
                 try:
-                    summary = await self._send(body, token)
+                    await self._send(body, token)
                 except ServerError as exc:
                     if exc.code not in _BAD_DATA:
                         raise self._insert_error(exc, batch_no, chunk) from None
@@ -605,7 +596,7 @@ class _ClickHouseSink:
                 except httpx.TransportError as exc:
                     raise self._connection_error(exc, batch_no, len(chunk)) from exc
                 else:
-                    self._inserted(len(chunk), len(body), summary)
+                    self._inserted(len(chunk), len(body))
                     continue
             if len(chunk) == 1:
                 await self._dead_letter(chunk[0], str(error), batch_no)

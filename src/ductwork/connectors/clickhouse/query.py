@@ -24,6 +24,7 @@ Python value                           parameter type
 ``list``, ``set``                      ``Array(T)``, ``T`` the elements' common type
                                        (``Nullable(T)`` with ``None`` among them)
 ``tuple``                              ``Tuple(T1, ..., Tn)``
+``dict`` (not empty)                   ``Map(K, V)``
 =====================================  =====================================================
 """
 
@@ -56,13 +57,18 @@ def sql_literal(value: Any) -> str:
 
     Uses aiochclient's own encoder (strings are quoted with ``\\`` and ``'`` escaped; lists, tuples
     and dicts recursively). An aware datetime becomes ``toDateTime(<unix seconds>)`` so it means the
-    same instant whatever the server's time zone.
+    same instant whatever the server's time zone; a ``Decimal`` becomes ``toDecimal128('<digits>',
+    <scale>)``, exact and comparable with ``Decimal`` columns (a bare number would be a float).
 
     Raises:
         TypeError: the value has no SQL literal form.
     """
     if isinstance(value, datetime) and value.utcoffset() is not None:
         return f"toDateTime({math.floor(value.timestamp())})"
+    if isinstance(value, Decimal) and (kind := _decimal_type(value)) is not None:
+        precision, scale = (int(n) for n in kind[len("Decimal(") : -1].split(","))
+        if precision <= 38:
+            return f"toDecimal128('{format(value, 'f')}', {scale})"
     try:
         encoded: bytes = _py2ch(value)
     except Exception as exc:  # aiochclient raises ChClientError for unsupported types
@@ -143,6 +149,12 @@ def _type_of(value: Any) -> str | None:
     if isinstance(value, list | set | frozenset):
         element = _common_type([_type_of(item) for item in value])
         return None if element is None else f"Array({element})"
+    if isinstance(value, dict) and value:
+        key = _common_type([_type_of(item) for item in value])
+        element = _common_type([_type_of(item) for item in value.values()])
+        if key is None or element is None or key.startswith(("Nullable(", "Nothing")):
+            return None
+        return f"Map({key}, {element})"
     return None
 
 
@@ -151,19 +163,31 @@ def _common_type(types: list[str | None]) -> str | None:
     if None in types:
         return None
     nullable = "Nullable(Nothing)" in types
-    kinds = {t for t in types if t is not None and t != "Nullable(Nothing)"}
-    if kinds and kinds <= {"Int64", "Float64"}:
-        kinds = {"Float64"} if len(kinds) > 1 else kinds
-    if len(kinds) > 1:
-        return None
-    if not kinds:
-        return "Nullable(Nothing)" if nullable else "Nothing"
-    kind = kinds.pop()
-    if not nullable:
+    kind: str | None = "Nothing"
+    for each in types:
+        if kind is not None and each is not None and each != "Nullable(Nothing)":
+            kind = _unify(kind, each)
+    if kind is None or not nullable:
         return kind
-    if kind.startswith(("Array(", "Tuple(", "Nullable(")):
+    if kind == "Nothing":
+        return "Nullable(Nothing)"
+    if kind.startswith(("Array(", "Tuple(", "Map(", "Nullable(")):
         return None  # Nullable cannot wrap these
     return f"Nullable({kind})"
+
+
+def _unify(a: str, b: str) -> str | None:
+    """A type holding values of both types, if there is a simple one."""
+    if a == b or b == "Nothing":
+        return a
+    if a == "Nothing":
+        return b
+    if {a, b} == {"Int64", "Float64"}:
+        return "Float64"
+    if a.startswith("Array(") and b.startswith("Array("):
+        inner = _unify(a[len("Array(") : -1], b[len("Array(") : -1])
+        return None if inner is None else f"Array({inner})"
+    return None
 
 
 def _text(value: Any) -> str:
@@ -182,6 +206,8 @@ def _text(value: Any) -> str:
         return "[" + ",".join(_text(item) for item in value) + "]"
     if isinstance(value, tuple):
         return "(" + ",".join(_text(item) for item in value) + ")"
+    if isinstance(value, dict):
+        return "{" + ",".join(f"{_text(k)}:{_text(v)}" for k, v in value.items()) + "}"
     return "'" + _plain(value).translate(_QUOTED) + "'"
 
 
@@ -207,7 +233,7 @@ def query_parameter(value: Any) -> tuple[str, str] | None:
         return kind, "\\N"
     if isinstance(value, Enum):
         value = value.value
-    if isinstance(value, list | set | frozenset | tuple | bool | int | float | Decimal):
+    if isinstance(value, list | set | frozenset | tuple | dict | bool | int | float | Decimal):
         return kind, _text(value)
     return kind, _plain(value).translate(_ESCAPES)
 
