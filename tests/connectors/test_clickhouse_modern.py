@@ -158,9 +158,9 @@ async def test_placeholders_travel_as_typed_parameters_apart_from_the_sql(
     seen: list[tuple[str, dict[str, Any]]] = []
     stream = Connection.stream
 
-    def recording(self: Connection, query: str, params: Mapping[str, Any]) -> Any:
+    def recording(self: Connection, query: str, params: Mapping[str, Any], **kw: Any) -> Any:
         seen.append((query, dict(params)))
-        return stream(self, query, params)
+        return stream(self, query, params, **kw)
 
     monkeypatch.setattr(Connection, "stream", recording)
     moment = datetime(2024, 1, 1, 12, 30, 0, 250000)
@@ -459,9 +459,9 @@ async def test_many_small_async_loads_at_once(
 
     await load(0)  # creates the table
     async with anyio.create_task_group() as tg:
-        for n in range(1, 8):
+        for n in range(1, 5):
             tg.start_soon(load, n)
-    assert await count(clickhouse, table) == 80  # the dropped answer was retried, deduplicated
+    assert await count(clickhouse, table) == 50  # the dropped answer was retried, deduplicated
     assert all(p["async_insert"] == 1 and p["wait_for_async_insert"] == 1 for p in sent)
     assert all(p["async_insert_deduplicate"] == 1 for p in sent)
     assert all(p["insert_deduplication_token"] for p in sent)

@@ -248,16 +248,20 @@ class Connection:
         return self._capabilities
 
     async def _detect(self) -> Capabilities:
+        # Without this run's settings: what is cached holds for every stage of this user.
+        plain = {"database": self.config.database}
         try:
-            rows = await self.rows(_capabilities.detection_query())
+            rows = await self.rows(_capabilities.detection_query(), plain, settings=False)
         except ServerError as exc:
             if exc.code != 60:  # UNKNOWN_TABLE: a server without system.formats
                 raise
-            rows = await self.rows(_capabilities.detection_query(with_formats=False))
+            query = _capabilities.detection_query(with_formats=False)
+            rows = await self.rows(query, plain, settings=False)
         probed = None
         if _capabilities.needs_parameter_probe(str(rows[0]["version"])):
+            probe = "SELECT {p:UInt8} AS p FORMAT JSONEachRow"
             try:
-                probed = await self.rows("SELECT {p:UInt8} AS p FORMAT JSONEachRow", {"param_p": 1})
+                probed = await self.rows(probe, {**plain, "param_p": 1}, settings=False)
             except ServerError:
                 probed = []
         return _capabilities.from_row(rows[0], None if probed is None else bool(probed))
@@ -277,27 +281,33 @@ class Connection:
         except ChClientError as exc:
             raise ServerError(str(exc)) from None
 
-    async def rows(self, sql: str, params: Mapping[str, Any] | None = None) -> list[dict[str, Any]]:
+    async def rows(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, settings: bool = True
+    ) -> list[dict[str, Any]]:
         """Run a query ending in ``FORMAT JSONEachRow`` (with request parameters such as
         ``param_*``) and return its rows as parsed JSON.
 
         Raises:
             ServerError: the server rejected the query or failed in mid-result.
         """
-        async with self.stream(sql, params or {}) as result:
+        async with self.stream(sql, params or {}, settings=settings) as result:
             body = await result.aread()
         return [orjson.loads(line) for line in body.splitlines() if line.strip()]
 
     @asynccontextmanager
-    async def stream(self, sql: str, params: Mapping[str, Any]) -> AsyncIterator[ResultStream]:
-        """Send a query and stream its result.
+    async def stream(
+        self, sql: str, params: Mapping[str, Any], *, settings: bool = True
+    ) -> AsyncIterator[ResultStream]:
+        """Send a query and stream its result; with ``settings=False`` only ``params`` go with
+        it, not the connection's and the stage's settings.
 
         Raises:
             ServerError: the server rejected the query (an error status), or failed after the
                 result started (raised while the body is read).
         """
+        base = self.params if settings else {}
         async with self.http.stream(
-            "POST", self.url, params={**self.params, **params}, content=sql.encode()
+            "POST", self.url, params={**base, **params}, content=sql.encode()
         ) as response:
             result = ResultStream(response)
             await result.check()

@@ -138,6 +138,9 @@ class ClickHouseExtractor(Extractor):
                 timezone = None
                 if any(has_naive_datetime(type_name) for _, type_name in columns):
                     timezone = capabilities.timezone
+                    if "session_timezone" in conn.settings:  # this stage's own time zone
+                        query = "SELECT timezone() AS tz FORMAT JSONEachRow"
+                        timezone = (await conn.rows(query))[0]["tz"]
                 decoder = RowDecoder(columns, timezone)
                 params = {
                     **_RESULT_SETTINGS,
