@@ -1,4 +1,8 @@
-"""The ClickHouse extractor and loader against a real server (started by ``conftest.py``)."""
+"""The ClickHouse extractor and loader against a real server (started by ``conftest.py``).
+
+Every test taking ``clickhouse`` runs on both legs (the 18.16 server and the chdb front); those
+taking ``local_clickhouse`` kill and restart a server of their own, so they run on the 18.16
+server only (their faults on the chdb leg: ``test_clickhouse_modern.py``)."""
 
 from __future__ import annotations
 

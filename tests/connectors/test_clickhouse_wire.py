@@ -107,7 +107,7 @@ def row(version: str, settings: list[str], **extra: Any) -> dict[str, Any]:
     return {
         "version": version,
         "timezone": "UTC",
-        "settings": [[name, "1"] for name in settings],
+        "settings": [f"{name}=1" for name in settings],
         "merge_tree": [],
         **extra,
     }
@@ -136,7 +136,7 @@ def test_capabilities_come_from_the_system_tables_and_the_version() -> None:
     assert not mid.arrow_stream
 
     new = capabilities.from_row(
-        row("25.11.1", [], merge_tree=[["non_replicated_deduplication_window", "100"]]), None
+        row("25.11.1", [], merge_tree=["non_replicated_deduplication_window=100"]), None
     )
     assert new.tagged_exceptions
     assert new.deduplicates_by_default()
@@ -271,7 +271,7 @@ def test_table_settings_and_deduplication_windows() -> None:
     assert _dedup_window("ReplicatedMergeTree", replicated_off, caps) is None
     assert _dedup_window("Memory", "Memory", caps) is None
     server_wide = capabilities.from_row(
-        row("26.9.1", [], merge_tree=[["non_replicated_deduplication_window", "50"]]), None
+        row("26.9.1", [], merge_tree=["non_replicated_deduplication_window=50"]), None
     )
     assert _dedup_window("MergeTree", "MergeTree ORDER BY id", server_wide) == 50
 
@@ -281,6 +281,9 @@ def test_token_scopes_are_what_a_rerun_repeats() -> None:
     first = RunContext(pipeline="p", window=day, params={"b": 1, "a": [1, 2]})
     rerun = RunContext(pipeline="p", window=day, params={"a": [1, 2], "b": 1})
     assert _scope(first) == _scope(rerun)
+    berlin = timezone(timedelta(hours=1))
+    elsewhere = TimeWindow(day.start.astimezone(berlin), day.end.astimezone(berlin))
+    assert _scope(RunContext(pipeline="p", window=elsewhere, params=first.params)) == _scope(first)
     assert _scope(first).startswith("p:")
     assert _scope(first) != _scope(RunContext(pipeline="p", window=day))
     assert _scope(first) != _scope(RunContext(pipeline="q", window=day, params=first.params))

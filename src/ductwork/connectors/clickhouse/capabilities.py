@@ -172,9 +172,9 @@ def detection_query(with_formats: bool = True) -> str:
     )
     return (
         "SELECT version() AS version, timezone() AS timezone, "
-        f"(SELECT groupArray(tuple(name, value)) FROM system.settings "
+        f"(SELECT groupArray(concat(name, '=', value)) FROM system.settings "
         f"WHERE name IN ({_names(SETTINGS)})) AS settings, "
-        f"(SELECT groupArray(tuple(name, value)) FROM system.merge_tree_settings "
+        f"(SELECT groupArray(concat(name, '=', value)) FROM system.merge_tree_settings "
         f"WHERE name IN ({_names(MERGE_TREE_SETTINGS)})) AS merge_tree{formats} "
         "FORMAT JSONEachRow"
     )
@@ -192,13 +192,18 @@ def from_row(row: Mapping[str, Any], query_parameters: bool | None) -> Capabilit
         version=version,
         version_text=str(row["version"]),
         timezone=str(row["timezone"]),
-        settings={str(name): str(value) for name, value in row["settings"]},
+        settings=_pairs(row["settings"]),
         formats=formats,
-        merge_tree={str(name): str(value) for name, value in row["merge_tree"]},
+        merge_tree=_pairs(row["merge_tree"]),
         query_parameters=version >= _QUERY_PARAMETERS
         if query_parameters is None
         else query_parameters,
     )
+
+
+def _pairs(items: list[str]) -> dict[str, str]:
+    """``["name=value", ...]`` as a dict (names never hold ``=``)."""
+    return dict(item.partition("=")[::2] for item in items)
 
 
 def needs_parameter_probe(version_text: str) -> bool:

@@ -11,6 +11,7 @@ import logging
 import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic
 from typing import Annotated, Any, Literal
@@ -744,13 +745,18 @@ def _scope(ctx: RunContext) -> str:
     retries it, share the parent's run id)."""
     basis: list[Any] = []
     if ctx.window is not None:
-        basis.append(["window", ctx.window.start.isoformat(), ctx.window.end.isoformat()])
+        basis.append(["window", *(_instant(t) for t in (ctx.window.start, ctx.window.end))])
     if ctx.params:
         basis.append(["params", dict(ctx.params)])
     if not basis:
         basis.append(["run", ctx.parent_run_id or ctx.run_id])
     data = orjson.dumps(basis, default=repr, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
     return f"{ctx.pipeline}:{hashlib.blake2b(data, digest_size=8).hexdigest()}"
+
+
+def _instant(moment: datetime) -> str:
+    """A datetime as text that is the same for the same instant in any time zone."""
+    return (moment.astimezone(UTC) if moment.utcoffset() is not None else moment).isoformat()
 
 
 def _engine_version(engine_full: str) -> str | None:
