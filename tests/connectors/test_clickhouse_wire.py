@@ -18,9 +18,14 @@ import pytest
 from ductwork import RunContext, TimeWindow
 from ductwork.connectors.clickhouse import capabilities
 from ductwork.connectors.clickhouse.client import ResultStream, _ExceptionScanner
-from ductwork.connectors.clickhouse.codec import ServerError, sorting_key_columns
-from ductwork.connectors.clickhouse.loader import _dedup_window, _scope, _table_settings
+from ductwork.connectors.clickhouse.codec import ServerError
+from ductwork.connectors.clickhouse.loader import _scope
 from ductwork.connectors.clickhouse.query import bind_query, query_parameter, sql_literal
+from ductwork.connectors.clickhouse.tables import (
+    deduplication_window,
+    sorting_key_columns,
+    table_settings,
+)
 
 # --------------------------------------------------------------------------- query parameters
 
@@ -263,17 +268,19 @@ def test_sorting_keys_are_parsed(sorting_key: str, columns: list[str]) -> None:
 def test_table_settings_and_deduplication_windows() -> None:
     caps = capabilities.from_row(row("26.9.1", []), None)
     full = "MergeTree ORDER BY id SETTINGS non_replicated_deduplication_window = 100, a = 'x, y'"
-    assert _table_settings(full) == {"non_replicated_deduplication_window": "100", "a": "x, y"}
-    assert _dedup_window("MergeTree", full, caps) == 100
-    assert _dedup_window("MergeTree", "MergeTree ORDER BY id", caps) is None
-    assert _dedup_window("ReplicatedMergeTree", "ReplicatedMergeTree('/p', 'r') ORDER BY id", caps)
+    assert table_settings(full) == {"non_replicated_deduplication_window": "100", "a": "x, y"}
+    assert deduplication_window("MergeTree", full, caps) == 100
+    assert deduplication_window("MergeTree", "MergeTree ORDER BY id", caps) is None
+    assert deduplication_window(
+        "ReplicatedMergeTree", "ReplicatedMergeTree('/p', 'r') ORDER BY id", caps
+    )
     replicated_off = "ReplicatedMergeTree ORDER BY id SETTINGS replicated_deduplication_window = 0"
-    assert _dedup_window("ReplicatedMergeTree", replicated_off, caps) is None
-    assert _dedup_window("Memory", "Memory", caps) is None
+    assert deduplication_window("ReplicatedMergeTree", replicated_off, caps) is None
+    assert deduplication_window("Memory", "Memory", caps) is None
     server_wide = capabilities.from_row(
         row("26.9.1", [], merge_tree=["non_replicated_deduplication_window=50"]), None
     )
-    assert _dedup_window("MergeTree", "MergeTree ORDER BY id", server_wide) == 50
+    assert deduplication_window("MergeTree", "MergeTree ORDER BY id", server_wide) == 50
 
 
 def test_token_scopes_are_what_a_rerun_repeats() -> None:

@@ -36,7 +36,6 @@ __all__ = [
     "decode_error_text",
     "encode_records",
     "quote_identifier",
-    "sorting_key_columns",
     "split_args",
     "split_table",
     "valid_column",
@@ -202,47 +201,6 @@ def split_args(args: str) -> list[str]:
     if tail:
         parts.append(tail)
     return parts
-
-
-def sorting_key_columns(sorting_key: str) -> list[str]:
-    """The expressions of a sorting key as ``system.tables`` gives it, unquoted: ``"a, b"``,
-    ``"(a, b)"`` and ``"(a)"`` (26.x writes a one-column key in parentheses) are ``["a", "b"]``
-    and ``["a"]``; ``"tuple()"`` is ``[]``.
-
-    Example:
-        >>> sorting_key_columns("(user_id)"), sorting_key_columns("`k`, toDate(ts)")
-        (['user_id'], ['k', 'toDate(ts)'])
-    """
-    text = sorting_key.strip()
-    while text.startswith("(") and text.endswith(")") and _encloses(text):
-        text = text[1:-1].strip()
-    if text in ("", "tuple()"):
-        return []
-    out = []
-    for part in split_args(text):
-        if len(part) >= 2 and part[0] == part[-1] == "`":
-            part = part[1:-1].replace("\\`", "`").replace("\\\\", "\\")
-        out.append(part)
-    return out
-
-
-def _encloses(text: str) -> bool:
-    """Whether the first ``(`` of ``text`` closes at its last character."""
-    depth = 0
-    quoted = ""
-    for i, char in enumerate(text):
-        if quoted:
-            if char == quoted and text[i - 1] != "\\":
-                quoted = ""
-        elif char in "'`":
-            quoted = char
-        elif char == "(":
-            depth += 1
-        elif char == ")":
-            depth -= 1
-            if depth == 0:
-                return i == len(text) - 1
-    return False
 
 
 def _unquote(text: str) -> str:

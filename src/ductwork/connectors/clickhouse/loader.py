@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import re
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
 from datetime import UTC, datetime
@@ -34,14 +33,13 @@ from .codec import (
     encode_for_file,
     encode_records,
     quote_identifier,
-    sorting_key_columns,
-    split_args,
     split_table,
     valid_column,
     valid_identifier,
     valid_type,
 )
 from .query import render_query
+from .tables import deduplication_window, engine_version, sorting_key_columns
 
 __all__ = ["ClickHouseLoader", "ClickHouseLoaderConfig", "create_clickhouse_loader"]
 
@@ -316,7 +314,7 @@ class _ClickHouseSink:
         """Decide whether inserts carry tokens the table honours (see the config's
         ``deduplication``), and say why not where they cannot."""
         table = self.loader.qualified
-        window = _dedup_window(engine, engine_full, caps)
+        window = deduplication_window(engine, engine_full, caps)
         setting = self.conn.settings.get("insert_deduplicate")
         if setting is None:
             setting = caps.settings.get("insert_deduplicate", "1")
@@ -388,7 +386,7 @@ class _ClickHouseSink:
                 f"{table} ({', '.join(key)}): ReplacingMergeTree replaces rows whose sorting "
                 f"keys are equal"
             )
-        version = _engine_version(engine_full)
+        version = engine_version(engine_full)
         if self.config.version_column is not None and self.config.version_column != version:
             have = f"version column {version!r}" if version else "no version column"
             raise self._setup_error(
@@ -711,34 +709,6 @@ class _ClickHouseSink:
             self.dead_file = None
 
 
-_SETTING = re.compile(r"(\w+)\s*=\s*('(?:[^'\\]|\\.)*'|[^,\s]+)")
-
-
-def _table_settings(engine_full: str) -> dict[str, str]:
-    """The ``SETTINGS`` of an ``engine_full`` (``... SETTINGS a = 1, b = 'x'``)."""
-    _, found, settings = engine_full.rpartition(" SETTINGS ")
-    if not found:
-        return {}
-    return {name: value.strip("'") for name, value in _SETTING.findall(settings)}
-
-
-def _dedup_window(engine: str, engine_full: str, caps: Capabilities) -> int | None:
-    """How many recent inserts the table remembers to deduplicate against (``None``: none)."""
-    settings = _table_settings(engine_full)
-    if engine.startswith(("Replicated", "Shared")):
-        name, default = "replicated_deduplication_window", "100"
-    elif engine.endswith("MergeTree"):
-        name, default = "non_replicated_deduplication_window", "0"
-    else:
-        return None
-    value = settings.get(name, caps.merge_tree.get(name, default))
-    try:
-        window = int(value)
-    except ValueError:
-        return None
-    return window if window > 0 else None
-
-
 def _scope(ctx: RunContext) -> str:
     """What a rerun has in common with the run it repeats: the pipeline, and its window and
     parameters; a run with neither repeats only itself (its retries, within a composition that
@@ -757,28 +727,6 @@ def _scope(ctx: RunContext) -> str:
 def _instant(moment: datetime) -> str:
     """A datetime as text that is the same for the same instant in any time zone."""
     return (moment.astimezone(UTC) if moment.utcoffset() is not None else moment).isoformat()
-
-
-def _engine_version(engine_full: str) -> str | None:
-    """The version column of a ``ReplacingMergeTree(...)`` engine definition, if it has one.
-
-    Understands ``ReplacingMergeTree(ver)``, ``ReplacingMergeTree(ver, is_deleted)``, the
-    replicated form with its two quoted arguments first, and the old
-    ``ReplacingMergeTree(date, key, granularity[, ver])`` syntax.
-    """
-    head, paren, rest = engine_full.partition("(")
-    if not paren or " " in head.strip():
-        return None  # "ReplacingMergeTree ORDER BY ...": the engine has no arguments
-    depth = 1
-    end = 0
-    while end < len(rest) and depth:
-        depth += {"(": 1, ")": -1}.get(rest[end], 0)
-        end += 1
-    args = [arg for arg in split_args(rest[: end - 1]) if not arg.startswith("'")]
-    if len(args) >= 3:  # the old syntax: the version, if any, comes after the granularity
-        last = args[-1].strip("`")
-        return None if last.isdigit() else last
-    return args[0].strip("`") if args else None
 
 
 def create_clickhouse_loader(
