@@ -294,7 +294,16 @@ class ClickHouseExtractError(ClickHouseError, ExtractError):
 
 class ClickHouseLoadError(ClickHouseError, LoadError):
     """A ClickHouse insert of a loader failed (a :class:`ClickHouseError` and a
-    :class:`LoadError`)."""
+    :class:`LoadError`).
+
+    Attributes:
+        rows_committed: rows of the run the server had committed before the failure, when the
+            failure came after the loader started inserting.
+    """
+
+    def __init__(self, message: str, *, rows_committed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rows_committed = rows_committed
 
 
 class RecordValidationError(TransformError):

@@ -603,6 +603,18 @@ class StageRunner:
         except BaseException as exc:
             # Tell the loader the run did not succeed, so it cleans up instead of committing.
             await self._exit_failed(cm, exc, f"loader {stats.name!r}")
+            _count_committed(stats, sink)
             raise
         port.finished = True
-        await cm.__aexit__(None, None, None)
+        try:
+            await cm.__aexit__(None, None, None)
+        finally:
+            _count_committed(stats, sink)
+
+
+def _count_committed(stats: StageStats, sink: Any) -> None:
+    """A sink that knows what it committed (``records_committed``) has that as its records out,
+    rather than what it was handed (see :class:`~ductwork.core.stages.Loader`)."""
+    committed = getattr(sink, "records_committed", None)
+    if isinstance(committed, int) and not isinstance(committed, bool):
+        stats.records_out = committed
