@@ -292,7 +292,8 @@ class _ClickHouseSink:
                 f"mode='upsert' needs a ReplacingMergeTree table (rows with equal sorting key "
                 f"replace each other); {table} is {engine}"
             )
-        key = tuple(part.strip().strip("`") for part in sorting_key.split(","))
+        # 24.x and later keep the parentheses of a one-column key: "(id)"
+        key = tuple(part.strip().strip("()").strip("`") for part in sorting_key.split(","))
         if not all(valid_column(part) for part in key):
             raise self._setup_error(
                 f"mode='upsert' needs a sorting key of plain columns; {table} is ordered by "
