@@ -20,11 +20,12 @@ import time
 import uuid
 from collections.abc import AsyncIterator, Callable, Iterator
 from contextlib import aclosing
-from datetime import date, datetime
+from datetime import UTC, date, datetime
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 from uuid import UUID
+from zoneinfo import ZoneInfo
 
 import anyio
 import httpx
@@ -39,13 +40,15 @@ from ductwork import (
     ClickHouseLoadError,
     ConfigError,
     RunContext,
+    TimeWindow,
     create_clickhouse_extractor,
     create_clickhouse_loader,
     create_el_pipeline,
 )
-from ductwork.connectors.clickhouse import embedded
+from ductwork.connectors.clickhouse import embedded_engine
 from ductwork.connectors.clickhouse.codec import decode_error_text
-from ductwork.connectors.clickhouse.embedded import EmbeddedTransport, embedded_path
+from ductwork.connectors.clickhouse.embedded import EmbeddedTransport
+from ductwork.connectors.clickhouse.embedded_engine import embedded_path
 
 ROOT = Path(__file__).resolve().parents[2]
 SLOW = {"max_block_size": 100, "function_sleep_max_microseconds_per_block": 100_000_000}
@@ -155,7 +158,7 @@ def test_chdb_urls_are_validated_and_normalised(chdb_url: str) -> None:
 
 async def test_one_data_path_per_process(embedded_config: ClickHouseConfig) -> None:
     await sql(embedded_config, "SELECT 1")  # the engine runs
-    running = embedded.engine_path()
+    running = embedded_engine.engine_path()
     assert running is not None
     assert ClickHouseConfig(url="chdb://" + running).url == "chdb://" + running
     with pytest.raises(ConfigError) as info:
@@ -177,6 +180,25 @@ async def test_one_data_path_per_process(embedded_config: ClickHouseConfig) -> N
     assert error.value.retryable is False
 
 
+async def test_another_process_cannot_open_the_data_directory(
+    embedded_config: ClickHouseConfig,
+) -> None:
+    await sql(embedded_config, "SELECT 1")  # this process has it open
+    code = (
+        "import anyio\n"
+        "from ductwork import create_clickhouse_extractor, create_el_pipeline\n"
+        f"extract = create_clickhouse_extractor('SELECT 1', {embedded_config.url!r})\n"
+        "anyio.run(create_el_pipeline(extract, print, logging=False).run)\n"
+    )
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
+    done = subprocess.run(
+        [sys.executable, "-c", code], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 1
+    assert "ClickHouseExtractError" in done.stderr
+    assert "a data directory is open in one process at a time" in done.stderr
+
+
 def test_without_chdb_the_error_says_what_to_install(monkeypatch: pytest.MonkeyPatch) -> None:
     real = importlib.util.find_spec
     monkeypatch.setattr(
@@ -186,7 +208,7 @@ def test_without_chdb_the_error_says_what_to_install(monkeypatch: pytest.MonkeyP
         create_clickhouse_loader("t", connection_config="chdb://")
     monkeypatch.setitem(sys.modules, "chdb", None)  # import chdb now fails
     with pytest.raises(ImportError, match=re.escape("pip install 'ductwork[chdb]'")):
-        embedded._Engine("/nowhere")
+        embedded_engine.Engine("/nowhere")
 
 
 # --------------------------------------------------------------------------- extractor
@@ -316,6 +338,38 @@ async def test_params_are_bound_safely(embedded_config: ClickHouseConfig, table:
         extractor = create_clickhouse_extractor(query, embedded_config, params={"name": name})
         assert (await collect(extractor))[0] == [[{"name": name}]]
     assert await count(embedded_config, table) == len(names)
+
+
+async def test_window_and_function_params_and_aware_datetimes(
+    embedded_config: ClickHouseConfig, table: str
+) -> None:
+    await sql(embedded_config, f"CREATE TABLE {table} (ts DateTime, kind String) ENGINE = Memory")
+    await sql(
+        embedded_config,
+        f"INSERT INTO {table} SELECT toDateTime('2024-01-01 00:00:00') + number * 3600, "
+        f"if(number % 2 = 0, 'even', 'odd') FROM numbers(48)",
+    )
+    extractor = create_clickhouse_extractor(
+        f"SELECT count() AS n FROM {table} "
+        f"WHERE ts >= {{window_start}} AND ts < {{window_end}} AND kind = {{kind}}",
+        embedded_config,
+        params=lambda ctx: {"kind": ctx.params["want"]},
+    )
+    window = TimeWindow(datetime(2024, 1, 1, 6, tzinfo=UTC), datetime(2024, 1, 2, tzinfo=UTC))
+    batches, _ = await collect(extractor, window=window, params={"want": "even"})
+    assert batches == [[{"n": 9}]]
+
+    instant = datetime(2024, 5, 1, 12, 0, tzinfo=UTC)
+    berlin = instant.astimezone(ZoneInfo("Europe/Berlin"))
+    loader = create_clickhouse_loader(
+        f"{table}_at",
+        connection_config=embedded_config,
+        create_table={"id": "UInt8", "ts": "DateTime"},
+    )
+    records = [{"id": 1, "ts": instant}, {"id": 2, "ts": berlin}]
+    await create_el_pipeline(source(records), loader, logging=False).run()
+    text = await sql(embedded_config, f"SELECT toUnixTimestamp(ts) FROM {table}_at ORDER BY id")
+    assert text.split() == [str(int(instant.timestamp()))] * 2
 
 
 async def test_a_failing_query_raises_with_its_code(embedded_config: ClickHouseConfig) -> None:
@@ -452,6 +506,25 @@ async def test_loader_flushes_on_bytes_and_on_interval(
     assert await count(embedded_config, table) == 30  # the rest when the run ends
 
 
+async def test_loader_flushes_on_interval_while_the_input_pauses(
+    embedded_config: ClickHouseConfig, table: str
+) -> None:
+    seen_during_pause: list[int] = []
+
+    async def extract() -> AsyncIterator[Batch]:
+        yield [{"id": i} for i in range(5)]
+        await anyio.sleep(0.6)
+        seen_during_pause.append(await count(embedded_config, table))
+        yield [{"id": 5}]
+
+    loader = create_clickhouse_loader(
+        table, connection_config=embedded_config, create_table={"id": "UInt32"}, flush_interval=0.2
+    )
+    result = await create_el_pipeline(extract, loader, logging=False).run()
+    assert seen_during_pause == [5]
+    assert result.records_out == 6
+
+
 async def test_upsert_creates_the_table_and_keeps_the_latest_version(
     embedded_config: ClickHouseConfig, table: str
 ) -> None:
@@ -496,6 +569,18 @@ async def test_upsert_creates_the_table_and_keeps_the_latest_version(
     with pytest.raises(ClickHouseLoadError, match="needs a ReplacingMergeTree"):
         await create_el_pipeline(source([{"id": 1}]), wrong, logging=False).run()
 
+    last = f"{table}_last"  # no version column: the last record wins
+    await sql(
+        embedded_config,
+        f"CREATE TABLE {last} (k String, n UInt8, v String) "
+        f"ENGINE = ReplacingMergeTree ORDER BY (k, n)",
+    )
+    batch = [{"k": "a", "n": 1, "v": str(i)} for i in range(50)] + [{"k": "b", "n": 1, "v": "x"}]
+    loader_last = create_clickhouse_loader(last, mode="upsert", connection_config=embedded_config)
+    await create_el_pipeline(source(batch[:20], batch[20:]), loader_last, logging=False).run()
+    text = await sql(embedded_config, f"SELECT k, v FROM {last} FINAL ORDER BY k FORMAT TSV")
+    assert text.split() == ["a", "49", "b", "x"]
+
 
 async def test_a_rejected_insert_names_table_batch_message_and_record(
     embedded_config: ClickHouseConfig, table: str
@@ -519,7 +604,7 @@ async def test_a_rejected_insert_names_table_batch_message_and_record(
     assert await count(embedded_config, table) == 100
 
 
-async def test_dead_letters_and_missing_tables(
+async def test_dead_letters_isolate_the_bad_records(
     embedded_config: ClickHouseConfig, table: str, tmp_path: Path
 ) -> None:
     await sql(
@@ -537,6 +622,24 @@ async def test_dead_letters_and_missing_tables(
     assert result.stage("clickhouse").metrics["rows_inserted"] == 48
     assert await count(embedded_config, table) == 48
 
+    too_many = create_clickhouse_loader(
+        table, dead_letter=dead, max_dead_letters=3, connection_config=embedded_config
+    )
+    with pytest.raises(ClickHouseLoadError, match="more than 3 records rejected"):
+        await create_el_pipeline(source([{"id": "bad"}] * 10), too_many, logging=False).run()
+
+
+async def test_unknown_fields_columns_and_tables_are_reported(
+    embedded_config: ClickHouseConfig, table: str
+) -> None:
+    await sql(embedded_config, f"CREATE TABLE {table} (id UInt64) ENGINE = Memory")
+    loader = create_clickhouse_loader(table, connection_config=embedded_config)
+    with pytest.raises(ClickHouseLoadError, match="Unknown field") as info:
+        await create_el_pipeline(source([{"id": 1}, {"id": 2, "extra": 1}]), loader).run()
+    assert info.value.record == {"id": 2, "extra": 1}
+    loader = create_clickhouse_loader(table, ["id", "nope"], connection_config=embedded_config)
+    with pytest.raises(ClickHouseLoadError, match=r"has no column\(s\) nope \(it has id\)"):
+        await create_el_pipeline(source([{"id": 1}]), loader, logging=False).run()
     missing = create_clickhouse_loader(f"{table}_missing", connection_config=embedded_config)
     with pytest.raises(ClickHouseLoadError, match="does not exist"):
         await create_el_pipeline(source([{"id": 1}]), missing, logging=False).run()
@@ -607,6 +710,8 @@ async def test_requests_are_answered_as_the_server_does(
     assert readonly.headers["X-ClickHouse-Exception-Code"] == "164"  # READONLY
     unknown = await request(embedded_config, "SELECT 1", no_such_setting=1)
     assert unknown.headers["X-ClickHouse-Exception-Code"] == "115"
+    native = await request(embedded_config, "SELECT 1", compress=1)
+    assert native.headers["X-ClickHouse-Exception-Code"] == "48"  # NOT_IMPLEMENTED
 
     # settings and parameters from the query string; nothing survives the request
     text = await sql(
@@ -663,16 +768,30 @@ async def test_an_error_after_the_first_block_ends_the_body(
 # --------------------------------------------------------------------------- README
 
 
-def _readme_blocks() -> list[str]:
+def _readme_blocks(heading: str) -> list[str]:
     text = (ROOT / "README.md").read_text(encoding="utf-8")
-    section = text.split("### Embedded ClickHouse", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
+    section = text.split(f"### {heading}\n", 1)[1].split("\n### ", 1)[0].split("\n## ", 1)[0]
     return re.findall(r"^```python\n(.*?)^```", section, flags=re.S | re.M)
+
+
+def test_readme_clickhouse_examples_run_on_the_embedded_engine(
+    embedded_config: ClickHouseConfig, tmp_path: Path, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The ClickHouse section's examples (written for a server at ``CLICKHOUSE_URL``) run as
+    they are on ``chdb://``."""
+    monkeypatch.setenv("CLICKHOUSE_URL", embedded_config.url)
+    monkeypatch.setenv("CLICKHOUSE_DATABASE", embedded_config.database)
+    monkeypatch.chdir(tmp_path)
+    blocks = _readme_blocks("ClickHouse")
+    assert len(blocks) >= 2
+    for code in blocks:  # later blocks read the files of earlier ones
+        exec(compile(code, "README.md", "exec"), {"__name__": "__readme__"})
 
 
 def test_readme_embedded_example_runs_in_a_fresh_process(tmp_path: Path) -> None:
     """The docs test skips it (this process has an engine on another path): it runs here, in a
     process of its own, from an empty directory."""
-    [code] = _readme_blocks()
+    [code] = _readme_blocks("Embedded ClickHouse")
     assert code.startswith("# not run: ")
     env = {**os.environ, "PYTHONPATH": os.pathsep.join(p for p in sys.path if p)}
     done = subprocess.run(

@@ -16,7 +16,8 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_valida
 
 from ...core.config import Options
 from .codec import ServerError, valid_identifier
-from .embedded import EmbeddedTransport, embedded_url
+from .embedded import EmbeddedTransport
+from .embedded_engine import embedded_url
 
 __all__ = [
     "ClickHouseConfig",

@@ -3,17 +3,16 @@
 ``ClickHouseConfig(url="chdb:///var/lib/etl/clickhouse")`` (or ``"chdb://"`` for an engine in
 memory) runs the ClickHouse extractor and loader on chDB, the ClickHouse engine as a library (the
 ``chdb-core`` package: ``pip install 'ductwork[chdb]'``). :class:`EmbeddedTransport` is an httpx
-transport answering the requests of ClickHouse's HTTP interface by calling chDB, so aiochclient,
-the extractor and the loader work unchanged: the same types, errors and batching as over HTTP.
+transport answering the requests of ClickHouse's HTTP interface with this process's engine
+(:mod:`.embedded_engine`: one data path per process, calls in worker threads, cancellation), so
+aiochclient, the extractor and the loader work unchanged: the same types, errors and batching as
+over HTTP.
 
-- **One engine per process**, on one data path (a second path is refused, naming both), from its
-  first request to the end of the process: chDB stops the engine when its last connection closes,
-  so one connection stays open. chDB is imported on first use (about 0.2 s; the engine takes some
-  260-400 MB of memory).
-- **A connection per request**: ``USE`` the ``database`` parameter, ``SET`` the settings of the
-  query string, then run the query (in the URL, the body, or both, as the server joins them) with
-  the ``param_*`` values as query parameters. ``INSERT ... FORMAT X`` in the URL streams the body
-  into the insert. A ``GET`` is read-only (``readonly=2``), as on the server.
+- **Requests**: a connection per request: ``USE`` the ``database`` parameter, ``SET`` the
+  settings of the query string, then run the query (in the URL, the body, or both, as the server
+  joins them) with the ``param_*`` values as query parameters. ``INSERT ... FORMAT X`` in the URL
+  streams the body into the insert. A ``GET`` is read-only (``readonly=2``), as on the server;
+  ``/ping`` answers ``Ok.``.
 - **Streamed results**: a query's result goes out block by block as chDB produces it. chDB formats
   each block as a whole output, so the blocks are joined as the server would write them: the
   header of ``*WithNames[AndTypes]`` formats and ArrowStream's schema once, ArrowStream's end
@@ -23,47 +22,37 @@ the extractor and the loader work unchanged: the same types, errors and batching
 - **Errors** look like the server's: before the first block, the HTTP status of the error code,
   ``X-ClickHouse-Exception-Code`` and a ``Code: N. DB::Exception: ...`` body; after it, the
   exception block of 25.11+ servers ends the body (its tag in ``X-ClickHouse-Exception-Tag``).
-- **Threads and cancellation**: every blocking call runs in a worker thread. A cancelled call (a
-  cancelled run, a read timeout) kills its query (``KILL QUERY``) and waits for the thread, and a
-  result closed early stops its query, so nothing keeps running. The read timeout of the request
-  bounds each call: the wait for every block of a result, an insert.
+- **Timeouts**: the request's read timeout bounds each call (the wait for every block of a
+  result, each step of an insert); one that takes longer is killed and raises ``ReadTimeout``.
 
-Nothing crosses a network: credentials, ``session_id``, compression, progress headers and the
-native ``compress`` protocol are not used (a session's ``SET``, ``USE`` and temporary tables end
-with its request).
+Nothing crosses a network: credentials, ``session_id``, compression and progress headers are
+not used (``SET``, ``USE`` and temporary tables last one request), and the native ``compress=1``
+protocol is refused.
 """
 
 from __future__ import annotations
 
-import atexit
 import functools
-import importlib
-import importlib.util
 import json
-import os
 import random
 import re
-import threading
 import uuid
 import zlib
 from collections.abc import AsyncIterator, Callable
-from contextlib import suppress
-from typing import Any, Generic, TypeVar
 
 import anyio
 import httpx
 
-__all__ = [
-    "EmbeddedTransport",
-    "embedded_path",
-    "embedded_url",
-    "engine_path",
-]
+from .embedded_engine import (
+    Call,
+    EngineError,
+    embedded_path,
+    engine_error,
+    open_engine,
+    started_engine,
+)
 
-T = TypeVar("T")
-
-SCHEME = "chdb://"
-_INSTALL_HINT = "pip install 'ductwork[chdb]'"
+__all__ = ["EmbeddedTransport"]
 
 # Query-string names that are not settings (the server's reserved parameters).
 _NOT_SETTINGS = frozenset(
@@ -73,17 +62,8 @@ _NOT_SETTINGS = frozenset(
         " role compress decompress client_protocol_version"
     )
 )
-# chDB's defaults differ from the server's here.
-_SERVER_DEFAULTS = {
-    "allow_introspection_functions": "0",
-    "implicit_select": "0",
-    "storage_file_read_method": "pread",
-}
-_SETTING_NAME = re.compile(r"\w+")
 _INSERT = re.compile(r"\s*(INSERT\s+INTO\s.*?)\s+(?:FORMAT\s+(\w+)|VALUES)\s*", re.I | re.S)
 _FORMAT = re.compile(r"\bFORMAT\s+(\w+)(?:\s+SETTINGS\s[^;]*)?\s*;?\s*$", re.I | re.S)
-_CODE = re.compile(r"Code: (\d+)\. ")
-_NOT_STREAMED = "Streaming query is not supported"
 _ARROW_END = b"\xff\xff\xff\xff\x00\x00\x00\x00"
 _MAX_EXCEPTION = 16 * 1024 - 77  # the server's limit on an exception block's message
 
@@ -115,147 +95,10 @@ _ROW_FORMATS = frozenset(
 )
 
 
-# --------------------------------------------------------------------------- URLs and the engine
-
-
-def embedded_path(url: str) -> str | None:
-    """The data path of a ``chdb://`` URL: ``""`` for ``chdb://`` (in memory), the normalised
-    absolute path for ``chdb:///abs/path``; ``None`` for any other URL.
-
-    Raises:
-        ValueError: a ``chdb:`` URL that is neither.
-
-    Example:
-        >>> embedded_path("chdb:///var/lib/etl/"), embedded_path("chdb://")
-        ('/var/lib/etl', '')
-        >>> embedded_path("http://localhost:8123") is None
-        True
-    """
-    if url[:5].lower() != "chdb:":
-        return None
-    rest = url[len(SCHEME) :] if url[: len(SCHEME)].lower() == SCHEME else None
-    if rest is None or (rest and not rest.startswith("/")) or "?" in rest or "#" in rest:
-        raise ValueError(
-            f"{url!r} is not an embedded ClickHouse URL: chdb:///absolute/path for a data "
-            f"directory, or chdb:// for an engine in memory"
-        )
-    if not rest:
-        return ""
-    path = os.path.normpath(rest)
-    if path in ("/", "//"):
-        raise ValueError(f"{url!r}: the data directory cannot be the root directory")
-    return path
-
-
-def _describe(path: str) -> str:
-    return SCHEME + path if path else f"{SCHEME} (in memory)"
-
-
-def embedded_url(url: str) -> str:
-    """Check a ``chdb://`` URL and return it normalised (the check of ``ClickHouseConfig.url``).
-
-    Raises:
-        ValueError: a malformed URL; chDB is not installed; or this process's engine already
-            runs on another data path (chDB runs one per process).
-    """
-    path = embedded_path(url)
-    if path is None:
-        raise ValueError(f"{url!r} is not a chdb:// URL")
-    if importlib.util.find_spec("chdb") is None:
-        raise ValueError(f"chdb:// needs chDB, the embedded ClickHouse engine: {_INSTALL_HINT}")
-    running = engine_path()
-    if running is not None and running != path:
-        raise ValueError(_one_path(running, path))
-    return SCHEME + path
-
-
-def _one_path(running: str, wanted: str) -> str:
-    return (
-        f"this process's embedded ClickHouse runs on {_describe(running)}, so it cannot open "
-        f"{_describe(wanted)}: chDB runs one data path per process"
-    )
-
-
-def engine_path() -> str | None:
-    """The data path of this process's embedded engine (``""``: in memory), ``None`` before one
-    was started."""
-    engine = _engine
-    return None if engine is None else engine.path
-
-
-class _Engine:
-    """The process's chDB engine, kept running by one connection held open."""
-
-    def __init__(self, path: str) -> None:
-        try:
-            self.chdb: Any = importlib.import_module("chdb")
-        except ImportError as exc:
-            raise ImportError(f"embedded ClickHouse (chdb://) needs chDB: {_INSTALL_HINT}") from exc
-        self.path = path
-        self.target = path or ":memory:"
-        self.lock = threading.Lock()
-        self.base = self.chdb.connect(self.target)
-        atexit.register(self.base.close)
-        version, timezone = self.base.query("SELECT version(), timezone()", "TSV").bytes().split()
-        self.version = version.decode()
-        self.timezone = timezone.decode()
-
-    def connect(self) -> Any:
-        with self.lock:  # chDB's connect is not thread-safe
-            return self.chdb.connect(self.target)
-
-    def kill(self, marker: str) -> None:
-        """Kill the queries of the request with this marker (its ``log_comment``)."""
-        conn = self.connect()
-        try:
-            conn.query(f"KILL QUERY WHERE Settings['log_comment'] = '{marker}' ASYNC")
-        finally:
-            conn.close()
-
-
-_engine: _Engine | None = None
-_engine_lock = threading.Lock()
-
-
-def _open_engine(path: str) -> _Engine:
-    """The process's engine, started on ``path`` if there is none yet.
-
-    Raises:
-        _EngineError: it runs on another path.
-    """
-    global _engine
-    with _engine_lock:
-        if _engine is None:
-            _engine = _Engine(path)
-        elif _engine.path != path:
-            raise _EngineError(36, f"{_one_path(_engine.path, path)}. (BAD_ARGUMENTS)")
-        return _engine
-
-
 # --------------------------------------------------------------------------- errors
 
 
-class _EngineError(Exception):
-    """An error to answer with: the code and the server's text."""
-
-    def __init__(self, code: int, message: str) -> None:
-        super().__init__(message)
-        self.code = code
-        self.text = message if message.startswith("Code: ") else f"Code: {code}. {message}"
-
-
-def _engine_error(exc: BaseException) -> _EngineError:
-    """The code and text of an error chDB raised (its messages carry the server's text after a
-    prefix such as ``Streaming query failed: ``)."""
-    if isinstance(exc, _EngineError):
-        return exc
-    text = str(exc).strip()
-    if match := _CODE.search(text):
-        return _EngineError(int(match.group(1)), text[match.start() :])
-    return _EngineError(1001, f"DB::Exception: {text or type(exc).__name__}. (STD_EXCEPTION)")
-
-
-def _error_response(error: _EngineError, headers: dict[str, str]) -> httpx.Response:
+def _error_response(error: EngineError, headers: dict[str, str]) -> httpx.Response:
     body = error.text.rstrip("\n").encode() + b"\n"
     headers = {
         **headers,
@@ -265,7 +108,7 @@ def _error_response(error: _EngineError, headers: dict[str, str]) -> httpx.Respo
     return httpx.Response(_STATUS.get(error.code, 500), headers=headers, content=body)
 
 
-def _exception_block(error: _EngineError, tag: str) -> bytes:
+def _exception_block(error: EngineError, tag: str) -> bytes:
     """The block a 25.11+ server ends a body with when the query fails after the first block."""
     text = error.text.encode()[:_MAX_EXCEPTION].rstrip(b"\n") + b"\n"
     name = tag.encode()
@@ -275,142 +118,6 @@ def _exception_block(error: _EngineError, tag: str) -> bytes:
         len(text),
         name,
     )
-
-
-# --------------------------------------------------------------------------- one request
-
-
-class _Work(Generic[T]):
-    """A blocking call for a worker thread that can be abandoned before it starts."""
-
-    def __init__(self, fn: Callable[[], T]) -> None:
-        self.fn = fn
-        self.lock = threading.Lock()
-        self.state = "pending"
-        self.done = threading.Event()
-
-    def __call__(self) -> T | None:
-        with self.lock:
-            if self.state == "abandoned":
-                return None
-            self.state = "running"
-        try:
-            return self.fn()
-        finally:
-            self.done.set()
-
-    def abandon(self) -> bool:
-        """Whether the call will never run (else it is running, or ran)."""
-        with self.lock:
-            if self.state == "pending":
-                self.state = "abandoned"
-            return self.state == "abandoned"
-
-
-class _Call:
-    """One request's engine connection. Its blocking calls run in worker threads; a cancelled
-    call kills the request's query and waits for its thread."""
-
-    def __init__(self, engine: _Engine, settings: dict[str, str], timeout: float | None) -> None:
-        self.engine = engine
-        # The marker KILL QUERY finds the request's queries by (unless the request sets
-        # log_comment itself: then a cancelled call is waited for without being killed).
-        self.marker = None if "log_comment" in settings else uuid.uuid4().hex
-        self.settings = {**_SERVER_DEFAULTS, **settings}
-        if self.marker is not None:
-            self.settings["log_comment"] = self.marker
-        self.timeout = timeout
-        self.conn: Any = None
-        self.stream: Any = None  # a streaming result
-        self.streaming = False  # whether it has blocks still to come
-        self.inserter: Any = None  # an open streaming insert
-
-    def open(self, database: str | None) -> None:
-        """Connect, then ``USE`` the database and ``SET`` the settings (in a worker thread)."""
-        if bad := [name for name in self.settings if not _SETTING_NAME.fullmatch(name)]:
-            raise _EngineError(115, f"DB::Exception: Unknown setting '{bad[0]}'. (UNKNOWN_SETTING)")
-        self.conn = self.engine.connect()
-        if database:
-            self.conn.query(f"USE {_quote(database, '`')}")
-        pairs = ", ".join(f"{name} = {_quote(value)}" for name, value in self.settings.items())
-        self.conn.query(f"SET {pairs}")
-
-    async def run(self, fn: Callable[[], T]) -> T:
-        """``fn()`` in a worker thread, within the request's read timeout.
-
-        Raises:
-            httpx.ReadTimeout: it took longer.
-        """
-        try:
-            with anyio.fail_after(self.timeout):
-                return await self._run(fn)
-        except TimeoutError:
-            raise httpx.ReadTimeout(
-                f"embedded ClickHouse did not answer within {self.timeout:g} s"
-            ) from None
-
-    async def _run(self, fn: Callable[[], T]) -> T:
-        work = _Work(fn)
-        try:
-            result = await anyio.to_thread.run_sync(work, abandon_on_cancel=True)
-        except anyio.get_cancelled_exc_class():
-            if not work.abandon():
-                with anyio.CancelScope(shield=True):
-                    await anyio.to_thread.run_sync(self._stop, work.done)
-            raise
-        return result  # type: ignore[return-value]  # None only when abandoned
-
-    def _stop(self, done: threading.Event) -> None:
-        while not done.wait(0.05):
-            if self.marker is not None:
-                self.engine.kill(self.marker)
-
-    def start(self, sql: str, fmt: str, params: dict[str, str]) -> bool:
-        """Start streaming the result of ``sql``; ``False`` if chDB does not stream it."""
-        try:
-            self.stream = self.conn.send_query(sql, fmt, params=params)
-        except RuntimeError as exc:
-            if _NOT_STREAMED not in str(exc):
-                raise
-            return False
-        self.streaming = True
-        return True
-
-    def fetch(self) -> bytes | None:
-        """The next block's output (``None``: the result is complete)."""
-        try:
-            chunk = self.stream.fetch()
-        except BaseException:
-            self.streaming = False
-            raise
-        if chunk is None:
-            self.streaming = False
-            return None
-        return bytes(chunk.bytes())
-
-    async def close(self) -> None:
-        """End the request: stop a query still running, drop an unfinished insert, disconnect."""
-        with anyio.CancelScope(shield=True):
-            await anyio.to_thread.run_sync(self._close)
-
-    def _close(self) -> None:
-        stream, inserter, conn = self.stream, self.inserter, self.conn
-        self.stream = self.inserter = self.conn = None
-        with suppress(Exception):
-            if stream is not None and self.streaming:
-                self.streaming = False
-                if self.marker is not None:
-                    self.engine.kill(self.marker)  # else cancel() waits for the block in flight
-                stream.cancel()
-        with suppress(Exception):
-            if inserter is not None:
-                inserter.cancel()
-        if conn is not None:
-            conn.close()
-
-
-def _quote(value: str, quote: str = "'") -> str:
-    return quote + value.replace("\\", "\\\\").replace(quote, "\\" + quote) + quote
 
 
 # --------------------------------------------------------------------------- results
@@ -490,7 +197,7 @@ def _binary_header_end(data: bytes, sections: int) -> int:
 class _ResultBody(httpx.AsyncByteStream):
     """A streamed result: the first block, then the rest as the consumer reads."""
 
-    def __init__(self, call: _Call, blocks: _Blocks, first: bytes, tag: str) -> None:
+    def __init__(self, call: Call, blocks: _Blocks, first: bytes, tag: str) -> None:
         self.call = call
         self.blocks = blocks
         self.first = first
@@ -505,7 +212,7 @@ class _ResultBody(httpx.AsyncByteStream):
             except httpx.TimeoutException:
                 raise
             except Exception as exc:
-                yield _exception_block(_engine_error(exc), self.tag)
+                yield _exception_block(engine_error(exc), self.tag)
                 return
             if data is None:
                 break
@@ -545,14 +252,14 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
 
     async def handle_async_request(self, request: httpx.Request) -> httpx.Response:
         headers = {"X-ClickHouse-Server-Display-Name": "chdb"}
-        engine = _engine
-        if engine is None or engine.path != self.path:
+        engine = started_engine(self.path)
+        if engine is None:
             try:  # the first request starts the engine (imports chDB: a moment)
-                engine = await anyio.to_thread.run_sync(_open_engine, self.path)
+                engine = await anyio.to_thread.run_sync(open_engine, self.path)
             except ImportError:
                 raise
             except Exception as exc:
-                return _error_response(_engine_error(exc), headers)
+                return _error_response(engine_error(exc), headers)
         headers["X-ClickHouse-Timezone"] = engine.timezone
         if request.url.path == "/ping":
             return httpx.Response(200, headers=headers, content=b"Ok.\n")
@@ -566,7 +273,7 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
         if request.method == "GET":
             settings.setdefault("readonly", "2")
         timeout = request.extensions.get("timeout", {}).get("read")
-        call = _Call(engine, settings, timeout)
+        call = Call(engine, settings, timeout)
         database = params.get("database") or request.headers.get("X-ClickHouse-Database")
         query = params.get("query", "")
         fmt = params.get("default_format") or request.headers.get("X-ClickHouse-Format")
@@ -574,6 +281,12 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
             name[6:]: value for name, value in params.multi_items() if name.startswith("param_")
         }
         try:
+            if "1" in (params.get("compress"), params.get("decompress")):
+                raise EngineError(
+                    48,
+                    "DB::Exception: compress=1 and decompress=1 are not supported in-process."
+                    " (NOT_IMPLEMENTED)",
+                )
             await call.run(lambda: call.open(database))
             insert = _INSERT.fullmatch(query) if request.method == "POST" else None
             if insert is not None:
@@ -581,7 +294,7 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
             body = await _request_body(request)
             sql = f"{query}\n{body}" if query and body else query or body
             if not sql.strip():
-                raise _EngineError(62, "DB::Exception: Empty query. (SYNTAX_ERROR)")
+                raise EngineError(62, "DB::Exception: Empty query. (SYNTAX_ERROR)")
             match = _FORMAT.search(sql)
             fmt = match.group(1) if match else fmt or "TabSeparated"
             response = await self._query(call, sql, fmt, query_params, headers)
@@ -593,12 +306,12 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
             raise
         except Exception as exc:
             await call.close()
-            return _error_response(_engine_error(exc), headers)
+            return _error_response(engine_error(exc), headers)
         return response
 
     async def _query(
         self,
-        call: _Call,
+        call: Call,
         sql: str,
         fmt: str,
         query_params: dict[str, str],
@@ -630,7 +343,7 @@ class EmbeddedTransport(httpx.AsyncBaseTransport):
 
     async def _insert(
         self,
-        call: _Call,
+        call: Call,
         request: httpx.Request,
         insert: re.Match[str],
         headers: dict[str, str],
@@ -677,7 +390,7 @@ def _decoder(encoding: str) -> Callable[..., bytes] | None:
     if encoding in ("", "identity"):
         return None
     if encoding not in ("gzip", "x-gzip", "deflate"):
-        raise _EngineError(
+        raise EngineError(
             48, f"DB::Exception: Unsupported Content-Encoding {encoding!r}. (NOT_IMPLEMENTED)"
         )
     inflater = zlib.decompressobj(15 if encoding == "deflate" else 31)
