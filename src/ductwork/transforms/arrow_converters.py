@@ -46,7 +46,7 @@ from ._arrow import mask_of as _mask
 from .converters import _BOOL_WORDS, _BOUNDS, ColumnConverter, InvalidValue
 
 if TYPE_CHECKING:
-    from .conversion import ColumnType
+    from .column_type import ColumnType
 
 __all__ = ["ArrowColumnConverter", "ConvertedColumn"]
 

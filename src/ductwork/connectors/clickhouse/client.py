@@ -38,6 +38,8 @@ from ...core.config import Options
 from . import capabilities as _capabilities
 from .capabilities import Capabilities
 from .codec import ServerError, valid_identifier
+from .embedded import EmbeddedTransport
+from .embedded_engine import embedded_url
 
 __all__ = [
     "ClickHouseConfig",
@@ -72,10 +74,12 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, SettingValue]:
 
 
 class ClickHouseConfig(Options):
-    """How to reach a ClickHouse server over HTTP.
+    """How to reach a ClickHouse server over HTTP, or an embedded engine in this process.
 
     Credentials in the URL (``http://user:password@host:8123``) are moved to ``user`` and
     ``password``; the password is a ``SecretStr``, never shown in reprs, errors or logs.
+    ``chdb:///abs/path`` (or ``chdb://``, in memory) runs ClickHouse in-process on chDB (see
+    :mod:`ductwork.connectors.clickhouse.embedded`).
 
     Example:
         >>> config = ClickHouseConfig(url="http://ada:s3cret@db.example:8123", database="sales")
@@ -86,7 +90,8 @@ class ClickHouseConfig(Options):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     url: str = "http://localhost:8123"
-    """The server's HTTP endpoint."""
+    """The server's HTTP endpoint; or ``chdb:///abs/path`` for the embedded engine on that data
+    directory, ``chdb://`` for one in memory (one data path per process)."""
     user: Annotated[str, Field(min_length=1)] = "default"
     """The user name."""
     password: SecretStr = SecretStr("")
@@ -127,12 +132,14 @@ class ClickHouseConfig(Options):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if value[:5].lower() == "chdb:":
+            return embedded_url(value)
         try:
             url = httpx.URL(value)
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise ValueError(f"not a URL: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("must be an http:// or https:// URL with a host")
+            raise ValueError("must be an http:// or https:// URL with a host, or a chdb:// URL")
         return value.rstrip("/")
 
     @field_validator("database")
@@ -197,25 +204,28 @@ class Connection:
             headers["X-ClickHouse-Key"] = password
         if not config.compression:
             headers["Accept-Encoding"] = "identity"
+        # chdb:// runs the same requests on the embedded engine, in-process (uncompressed).
+        embedded = EmbeddedTransport.for_url(config.url)
         self.http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             # Below the server's keep_alive_timeout (3 s by default), so an idle pooled
             # connection is never one the server has just closed.
             limits=httpx.Limits(keepalive_expiry=2.0),
+            transport=embedded,
         )
-        self.url = config.url + "/"
+        self.url = config.url + "/" if embedded is None else embedded.url
         merged = {**config.settings, **settings}
         self.settings: dict[str, SettingValue] = merged
         self.params: dict[str, Any] = {"database": config.database, **merged}
-        self.compression = config.compression
-        if config.compression:
+        self.compression = config.compression and embedded is None
+        if self.compression:
             self.params["enable_http_compression"] = 1
         self.client = ChClient(
             self.http,
             url=self.url,
             database=config.database,
-            compress_response=config.compression,
+            compress_response=self.compression,
             **merged,
         )
         self._capabilities: Capabilities | None = None

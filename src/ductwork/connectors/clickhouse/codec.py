@@ -100,6 +100,8 @@ def split_table(table: str, default_database: str) -> tuple[str, str]:
 
 _CODE = re.compile(r"Code: (\d+)")
 _AT_ROW = re.compile(r"\(at row (\d+)\)")
+# The end of the exception block 25.11+ servers close a failed result with: "<size> <tag>".
+_EXCEPTION_END = re.compile(r"\s\d+ [a-z]{16}\s+__exception__$")
 
 # Server error codes of conditions that pass: a query failing with one may succeed when run again.
 TRANSIENT_CODES = frozenset(
@@ -155,7 +157,7 @@ def decode_error_text(text: str) -> tuple[int | None, str]:
     Understands both ``Code: 27, e.displayText() = DB::Exception: ..., e.what() = ...`` (old
     servers) and ``Code: 27. DB::Exception: ... (CANNOT_PARSE_INPUT...) (version ...)`` (new ones).
     """
-    text = text.strip()
+    text = _EXCEPTION_END.sub("", text.strip())
     match = _CODE.search(text)
     code = int(match.group(1)) if match else None
     message = text
