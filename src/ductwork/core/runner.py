@@ -37,6 +37,7 @@ from anyio.abc import TaskGroup
 from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
 from .channel import Channel
 from .context import RunContext
+from .instrument import observe_stage
 from .result import StageStats
 from .stages import Extractor, Loader, Transformer, is_async_callable
 from .types import Batch
@@ -135,7 +136,8 @@ class StageRunner:
         try:
             # A stage started after another already failed must not touch any batch.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            await body(index, send, recv, stats, position)
+            with observe_stage(self.ctx, stats):
+                await body(index, send, recv, stats, position)
         except Exception as exc:
             self._fail(stats, exc, position[0])
         finally:
