@@ -36,6 +36,7 @@ import anyio
 
 from ._exceptions import ConfigError, PipelineError, ScheduleError
 from .core.context import TimeWindow, new_run_id
+from .core.instrument import operation
 from .core.result import RunResult
 from .core.runner import unwrap_group
 from .core.types import RunStatus
@@ -314,10 +315,12 @@ async def backfill_pipeline(
             else:
                 item.status = RunStatus.SUCCEEDED
 
+    attributes = {"ductwork.pipeline": name, "ductwork.windows": len(to_run)}
     try:
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(max_workers, len(to_run))):
-                tg.start_soon(worker)
+        with operation(f"backfill {name}", attributes):  # the windows' spans nest under it
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(max_workers, len(to_run))):
+                    tg.start_soon(worker)
     except BaseExceptionGroup as group:
         raise unwrap_group(group) from None
     finally:

@@ -342,10 +342,10 @@ class Scheduler:
         if service is not None:
             try:
                 await tg.start(service.serve, self, name="ductwork http")
-            except BaseException as exc:
+            except BaseException:
                 self._state = "closed"
                 self._stopped.set()
-                await tg.__aexit__(type(exc), exc, exc.__traceback__)
+                await tg.__aexit__(None, None, None)  # nothing runs in it yet
                 raise
         self._remove_listener = self.registry.add_listener(self._on_registry_change)
         self._reconcile()

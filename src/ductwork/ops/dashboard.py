@@ -16,7 +16,7 @@ from html import escape
 from typing import Any
 from urllib.parse import quote
 
-__all__ = ["SCRIPT", "STYLESHEET", "index_page", "job_page", "not_found_page", "run_page"]
+__all__ = ["ICON", "SCRIPT", "STYLESHEET", "index_page", "job_page", "not_found_page", "run_page"]
 
 STYLESHEET = """\
 :root { --ok: #2f9e44; --bad: #e03131; --run: #1c7ed6; --off: #868e96; --warn: #f08c00;
@@ -36,6 +36,7 @@ th, td { padding: .45rem .6rem; border-bottom: 1px solid var(--line); text-align
   vertical-align: middle; }
 th { font-weight: 600; font-size: .8rem; color: var(--muted); text-transform: uppercase; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
+td.num, time, code { white-space: nowrap; }
 a { color: #1864ab; }
 .muted { color: var(--muted); }
 .status { display: inline-block; padding: .05rem .5rem; border-radius: 1rem; font-size: .8rem;
@@ -59,6 +60,15 @@ svg a:hover rect { opacity: .75; }
 .bottleneck { font-weight: 600; color: var(--bad); }
 .child { margin-left: 1.2rem; border-left: 3px solid var(--line); padding-left: 1rem; }
 """
+
+#: The page icon: three bars of a chart.
+ICON = (
+    '<svg xmlns="http://www.w3.org/2000/svg" viewBox="0 0 16 16">'
+    '<rect width="16" height="16" rx="3" fill="#212529"/>'
+    '<rect x="3" y="8" width="2.5" height="5" fill="#2f9e44"/>'
+    '<rect x="6.75" y="3" width="2.5" height="10" fill="#1c7ed6"/>'
+    '<rect x="10.5" y="6" width="2.5" height="7" fill="#2f9e44"/></svg>'
+)
 
 #: Refreshes ``<main>`` in place every ``data-refresh`` seconds while the page is visible.
 SCRIPT = """\
@@ -122,6 +132,7 @@ def _page(title: str, body: str, header: str, refresh: float) -> str:
         '<html lang="en"><head><meta charset="utf-8">'
         '<meta name="viewport" content="width=device-width, initial-scale=1">'
         f"<title>{_e(title)} · ductwork</title>"
+        '<link rel="icon" href="/static/icon.svg" type="image/svg+xml">'
         '<link rel="stylesheet" href="/static/dashboard.css">'
         '<script src="/static/dashboard.js" defer></script>'
         f'</head><body data-refresh="{refresh:g}">'

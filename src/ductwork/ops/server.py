@@ -40,6 +40,7 @@ import hashlib
 import hmac
 import ipaddress
 import logging
+import os
 import socket
 from collections.abc import Iterator
 from contextlib import contextmanager
@@ -317,8 +318,9 @@ class HttpServer:
         try:
             sock = socket.create_server((self.host, self.port), family=family)
         except OSError as exc:
+            reason = os.strerror(exc.errno) if exc.errno else str(exc)
             raise OSError(
-                exc.errno, f"cannot listen on {self.host}:{self.port}: {exc.strerror}"
+                exc.errno, f"cannot listen on {self.host}:{self.port}: {reason}"
             ) from None
         sock.setblocking(False)
         self.port = sock.getsockname()[1]
@@ -352,6 +354,8 @@ class HttpServer:
             Route("/", self._index),
             Route("/static/dashboard.css", self._stylesheet),
             Route("/static/dashboard.js", self._script),
+            Route("/static/icon.svg", self._icon),
+            Route("/favicon.ico", self._icon),
             Route("/jobs/{name:str}", self._job_page),
             Route("/runs/{pipeline:str}/{run_id:str}", self._run_page),
             Route("/healthz", self._healthz),
@@ -561,6 +565,11 @@ class HttpServer:
         from starlette.responses import Response
 
         return Response(dashboard.SCRIPT, media_type="text/javascript")
+
+    async def _icon(self, request: Request) -> Response:
+        from starlette.responses import Response
+
+        return Response(dashboard.ICON, media_type="image/svg+xml")
 
     async def _index(self, request: Request) -> Response:
         jobs = self._job_views()
