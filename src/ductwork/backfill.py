@@ -315,7 +315,7 @@ async def backfill_pipeline(
             else:
                 item.status = RunStatus.SUCCEEDED
 
-    attributes = {"ductwork.pipeline": name, "ductwork.windows": len(to_run)}
+    attributes: dict[str, str | int] = {"ductwork.pipeline": name, "ductwork.windows": len(to_run)}
     try:
         with operation(f"backfill {name}", attributes):  # the windows' spans nest under it
             async with anyio.create_task_group() as tg:

@@ -28,7 +28,7 @@ header { display: flex; align-items: baseline; gap: 1rem; padding: .8rem 1.5rem;
   background: #212529; color: #f8f9fa; }
 header a { color: inherit; text-decoration: none; font-weight: 600; font-size: 1.1rem; }
 header .meta { color: #adb5bd; font-size: .85rem; }
-main { padding: 1rem 1.5rem 2rem; max-width: 1200px; }
+main { padding: 1rem 1.5rem 2rem; max-width: 1360px; }
 h1 { font-size: 1.3rem; margin: .2rem 0 .8rem; }
 h2 { font-size: 1.05rem; margin: 1.4rem 0 .5rem; }
 table { border-collapse: collapse; width: 100%; background: #fff; border: 1px solid var(--line); }
@@ -37,6 +37,7 @@ th, td { padding: .45rem .6rem; border-bottom: 1px solid var(--line); text-align
 th { font-weight: 600; font-size: .8rem; color: var(--muted); text-transform: uppercase; }
 td.num, th.num { text-align: right; font-variant-numeric: tabular-nums; }
 td.num, time, code { white-space: nowrap; }
+tr.job td:first-child { min-width: 12rem; }
 a { color: #1864ab; }
 .muted { color: var(--muted); }
 .status { display: inline-block; padding: .05rem .5rem; border-radius: 1rem; font-size: .8rem;
@@ -174,7 +175,7 @@ def runs_chart(runs: Sequence[Mapping[str, Any]], width: int = 260, height: int 
         records = int(run.get("records_out") or 0)
         status = str(run.get("status") or "pending")
         x = i * slot + 1
-        h = max(1.0, duration / longest * (top - 2))
+        h = max(3.0, duration / longest * (top - 2))
         r = records / most * bottom
         tip = (
             f"{run.get('started_at') or ''} · {status} · {_seconds(duration)} · "
