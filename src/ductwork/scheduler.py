@@ -35,6 +35,12 @@ Shutdown (leaving the block, :meth:`Scheduler.shutdown`, or a signal during ``se
 the ticks, waits for runs in flight up to ``grace_period`` seconds, then cancels those still
 going; every one of them is recorded in the run history.
 
+``http=`` runs a :class:`SchedulerService` beside the jobs, as a task of the same task group:
+``ductwork.ops.HttpServer`` serves metrics, health checks, an API and a dashboard, reading
+:meth:`Scheduler.status` and :meth:`Scheduler.statistics`. It starts with the scheduler (a
+service that cannot start fails the ``async with``) and stops after the runs on shutdown. The
+scheduler knows it only by the protocol, so it does not depend on ``ductwork.ops``.
+
 Example:
     >>> import anyio
     >>> from ductwork import PipelineRegistry, create_el_pipeline
@@ -276,7 +282,7 @@ class Scheduler:
         registry: the registry whose cron jobs to run (default: the default registry).
         config: the options as a :class:`SchedulerConfig`, or
         **options: the options as keyword arguments (``overlap``, ``job_overlap``,
-            ``max_queued``, ``grace_period``).
+            ``max_queued``, ``grace_period``, ``http``).
 
     Raises:
         ConfigError: an invalid option (naming it), or both ``config`` and options.

@@ -127,19 +127,23 @@ def installed() -> tuple[Instrument, ...]:
     return _installed
 
 
-def _combine(managers: list[AbstractContextManager[Any]]) -> AbstractContextManager[Any]:
+def _combine(
+    managers: list[AbstractContextManager[Any]], fanout: bool = False
+) -> AbstractContextManager[Any]:
+    """One context manager entering ``managers``; what it yields is the last one's, or with
+    ``fanout`` an :class:`Operation` passing attributes on to what each of them yielded."""
     if not managers:
-        return _NOTHING
+        return nullcontext(_NO_OPERATION) if fanout else _NOTHING
     if len(managers) == 1:
         return managers[0]
-    return _stacked(managers)
+    return _stacked(managers, fanout)
 
 
 @contextmanager
-def _stacked(managers: list[AbstractContextManager[Any]]) -> Iterator[Any]:
+def _stacked(managers: list[AbstractContextManager[Any]], fanout: bool) -> Iterator[Any]:
     with ExitStack() as stack:
         entered = [stack.enter_context(manager) for manager in managers]
-        yield entered[-1]
+        yield _Fanout(entered) if fanout else entered[-1]
 
 
 def observe_run(
@@ -171,18 +175,10 @@ def operation(
     """
     if not _installed:
         return nullcontext(_NO_OPERATION)
-    managers = [m for i in _installed if (m := i.operation(name, attributes, kind)) is not None]
-    if not managers:
-        return nullcontext(_NO_OPERATION)
-    if len(managers) == 1:
-        return managers[0]
-    return _operations(managers)
-
-
-@contextmanager
-def _operations(managers: list[AbstractContextManager[Operation]]) -> Iterator[Operation]:
-    with ExitStack() as stack:
-        yield _Fanout([stack.enter_context(manager) for manager in managers])
+    return _combine(
+        [m for i in _installed if (m := i.operation(name, attributes, kind)) is not None],
+        fanout=True,
+    )
 
 
 class _Fanout(Operation):
