@@ -17,6 +17,7 @@ from ductwork import PipelineRegistry, Scheduler, open_scheduler
 from ductwork.ops import HttpServer
 
 TOKEN = "test-token-8e1f0c2b"
+AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 @asynccontextmanager

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import os
 import re
 import signal
@@ -9,9 +10,15 @@ import subprocess
 import sys
 import textwrap
 import time
+from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import httpx
+import pytest
+from ops_helpers import sample, samples
+
+from ductwork import cli
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -33,20 +40,15 @@ MODULE = textwrap.dedent(
 )
 
 
-def command(tmp_path: Path, *args: str) -> list[str]:
+def arguments(tmp_path: Path, *args: str) -> list[str]:
+    """``args``, then ``--path`` and ``--state`` for a project of one pipeline, ``five``."""
     (tmp_path / "pipelines").mkdir(exist_ok=True)
     (tmp_path / "pipelines" / "five_pipeline.py").write_text(MODULE)
-    return [
-        sys.executable,
-        "-m",
-        "ductwork",
-        "serve",
-        *args,
-        "--path",
-        str(tmp_path / "pipelines"),
-        "--state",
-        str(tmp_path / "state.json"),
-    ]
+    return [*args, "--path", str(tmp_path / "pipelines"), "--state", str(tmp_path / "state.json")]
+
+
+def command(tmp_path: Path, *args: str) -> list[str]:
+    return [sys.executable, "-m", "ductwork", "serve", *arguments(tmp_path, *args)]
 
 
 def environment(**extra: str) -> dict[str, str]:
@@ -106,3 +108,60 @@ def test_serve_http_on_any_address_warns_and_stops_on_sigterm(tmp_path: Path) ->
     assert "listening on 0.0.0.0: the dashboard and the read endpoints need no token" in err
     assert "stopped: 1 run(s): 1 succeeded" in out
     assert "cli-token-1234" not in out + err
+
+
+@pytest.fixture
+def restore_logging() -> Iterator[None]:
+    """The command configures the ``ductwork`` logger; put it back as it was."""
+    logger = logging.getLogger("ductwork")
+    handlers, level, propagate = logger.handlers[:], logger.level, logger.propagate
+    yield
+    logger.handlers[:] = handlers
+    logger.setLevel(level)
+    logger.propagate = propagate
+
+
+def test_run_writes_a_metrics_file_and_exports_spans(
+    tmp_path: Path, restore_logging: None, monkeypatch: pytest.MonkeyPatch, capsys: Any
+) -> None:
+    monkeypatch.setenv("OTEL_TRACES_EXPORTER", "console")
+    out = tmp_path / "metrics" / "five.prom"
+    out.parent.mkdir()
+    code = cli.main(
+        arguments(tmp_path, "run", "five", "--metrics-file", str(out), "--otel", "--no-progress")
+    )
+    assert code == 0
+    found = samples(out.read_text())
+    assert sample(found, "ductwork_runs_total", pipeline="five", status="succeeded") == 1
+    assert sample(found, "ductwork_stage_records_out_total", pipeline="five", stage="load") == 5
+    assert list(out.parent.iterdir()) == [out]  # written atomically: no temporary file left
+    captured = capsys.readouterr()
+    assert "five (pipeline) · succeeded" in captured.out
+    assert '"name": "pipeline five"' in captured.err  # the span, on stderr
+
+
+def test_a_metrics_file_that_cannot_be_written_is_a_warning(
+    tmp_path: Path, restore_logging: None, capsys: Any
+) -> None:
+    missing = str(tmp_path / "missing" / "x.prom")
+    assert cli.main(arguments(tmp_path, "run", "five", "--metrics-file", missing)) == 0
+    assert "could not write the metrics to" in capsys.readouterr().err
+
+
+def test_the_server_serve_asks_for(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
+    parse = cli.build_parser().parse_args
+    assert cli._http_server(parse(["serve"])) is None
+    monkeypatch.setenv("DUCTWORK_TOKEN", "from-the-environment")
+    server = cli._http_server(parse(["serve", "--http", "9000"]))
+    assert server is not None
+    assert server.url == "http://127.0.0.1:9000"
+    assert server.config.token is not None
+    assert server.config.token.get_secret_value() == "from-the-environment"
+    assert server.config.metrics is True
+    assert capsys.readouterr().err == ""
+    given = cli._http_server(parse(["serve", "--http", "[::]:0", "--token", "t", "--no-metrics"]))
+    assert given is not None
+    assert given.config.token is not None
+    assert given.config.token.get_secret_value() == "t"
+    assert given.config.metrics is False
+    assert "listening on ::" in capsys.readouterr().err

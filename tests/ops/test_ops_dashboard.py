@@ -19,7 +19,7 @@ from pathlib import Path
 
 import httpx
 import pytest
-from ops_helpers import TOKEN
+from ops_helpers import AUTH, TOKEN
 from playwright.sync_api import Page, expect, sync_playwright
 
 ROOT = Path(__file__).resolve().parents[2]
@@ -35,7 +35,6 @@ CHROMIUM_ARGS = [
     "--disable-sync",
     "--no-first-run",
 ]
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 class Serving:

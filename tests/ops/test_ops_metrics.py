@@ -2,12 +2,8 @@
 
 from __future__ import annotations
 
-import subprocess
-import sys
-import textwrap
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
-from pathlib import Path
 
 import anyio
 import pytest
@@ -31,8 +27,6 @@ from ductwork import (
 )
 from ductwork.core.instrument import installed
 from ductwork.ops import RunMetrics
-
-ROOT = Path(__file__).resolve().parents[2]
 
 
 async def numbers(ctx: RunContext) -> AsyncIterator[Batch]:
@@ -290,49 +284,3 @@ async def test_install_observes_every_run_once_compositions_included() -> None:
         )
     names = {f.name for f in text_string_to_metric_families(metrics.text())}
     assert all(name.startswith("ductwork_") for name in names)
-
-
-def test_run_metrics_file(tmp_path: Path) -> None:
-    (tmp_path / "pipelines").mkdir()
-    (tmp_path / "pipelines" / "count_pipeline.py").write_text(
-        textwrap.dedent(
-            """
-            from ductwork import create_el_pipeline
-
-            async def extract(ctx):
-                yield [{"n": n} for n in range(12)]
-
-            async def load(batch):
-                pass
-
-            PIPELINE_REGISTRY = {"count": lambda: create_el_pipeline(extract, load, name="count")}
-            """
-        )
-    )
-    out = tmp_path / "metrics" / "count.prom"
-    out.parent.mkdir()
-    done = subprocess.run(
-        [
-            sys.executable,
-            "-m",
-            "ductwork",
-            "run",
-            "count",
-            "--metrics-file",
-            str(out),
-            "--path",
-            str(tmp_path / "pipelines"),
-            "--state",
-            str(tmp_path / "state.json"),
-        ],
-        capture_output=True,
-        text=True,
-        timeout=60,
-        check=False,
-        env={"PATH": "/usr/bin:/bin", "PYTHONPATH": str(ROOT / "src")},
-    )
-    assert done.returncode == 0, done.stderr
-    found = samples(out.read_text())
-    assert sample(found, "ductwork_runs_total", pipeline="count", status="succeeded") == 1
-    assert sample(found, "ductwork_stage_records_out_total", pipeline="count", stage="load") == 12
-    assert list(out.parent.iterdir()) == [out]  # written atomically: no temporary file left

@@ -10,7 +10,7 @@ from typing import Any
 import anyio
 import httpx
 import pytest
-from ops_helpers import TOKEN, serving
+from ops_helpers import AUTH, TOKEN, serving
 
 from ductwork import (
     Batch,
@@ -25,7 +25,6 @@ from ductwork import (
 from ductwork.ops import HttpServer
 
 EVERY_SECOND = "* * * * * *"
-AUTH = {"Authorization": f"Bearer {TOKEN}"}
 
 
 async def wait_for(predicate: Callable[[], Any], timeout: float = 10.0) -> None:

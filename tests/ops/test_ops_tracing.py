@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import io
 import json
 import os
 import subprocess
@@ -22,6 +23,7 @@ from ops_helpers import pages_api
 
 from ductwork import (
     Batch,
+    ConfigError,
     MemoryStateStore,
     PageNumberPagination,
     PipelineRegistry,
@@ -31,7 +33,7 @@ from ductwork import (
     create_parallel_pipeline,
     create_retry_pipeline,
 )
-from ductwork.ops import enable_tracing
+from ductwork.ops import enable_tracing, exporting_spans
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -265,31 +267,100 @@ class _Collector(BaseHTTPRequestHandler):
 
 
 def test_run_otel_exports_by_otlp_to_the_endpoint_of_the_environment(tmp_path: Path) -> None:
-    from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import ExportTraceServiceRequest
-
-    collector = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
-    thread = threading.Thread(target=collector.serve_forever, daemon=True)
-    thread.start()
-    try:
+    with OtlpCollector() as collector:
         done = run_with_otel(
-            tmp_path,
-            OTEL_EXPORTER_OTLP_ENDPOINT=f"http://127.0.0.1:{collector.server_address[1]}",
-            OTEL_SERVICE_NAME="nightly-etl",
+            tmp_path, OTEL_EXPORTER_OTLP_ENDPOINT=collector.url, OTEL_SERVICE_NAME="nightly-etl"
         )
-    finally:
-        collector.shutdown()
-        collector.server_close()
-        thread.join(5)
     assert done.returncode == 0, done.stderr
-    names, services = [], set()
-    for path, body in _Collector.received:
-        assert path == "/v1/traces"
-        request = ExportTraceServiceRequest.FromString(body)
-        for resource_spans in request.resource_spans:
-            for attribute in resource_spans.resource.attributes:
-                if attribute.key == "service.name":
-                    services.add(attribute.value.string_value)
-            for scope in resource_spans.scope_spans:
-                names.extend(span.name for span in scope.spans)
-    assert sorted(names) == ["extract extract", "load load", "pipeline three"]
-    assert services == {"nightly-etl"}
+    assert collector.spans() == (
+        ["extract extract", "load load", "pipeline three"],
+        {"nightly-etl"},
+    )
+
+
+class OtlpCollector:
+    """A local OTLP/HTTP receiver: the span names and service names of what it was sent."""
+
+    def __init__(self) -> None:
+        _Collector.received = []
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), _Collector)
+        self.thread = threading.Thread(target=self.server.serve_forever, daemon=True)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+
+    def __enter__(self) -> OtlpCollector:
+        self.thread.start()
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+        self.thread.join(5)
+
+    @staticmethod
+    def spans() -> tuple[list[str], set[str]]:
+        from opentelemetry.proto.collector.trace.v1.trace_service_pb2 import (
+            ExportTraceServiceRequest,
+        )
+
+        names, services = [], set()
+        for path, body in _Collector.received:
+            assert path == "/v1/traces"
+            request = ExportTraceServiceRequest.FromString(body)
+            for resource_spans in request.resource_spans:
+                for attribute in resource_spans.resource.attributes:
+                    if attribute.key == "service.name":
+                        services.add(attribute.value.string_value)
+                for scope in resource_spans.scope_spans:
+                    names.extend(span.name for span in scope.spans)
+        return sorted(names), services
+
+
+async def three_records(ctx: RunContext) -> AsyncIterator[Batch]:
+    yield [{"n": n} for n in range(3)]
+
+
+async def run_three() -> None:
+    await create_el_pipeline(three_records, lambda batch: None, name="three", logging=False).run()
+
+
+@pytest.fixture
+def no_otel_env(monkeypatch: pytest.MonkeyPatch) -> pytest.MonkeyPatch:
+    for name in list(os.environ):
+        if name.startswith("OTEL_"):
+            monkeypatch.delenv(name)
+    return monkeypatch
+
+
+async def test_exporting_spans_to_a_stream_by_default(no_otel_env: pytest.MonkeyPatch) -> None:
+    stream = io.StringIO()
+    with exporting_spans(stream):
+        await run_three()
+    await run_three()  # after the block: not traced
+    text = stream.getvalue()
+    assert text.count('"name": "pipeline three"') == 1
+    assert '"service.name": "ductwork"' in text
+
+
+async def test_exporting_spans_by_otlp(no_otel_env: pytest.MonkeyPatch) -> None:
+    with OtlpCollector() as collector:
+        no_otel_env.setenv("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT", collector.url + "/v1/traces")
+        no_otel_env.setenv("OTEL_RESOURCE_ATTRIBUTES", "service.name=etl,team=data")
+        with exporting_spans():
+            await run_three()
+    assert collector.spans() == (["extract three_records", "load load", "pipeline three"], {"etl"})
+
+
+async def test_exporting_spans_nowhere_or_to_an_unknown_exporter(
+    no_otel_env: pytest.MonkeyPatch,
+) -> None:
+    no_otel_env.setenv("OTEL_TRACES_EXPORTER", "none")
+    with exporting_spans():
+        await run_three()
+    no_otel_env.setenv("OTEL_TRACES_EXPORTER", "zipkin")
+    with pytest.raises(ConfigError, match="expected otlp, console or none"), exporting_spans():
+        pass
+    no_otel_env.setenv("OTEL_TRACES_EXPORTER", "otlp")
+    no_otel_env.setenv("OTEL_EXPORTER_OTLP_PROTOCOL", "grpc")  # its package is not installed
+    missing = "opentelemetry-exporter-otlp-proto-grpc"
+    with pytest.raises(ConfigError, match=missing), exporting_spans():
+        pass
