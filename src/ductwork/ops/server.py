@@ -122,7 +122,8 @@ class HttpServerConfig(Options):
     """The bearer token every POST must carry (trigger, enable, disable); without one the POST
     endpoints answer 403."""
     metrics: bool = True
-    """Count runs for ``/metrics`` (and show runs in flight in the dashboard) while serving."""
+    """While serving, count every run of the process for ``/metrics`` (and show the runs in
+    flight on the dashboard); without, ``/metrics`` has the scheduler's figures only."""
     allowed_hosts: list[str] | None = None
     """Host names requests may be addressed to; by default the loopback names when listening
     on a loopback address, any otherwise."""
