@@ -41,6 +41,7 @@ from .batch import BatchShapeError, batch_rows, normalize
 from .channel import Channel
 from .context import RunContext
 from .errors import unwrap_group
+from .instrument import observe_stage
 from .result import StageStats
 from .stages import Extractor, Loader, Transformer, is_async_callable
 from .types import Batch
@@ -270,7 +271,8 @@ class StageRunner:
         try:
             # A stage started after another already failed must not touch any batch.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            await body(index, port)
+            with observe_stage(self.ctx, port.stats):
+                await body(index, port)
         except Exception as exc:
             self._fail(stats, exc, port.position())
         finally:

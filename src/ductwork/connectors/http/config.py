@@ -29,6 +29,7 @@ __all__ = [
     "HeaderAuth",
     "HttpExtractorConfig",
     "IncrementalConfig",
+    "looks_secret",
     "redact_httpx_logs",
     "redact_url",
     "ssl_context",
@@ -36,6 +37,20 @@ __all__ = [
 
 _SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
 _SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "credential", "credentials"})
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a parameter called ``name`` probably holds a secret (its value is masked).
+
+    Names containing ``token``, ``secret``, ``password``, ``api_key``, ``signature`` (or being
+    ``key``, ``sig``, ``auth`` ...), in any case.
+
+    Example:
+        >>> looks_secret("api_key"), looks_secret("Access_Token"), looks_secret("page")
+        (True, True, False)
+    """
+    lowered = name.lower()
+    return lowered in _SECRET_PARAMS or any(part in lowered for part in _SECRET_PARAM_PARTS)
 
 
 def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()) -> str:
@@ -61,12 +76,7 @@ def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()
         pairs = []
         secret_query = False
         for name, value in parsed.params.multi_items():
-            lowered = name.lower()
-            if (
-                lowered in _SECRET_PARAMS
-                or lowered in secret_params
-                or any(part in lowered for part in _SECRET_PARAM_PARTS)
-            ):
+            if looks_secret(name) or name.lower() in secret_params:
                 value = "***"
                 secret_query = True
             pairs.append((name, value))

@@ -16,6 +16,7 @@ from ..._exceptions import ExtractError, HttpError
 from ...core.backoff import Retries
 from ...core.config import validate_config
 from ...core.context import RunContext
+from ...core.instrument import operation
 from ...core.stages import Extractor
 from ...core.types import Batch
 from .config import (
@@ -430,10 +431,28 @@ class HttpExtractor(Extractor):
             )
             ctx.add_metric("http_requests")
             try:
-                response = await client.send(outgoing, stream=True)
+                with operation(
+                    config.method,
+                    {
+                        "http.request.method": config.method,
+                        "url.full": redact_url(outgoing.url),
+                        "http.request.resend_count": tries.spent,
+                    },
+                    "client",
+                ) as op:
+                    try:
+                        response = await client.send(outgoing, stream=True)
+                    except httpx.TransportError as exc:
+                        op.set_attribute("error.type", type(exc).__name__)
+                        raise
+                    op.set_attribute("http.response.status_code", response.status_code)
+                    if not response.is_success:
+                        op.set_attribute("error.type", str(response.status_code))
             except httpx.TransportError as exc:
+                ctx.add_metric("http_status_error")
                 await self._retry_or_raise(request, run, tries, exc=exc)
                 continue
+            ctx.add_metric(f"http_status_{response.status_code}")
             if response.is_success:
                 return response
             try:
@@ -486,6 +505,7 @@ class HttpExtractor(Extractor):
                 ) from exc
         wait = tries.take(retry_after=asked)
         run.ctx.add_metric("http_retries")
+        run.ctx.add_metric(f"http_retries_{response.status_code if response else 'error'}")
         run.ctx.logger.info(
             "%s: %s %s failed (%s); retry %d of %d in %.2fs",
             run.ctx.pipeline,
