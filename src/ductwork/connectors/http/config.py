@@ -29,6 +29,8 @@ __all__ = [
     "HeaderAuth",
     "HttpExtractorConfig",
     "IncrementalConfig",
+    "credential_headers",
+    "origin",
     "redact_httpx_logs",
     "redact_url",
     "ssl_context",
@@ -36,6 +38,21 @@ __all__ = [
 
 _SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
 _SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "credential", "credentials"})
+_SECRET_HEADER_PARTS = ("auth", "cookie", "key", "session", *_SECRET_PARAM_PARTS)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """The origin of a URL: scheme, host and port (the scheme's default port when none is
+    given). Credentials go only to the origin of the configured URL."""
+    parsed = httpx.URL(url)
+    scheme = parsed.scheme.lower()
+    return scheme, parsed.host.lower(), parsed.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_HEADER_PARTS)
 
 
 def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()) -> str:
@@ -164,6 +181,25 @@ class HeaderAuth(BaseModel):
 AuthConfig = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
 
 
+def credential_headers(
+    headers: dict[str, str], auth: BearerAuth | BasicAuth | HeaderAuth | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Split request headers into ``(plain, credentials)``.
+
+    The credentials are the ``auth`` headers and every header of ``headers`` whose name looks
+    like one (``Authorization``, ``Cookie``, names holding ``auth``, ``key``, ``token``,
+    ``secret``, ``session``, ``password`` or ``signature``): they are sent only to the
+    configured URL's origin, never after a redirect or a next-page link to another one.
+    """
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in headers.items():
+        (secret if _secret_header(name) else plain)[name] = value
+    if auth is not None:
+        secret.update(auth.headers())
+    return plain, secret
+
+
 class IncrementalConfig(Options):
     """Fetch only new records on each run, using a cursor field such as ``updated_at``.
 
@@ -239,7 +275,9 @@ class HttpExtractorConfig(Options):
     encoding: str = "utf-8"
     """The text encoding of CSV bodies whose response names no charset."""
     follow_redirects: bool = True
-    """Follow 3xx redirects."""
+    """Follow 3xx redirects (at most 20 in a row). Credentials (``auth`` and credential-like
+    ``headers``) go only to the configured URL's origin: a redirect or a next-page URL to
+    another scheme, host or port is sent without them."""
     verify: bool | Annotated[str, Field(min_length=1)] = True
     """Verify TLS certificates: ``True``, ``False`` to skip, or the path of a CA bundle file or
     directory."""

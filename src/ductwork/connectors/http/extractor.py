@@ -20,6 +20,8 @@ from ...core.stages import Extractor
 from ...core.types import Batch
 from .config import (
     HttpExtractorConfig,
+    credential_headers,
+    origin,
     redact_httpx_logs,
     redact_url,
     ssl_context,
@@ -37,6 +39,7 @@ from .paging import (
 Emit = Callable[[Batch], Awaitable[None]]
 
 _SNIPPET = 200
+_MAX_REDIRECTS = 20
 
 
 # --------------------------------------------------------------------------- the extractor
@@ -49,6 +52,7 @@ class _Run:
     ctx: RunContext
     url: str
     params: dict[str, Any]
+    origin: tuple[str, str, int | None] = ("", "", None)
     state_key: str | None = None
     last_value: Any = None
     max_value: Any = None
@@ -90,6 +94,8 @@ class HttpExtractor(Extractor):
         self._format = "ndjson" if config.response_format == "jsonl" else config.response_format
         pagination = config.pagination
         self._concurrent = config.concurrency > 1 and pagination.predictable
+        self._headers, self._credentials = credential_headers(config.headers, config.auth)
+        self._credential_names = frozenset(name.lower() for name in self._credentials)
 
     def __repr__(self) -> str:
         return (
@@ -142,6 +148,7 @@ class HttpExtractor(Extractor):
             run.last_value = await ctx.state.get(run.state_key, inc.initial_value)
         values["last_value"] = "" if run.last_value is None else run.last_value
         run.url = _fill(config.url, values, "url")
+        run.origin = origin(run.url)
         for key, value in config.params.items():
             if isinstance(value, str):
                 value = _fill(value, values, f"params.{key}")
@@ -152,15 +159,13 @@ class HttpExtractor(Extractor):
 
     def _client(self) -> httpx.AsyncClient:
         config = self.config
-        headers = dict(config.headers)
-        if config.auth is not None:
-            headers.update(config.auth.headers())
         connections = max(10, config.concurrency)
+        # Redirects are followed by ``_send``, which decides per hop where credentials go.
         return httpx.AsyncClient(
-            headers=headers,
+            headers=self._headers,
             verify=ssl_context(config.verify),
             timeout=httpx.Timeout(config.timeout),
-            follow_redirects=config.follow_redirects,
+            follow_redirects=False,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
 
@@ -430,7 +435,7 @@ class HttpExtractor(Extractor):
             )
             ctx.add_metric("http_requests")
             try:
-                response = await client.send(outgoing, stream=True)
+                response = await self._send(client, outgoing, request, run)
             except httpx.TransportError as exc:
                 await self._retry_or_raise(request, run, tries, exc=exc)
                 continue
@@ -441,6 +446,34 @@ class HttpExtractor(Extractor):
             finally:
                 await response.aclose()
             await self._retry_or_raise(request, run, tries, response=response, snippet=snippet)
+
+    async def _send(
+        self, client: httpx.AsyncClient, outgoing: httpx.Request, request: PageRequest, run: _Run
+    ) -> httpx.Response:
+        """Send ``outgoing``, following redirects when configured; credentials are attached to
+        each hop whose origin is the configured URL's, and stripped from every other."""
+        seen: set[str] = set()
+        while True:
+            for name in self._credential_names:
+                outgoing.headers.pop(name, None)
+            if self._credentials and origin(outgoing.url) == run.origin:
+                outgoing.headers.update(self._credentials)
+            response = await client.send(outgoing, stream=True)
+            following = response.next_request
+            if not self.config.follow_redirects or following is None:
+                return response
+            await response.aclose()
+            seen.add(str(outgoing.url))
+            target = str(following.url)
+            if target in seen or len(seen) > _MAX_REDIRECTS:
+                problem = (
+                    f"redirect loop: {redact_url(target)} redirects back to a URL already visited"
+                    if target in seen
+                    else f"more than {_MAX_REDIRECTS} redirects in a row"
+                )
+                raise self._error(request, problem, response=response, retryable=False)
+            run.ctx.add_metric("http_redirects")
+            outgoing = following
 
     async def _retry_or_raise(
         self,
