@@ -50,6 +50,11 @@ _ERROR_CLASSES: dict[str, type[PipelineError]] = {
 }
 
 
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+"""Caught in the stage's task and raised again in the caller's: escaping a task, asyncio would
+raise them out of the event loop, past the code awaiting the run."""
+
+
 def unwrap_group(exc: BaseException) -> BaseException:
     """Unwrap exception groups that hold exactly one exception, recursively."""
     while isinstance(exc, BaseExceptionGroup) and len(exc.exceptions) == 1:
@@ -60,10 +65,11 @@ def unwrap_group(exc: BaseException) -> BaseException:
 class _Slot:
     """One batch in flight in a concurrent transformer: filled by a worker, read in order."""
 
-    __slots__ = ("batch", "error", "event", "out", "skipped")
+    __slots__ = ("batch", "error", "event", "number", "out", "skipped")
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, number: int) -> None:
         self.batch = batch
+        self.number = number  # the batch's 1-based number in the stage's input
         self.event = anyio.Event()
         self.out: Any = None
         self.error: BaseException | None = None
@@ -98,6 +104,7 @@ class StageRunner:
         self.logger = ctx.logger
         self.debug = ctx.logger.isEnabledFor(logging.DEBUG)
         self.error: PipelineError | None = None
+        self.interrupt: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._on_success: list[Any] = []
 
@@ -113,6 +120,8 @@ class StageRunner:
             for i, _ in enumerate(self.transformers):
                 tg.start_soon(self._guard, self._transform, i + 1, channels[i + 1], channels[i])
             tg.start_soon(self._guard, self._load, n_streams, None, channels[-1])
+        if self.interrupt is not None:
+            raise self.interrupt
         if self.error is not None:
             raise self.error
         for on_success in self._on_success:
@@ -138,6 +147,10 @@ class StageRunner:
             await body(index, send, recv, stats, position)
         except Exception as exc:
             self._fail(stats, exc, position[0])
+        except _INTERRUPTS as exc:
+            self.interrupt = self.interrupt or exc
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
         finally:
             if send is not None:
                 send.close_send()
@@ -498,19 +511,26 @@ class StageRunner:
                 if is_async or inspect.isawaitable(out):
                     out = await out
                 slot.out = out
-            except Exception as exc:
+            except (Exception, *_INTERRUPTS) as exc:
                 slot.error = exc
             finally:
                 workers.release()
                 slot.event.set()
 
+        # The first failure, with its batch number. The collector records it and cancels the
+        # stage's tasks, so the stage raises that error alone: raising it inside the task group
+        # would wrap it in a group beside the dispatcher's errors, at the dispatcher's batch.
+        failure: list[tuple[BaseException, int]] = []
+
         async def collect() -> None:
-            with slots_recv:
+            number = 0
+            try:
                 async for slot in slots_recv:
+                    number = slot.number
                     if not slot.event.is_set():
                         await slot.event.wait()  # the stage is working: not counted as blocked
                     if slot.error is not None:
-                        if not skip:
+                        if not skip or not isinstance(slot.error, Exception):
                             raise slot.error
                         self._skip_batch(stats, slot.batch, slot.error)
                         continue
@@ -528,8 +548,11 @@ class StageRunner:
                     t0 = perf_counter()
                     await send.send(out)
                     stats.wait_output_seconds += perf_counter() - t0
+            except (Exception, *_INTERRUPTS) as exc:
+                failure.append((exc, number))
+                tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
+        async with slots_recv, anyio.create_task_group() as tg:
             tg.start_soon(collect)
             with slots_send:
                 while True:
@@ -543,10 +566,13 @@ class StageRunner:
                     stats.batches_in += 1
                     stats.records_in += len(batch)
                     position[0] = stats.batches_in
-                    slot = _Slot(batch)
+                    slot = _Slot(batch, stats.batches_in)
                     await slots_send.send(slot)  # waits while `concurrency` results are pending
                     await workers.acquire()
                     tg.start_soon(work, slot)
+        if failure:
+            error, position[0] = failure[0]
+            raise error
 
     # ------------------------------------------------------------------ load
 
