@@ -96,7 +96,13 @@ class FileExtractor(Extractor):
             yield pending
 
     async def _paths(self, ctx: RunContext) -> list[str]:
-        pattern = fill_path(self.config.file_path, ctx, ExtractError)
+        pattern = fill_path(
+            self.config.file_path,
+            ctx,
+            ExtractError,
+            glob=True,
+            allow_subpaths=self.config.allow_subpaths,
+        )
 
         def matches() -> list[str]:
             expanded = os.path.expanduser(pattern)

@@ -12,11 +12,12 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ..._exceptions import ExtractError, HttpError
+from ..._exceptions import ConfigError, ExtractError, HttpError
 from ...core.backoff import Retries
 from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
+from ...core.templates import fill_confined, url_value_encoder
 from ...core.types import Batch
 from .config import (
     HttpExtractorConfig,
@@ -600,10 +601,17 @@ async def _read_snippet(response: httpx.Response) -> str:
 
 
 def _fill(template: str, values: Mapping[str, Any], field: str) -> str:
-    """Fill ``{name}`` placeholders from the run's template values."""
+    """Fill ``{name}`` placeholders from the run's template values.
+
+    In the URL every value is percent-encoded for the part it fills, so a value is one path
+    segment or one query value (``../admin?x=1#`` stays inside its segment); query parameters
+    given in ``params`` are encoded by httpx.
+    """
     if "{" not in template:
         return template
     try:
+        if field == "url":
+            return fill_confined(template, values, url_value_encoder)
         return template.format_map(values)
     except KeyError as exc:
         known = ", ".join(sorted(k for k in values if isinstance(k, str)))
@@ -611,7 +619,18 @@ def _fill(template: str, values: Mapping[str, Any], field: str) -> str:
             f"{field} template names {{{exc.args[0]}}}, which is not a run value (known: {known})",
             retryable=False,
         ) from None
-    except (ValueError, IndexError, AttributeError) as exc:
+    except ValueError as exc:
+        if len(exc.args) == 2:
+            name, problem = exc.args
+            raise ExtractError(
+                f"run value {name!r} cannot fill the {field} template: {problem}",
+                retryable=False,
+            ) from ConfigError.for_field(f"params.{name}", problem)
+        raise ExtractError(
+            f"{field} template is malformed: {exc} (write literal braces as {{{{ and }}}})",
+            retryable=False,
+        ) from None
+    except (IndexError, AttributeError) as exc:
         raise ExtractError(
             f"{field} template is malformed: {exc} (write literal braces as {{{{ and }}}})",
             retryable=False,
