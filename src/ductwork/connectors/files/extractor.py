@@ -19,9 +19,7 @@ from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.types import Batch, Record
-from .compression import Codec, CorruptDataError, codec_for, make_decoder
-from .config import FileExtractorConfig, FileFormat, fill_path
-from .parsers import (
+from ..parsers import (
     CsvParser,
     JsonArrayParser,
     JsonlParser,
@@ -29,6 +27,8 @@ from .parsers import (
     RecordParser,
     text_codec,
 )
+from .compression import Codec, CorruptDataError, codec_for, make_decoder
+from .config import FileExtractorConfig, FileFormat, fill_path
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _SKIPS_LOGGED = 10

@@ -18,7 +18,7 @@ import orjson
 
 from ..._exceptions import LoadError
 from ...core.types import Batch, Record
-from .parsers import snippet
+from ..parsers import snippet
 
 __all__ = ["CsvWriter", "JsonArrayWriter", "JsonlWriter", "RecordWriter"]
 

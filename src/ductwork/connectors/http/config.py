@@ -270,6 +270,9 @@ class HttpExtractorConfig(Options):
     """Records per batch for streamed bodies and large JSON pages."""
     incremental: IncrementalConfig | None = None
     """An :class:`IncrementalConfig` (or dict) to fetch only new records."""
+    max_record_size: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
+    """JSON Lines and CSV: the longest record (line, or CSV record with its quoted line
+    breaks) accepted, in bytes; a longer one fails the run instead of growing memory."""
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     """The CSV field delimiter."""
     encoding: str = "utf-8"

@@ -405,13 +405,16 @@ class HttpExtractor(Extractor):
                     yield records[start : start + size]
             return
         if self._format == "ndjson":
-            stream = iter_ndjson(response.aiter_bytes(), size)
+            stream = iter_ndjson(
+                response.aiter_bytes(), size, max_record_size=self.config.max_record_size
+            )
         else:
             stream = iter_csv(
                 response.aiter_bytes(),
                 size,
                 encoding=response.charset_encoding or self.config.encoding,
                 delimiter=self.config.csv_delimiter,
+                max_record_size=self.config.max_record_size,
             )
         async with aclosing(stream) as batches:
             async for batch in batches:
