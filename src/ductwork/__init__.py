@@ -112,6 +112,7 @@ from .scheduler import open_scheduler as open_scheduler
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
 from .state import StateStore as StateStore
+from .state_sqlite import SqliteStateStore as SqliteStateStore
 from .timescope import Timescope as Timescope
 from .timescope import daily as daily
 from .timescope import every as every
@@ -200,6 +201,7 @@ __all__ = (
     "SchedulerStatistics",
     "SequentialPipeline",
     "Sink",
+    "SqliteStateStore",
     "StageStats",
     "StateStore",
     "TimeWindow",
