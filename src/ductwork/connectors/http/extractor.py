@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -21,7 +22,9 @@ from ...core.templates import fill_confined, url_value_encoder
 from ...core.types import Batch
 from .config import (
     HttpExtractorConfig,
+    config_secrets,
     credential_headers,
+    mask_secrets,
     origin,
     redact_httpx_logs,
     redact_url,
@@ -345,7 +348,7 @@ class HttpExtractor(Extractor):
         """
         tries = self.config.retry_logic.retries()
         while True:
-            response = await self._open(client, request, run, tries)
+            response, deadline = await self._open(client, request, run, tries)
             started = False
             failure: httpx.TransportError
             collected: list[Batch] = []
@@ -354,7 +357,7 @@ class HttpExtractor(Extractor):
                 info.headers = response.headers
                 info.links = response.links
                 info.records = 0
-                async with aclosing(self._parse(response, info)) as batches:
+                async with aclosing(self._parse(response, info, deadline)) as batches:
                     async for batch in batches:
                         if buffered:
                             collected.append(batch)
@@ -391,10 +394,13 @@ class HttpExtractor(Extractor):
         for batch in collected:
             yield batch
 
-    async def _parse(self, response: httpx.Response, info: PageInfo) -> AsyncGenerator[Batch, None]:
+    async def _parse(
+        self, response: httpx.Response, info: PageInfo, deadline: float | None
+    ) -> AsyncGenerator[Batch, None]:
         size = self.config.batch_size
+        body = _until(deadline, response.aiter_bytes())
         if self._format == "json":
-            raw = await response.aread()
+            raw = b"".join([chunk async for chunk in body])
             records, info.body = json_records(raw, self.config.records_path)
             info.records = len(records)
             if len(records) <= size:
@@ -405,12 +411,10 @@ class HttpExtractor(Extractor):
                     yield records[start : start + size]
             return
         if self._format == "ndjson":
-            stream = iter_ndjson(
-                response.aiter_bytes(), size, max_record_size=self.config.max_record_size
-            )
+            stream = iter_ndjson(body, size, max_record_size=self.config.max_record_size)
         else:
             stream = iter_csv(
-                response.aiter_bytes(),
+                body,
                 size,
                 encoding=response.charset_encoding or self.config.encoding,
                 delimiter=self.config.csv_delimiter,
@@ -423,8 +427,9 @@ class HttpExtractor(Extractor):
 
     async def _open(
         self, client: httpx.AsyncClient, request: PageRequest, run: _Run, tries: Retries
-    ) -> httpx.Response:
-        """Send ``request`` until a 2xx response arrives; return it with its body unread."""
+    ) -> tuple[httpx.Response, float | None]:
+        """Send ``request`` until a 2xx response arrives; return it with its body unread, and
+        the deadline (``request_deadline`` from the start of the attempt) for reading it."""
         config = self.config
         limiter = self.rate_limiter
         ctx = run.ctx
@@ -438,15 +443,21 @@ class HttpExtractor(Extractor):
                 config.method, _request_url(request), json=config.json_body
             )
             ctx.add_metric("http_requests")
+            deadline = None
+            if config.request_deadline is not None:
+                deadline = anyio.current_time() + config.request_deadline
             try:
-                response = await self._send(client, outgoing, request, run)
+                with anyio.move_on_after(config.request_deadline or math.inf) as scope:
+                    response = await self._send(client, outgoing, request, run)
+                if scope.cancelled_caught:
+                    raise _DeadlineExceeded
             except httpx.TransportError as exc:
                 await self._retry_or_raise(request, run, tries, exc=exc)
                 continue
             if response.is_success:
-                return response
+                return response, deadline
             try:
-                snippet = await _read_snippet(response)
+                snippet = await _read_snippet(response, deadline)
             finally:
                 await response.aclose()
             await self._retry_or_raise(request, run, tries, response=response, snippet=snippet)
@@ -497,7 +508,7 @@ class HttpExtractor(Extractor):
             retryable = status in retry.retry_statuses
         else:
             assert exc is not None
-            what = _describe_transport_error(exc, self.config.timeout)
+            what = _describe_transport_error(exc, self.config.timeout, self.config.request_deadline)
             retryable = isinstance(
                 exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
             )
@@ -551,6 +562,11 @@ class HttpExtractor(Extractor):
             url = redact_url(response.url)
         else:
             url = redact_url(_request_url(request))
+        # A body may echo what was sent: mask every secret of the configuration and the request.
+        secrets = config_secrets(self.config, request.params)
+        problem = mask_secrets(problem, secrets)
+        if snippet:
+            snippet = mask_secrets(snippet, secrets)
         message = f"{method} {url}: {problem}"
         if snippet:
             message += f"; body: {snippet!r}"
@@ -578,8 +594,12 @@ def _request_url(request: PageRequest) -> str:
         return request.url
 
 
-def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
+def _describe_transport_error(
+    exc: httpx.TransportError, timeout: float, deadline: float | None
+) -> str:
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, _DeadlineExceeded):
+        return f"{exc}={deadline:g}s" if deadline is not None else str(exc)
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out after {timeout:g}s ({detail})"
     if isinstance(exc, httpx.ConnectError):
@@ -589,11 +609,39 @@ def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
     return detail
 
 
-async def _read_snippet(response: httpx.Response) -> str:
+class _DeadlineExceeded(httpx.TimeoutException):
+    """A request (sending it, its redirects and reading its body) took longer than
+    ``request_deadline``; retried as a timeout is."""
+
+    def __init__(self) -> None:
+        super().__init__("the request took longer than request_deadline")
+
+
+async def _until(deadline: float | None, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of a body, raising :class:`_DeadlineExceeded` once ``deadline`` passes.
+
+    Each wait for a chunk is bounded by its own cancel scope, which never spans a ``yield``."""
+    if deadline is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    iterator = chunks.__aiter__()
+    while True:
+        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise _DeadlineExceeded
+        yield chunk
+
+
+async def _read_snippet(response: httpx.Response, deadline: float | None) -> str:
     """The start of an error response's body, without reading a large body whole."""
     data = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in _until(deadline, response.aiter_bytes()):
             data += chunk
             if len(data) >= _SNIPPET:
                 break
