@@ -169,3 +169,54 @@ def test_the_command_line_defaults_to_sqlite_and_migrates_json(tmp_path: Path) -
     assert runs[-1] == "old"
     history = ductwork(root, "history", "p")
     assert history.returncode == 0, history.stderr
+
+
+SERVED = textwrap.dedent(
+    """
+    from ductwork import create_el_pipeline
+
+    async def rows(ctx):
+        await ctx.state.update("runs", lambda n: n + 1, default=0, pipeline="p")
+        yield [{"id": 1}]
+
+    def register_pipelines(registry):
+        registry.register_pipeline("p", lambda: create_el_pipeline(rows, lambda b: None))
+        registry.register_cron_job("p", "* * * * * *")
+    """
+)
+
+
+def test_ductwork_run_beside_serve_shares_the_default_state(tmp_path: Path) -> None:
+    import signal
+
+    (tmp_path / "pipelines").mkdir()
+    (tmp_path / "pipelines" / "p_pipeline.py").write_text(SERVED)
+    variables = {k: v for k, v in env().items() if k != "DUCTWORK_STATE"}
+    serve = subprocess.Popen(
+        [sys.executable, "-m", "ductwork", "serve", "--grace", "5"],
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+        env=variables,
+    )
+    try:
+        assert serve.stdout is not None
+        for line in serve.stdout:  # the scheduler is up
+            if line.startswith("serving"):
+                break
+        for _ in range(4):
+            done = ductwork(tmp_path, "run", "p")
+            assert done.returncode == 0, done.stderr
+    finally:
+        serve.send_signal(signal.SIGTERM)
+        _, err = serve.communicate(timeout=30)
+    assert serve.returncode in (0, 143), err
+
+    async def read() -> tuple[object, int]:
+        store = SqliteStateStore(tmp_path / ".ductwork" / "state.db")
+        return await store.get("runs", pipeline="p"), len(await store.list_runs("p", None))
+
+    counted, recorded = anyio.run(read)
+    assert recorded >= 4  # four manual runs, and the scheduled ones that ran beside them
+    assert counted == recorded
