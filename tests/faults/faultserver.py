@@ -64,11 +64,15 @@ class Reply:
     def redirect(self, location: str, status: int = 302) -> None:
         self.send(b"", status, headers={"Location": location})
 
-    def start_chunked(self, content_type: str = "application/x-ndjson") -> None:
+    def start_chunked(
+        self, content_type: str = "application/x-ndjson", headers: dict[str, str] | None = None
+    ) -> None:
         h = self._h
         h.send_response(200)
         h.send_header("Content-Type", content_type)
         h.send_header("Transfer-Encoding", "chunked")
+        for name, value in (headers or {}).items():
+            h.send_header(name, value)
         h.end_headers()
         h.wfile.flush()
 

@@ -1,5 +1,6 @@
-"""Decompression bombs: every codec hands out decoded bytes in bounded pieces, and a highly
-compressible ``.jsonl.zst`` costs the extractor no more memory than the same content as gzip."""
+"""Decompression bombs: every codec hands out decoded bytes in bounded pieces, a highly
+compressible ``.jsonl.zst`` costs the extractor no more memory than the same content as gzip,
+and an HTTP body sent with ``Content-Encoding: zstd`` or ``gzip`` is decoded in bounded pieces."""
 
 from __future__ import annotations
 
@@ -8,11 +9,16 @@ import gzip
 import subprocess
 import sys
 from pathlib import Path
+from typing import Any
 
+import anyio
 import pytest
 import zstandard
+from faultserver import FaultServer, Reply, Request
 
-from ductwork.connectors.files.compression import CorruptDataError, make_decoder
+from ductwork import HttpError, create_el_pipeline, create_http_extractor
+from ductwork.connectors.compression import CorruptDataError, make_decoder
+from ductwork.connectors.parsers import JsonlParser
 
 # Lines of one repeated record: zstd packs 48 MiB of them into a few KiB.
 LINE = b'{"id": 1, "name": "' + b"x" * 180 + b'"}\n'
@@ -122,3 +128,49 @@ def test_peak_memory_for_a_zstd_bomb_matches_gzip(tmp_path: Path) -> None:
     gz_records, gz_rss = peak_rss_kib(gz)
     assert zst_records == gz_records == DECODED // len(LINE)
     assert zst_rss <= 1.2 * gz_rss, (zst_rss, gz_rss)
+
+
+def compressed_body(encoding: str, body: bytes) -> Any:
+    def handler(request: Request, reply: Reply) -> None:
+        reply.start_chunked(headers={"Content-Encoding": encoding})
+        for start in range(0, len(body), 16 * 1024):
+            reply.chunk(body[start : start + 16 * 1024])
+        reply.end_chunked()
+
+    return handler
+
+
+@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+async def test_a_compressed_http_body_is_decoded_in_bounded_pieces(
+    api: FaultServer, encoding: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    fed: list[int] = []
+    feed = JsonlParser.feed
+
+    def measured(self: JsonlParser, data: bytes) -> list[Any]:
+        fed.append(len(data))
+        return feed(self, data)
+
+    monkeypatch.setattr(JsonlParser, "feed", measured)
+    url = api.route("/bomb", compressed_body(encoding, bomb(encoding)))
+    count = 0
+
+    def load(batch: list[Any]) -> None:
+        nonlocal count
+        count += len(batch)
+
+    extractor = create_http_extractor(url, response_format="ndjson")
+    with anyio.fail_after(30):
+        await create_el_pipeline(extractor, load, logging=False).run()
+    assert count == DECODED // len(LINE)
+    assert max(fed) <= 1024 * 1024
+
+
+async def test_a_truncated_compressed_http_body_is_an_http_error(api: FaultServer) -> None:
+    body = zstandard.ZstdCompressor().compress(LINE * 1000)[:-10]
+    url = api.route("/bad", compressed_body("zstd", body))
+    with pytest.raises(HttpError, match="zstd response body is corrupt") as info:
+        await create_el_pipeline(
+            create_http_extractor(url, response_format="ndjson"), lambda b: None, logging=False
+        ).run()
+    assert info.value.url is not None

@@ -14,8 +14,8 @@ from ...core.config import Options, warn_deprecated
 from ...core.context import RunContext
 from ...core.templates import check_path_value, fill_confined
 from ...core.types import ErrorHandling
+from ..compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 from ..parsers import text_codec
-from .compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 
 FileFormat = Literal["csv", "jsonl", "json"]
 CompressionSetting = Literal["infer", "none", "gzip", "bz2", "zstd"]

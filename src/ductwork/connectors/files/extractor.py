@@ -19,6 +19,7 @@ from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.types import Batch, Record
+from ..compression import Codec, CorruptDataError, codec_for, make_decoder
 from ..parsers import (
     CsvParser,
     JsonArrayParser,
@@ -27,7 +28,6 @@ from ..parsers import (
     RecordParser,
     text_codec,
 )
-from .compression import Codec, CorruptDataError, codec_for, make_decoder
 from .config import FileExtractorConfig, FileFormat, fill_path
 
 _GLOB_MAGIC = re.compile(r"[*?[]")

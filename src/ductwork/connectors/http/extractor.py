@@ -20,6 +20,7 @@ from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.templates import fill_confined, url_value_encoder
 from ...core.types import Batch
+from ..compression import Codec, CorruptDataError, make_decoder
 from .config import (
     HttpExtractorConfig,
     config_secrets,
@@ -398,7 +399,7 @@ class HttpExtractor(Extractor):
         self, response: httpx.Response, info: PageInfo, deadline: float | None
     ) -> AsyncGenerator[Batch, None]:
         size = self.config.batch_size
-        body = _until(deadline, response.aiter_bytes())
+        body = _body(response, deadline)
         if self._format == "json":
             raw = b"".join([chunk async for chunk in body])
             records, info.body = json_records(raw, self.config.records_path)
@@ -637,11 +638,41 @@ async def _until(deadline: float | None, chunks: AsyncIterator[bytes]) -> AsyncI
         yield chunk
 
 
+_DECODED_PIECE = 1024 * 1024
+"""Bytes of a compressed body decoded at a time (the parsers' bound per chunk)."""
+_CONTENT_CODECS: dict[str, Codec] = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd"}
+
+
+def _body(response: httpx.Response, deadline: float | None) -> AsyncIterator[bytes]:
+    """The decoded chunks of a response body, within ``deadline``.
+
+    A body with ``Content-Encoding: gzip`` or ``zstd`` is decoded here in pieces of at most
+    a MiB (httpx's own decoders turn each network chunk into all of its output at once, which a
+    highly compressible body makes arbitrarily large); other encodings are left to httpx.
+    """
+    codec = _CONTENT_CODECS.get(response.headers.get("content-encoding", "").strip().lower())
+    if codec is None:
+        return _until(deadline, response.aiter_bytes())
+    return _decoded(codec, _until(deadline, response.aiter_raw()))
+
+
+async def _decoded(codec: Codec, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    decoder = make_decoder(codec)
+    try:
+        async for chunk in chunks:
+            decoder.feed(chunk)
+            while piece := decoder.read(_DECODED_PIECE):
+                yield piece
+        decoder.finish()
+    except CorruptDataError as exc:
+        raise ResponseFormatError(f"the {codec} response body is corrupt: {exc}") from None
+
+
 async def _read_snippet(response: httpx.Response, deadline: float | None) -> str:
     """The start of an error response's body, without reading a large body whole."""
     data = b""
     try:
-        async for chunk in _until(deadline, response.aiter_bytes()):
+        async for chunk in _body(response, deadline):
             data += chunk
             if len(data) >= _SNIPPET:
                 break

@@ -1,9 +1,11 @@
-"""Streaming compression codecs for the file connector: gzip, bz2 (stdlib) and zstd (zstandard).
+"""Streaming compression codecs: gzip, bz2 (stdlib) and zstd (zstandard), for files and for
+HTTP bodies sent with ``Content-Encoding: gzip`` or ``zstd``.
 
 Decoders take compressed input a piece at a time and return decompressed output in bounded pieces,
-so memory does not grow with the file. They read concatenated members (``cat a.gz b.gz``, or a
-file the loader appended to) and tell a truncated stream from a complete one. Encoders turn a run's
-output into one member (frame) each, so appending to an existing file is a plain concatenation.
+so memory does not grow with the file, however compressible it is. They read concatenated members
+(``cat a.gz b.gz``, or a file the loader appended to) and tell a truncated stream from a complete
+one. Encoders turn a run's output into one member (frame) each, so appending to an existing file
+is a plain concatenation.
 
 The heavy calls (``decompress``/``compress``) release the GIL, so the file connector runs them in
 worker threads while the event loop parses and encodes records.
