@@ -186,3 +186,30 @@ def test_ductwork_run_refuses_a_parameter_that_escapes(tmp_path: Path) -> None:
     )
     assert done.returncode == 0, done.stderr
     assert (tmp_path / "out" / "daily.jsonl").read_text() == '{"id":1}\n'
+
+
+@pytest.mark.parametrize(
+    ("template", "value", "problem"),
+    [
+        ("http://{host}.example.com/x", "evil.com/", "not a host name part"),
+        ("http://{host}.example.com/x", "a..b", "not a host name part"),
+        ("http://127.0.0.1/{}", "x", "positional placeholder"),
+    ],
+)
+async def test_url_placeholders_outside_the_path(template: str, value: str, problem: str) -> None:
+    extractor = create_http_extractor(template)
+    with pytest.raises(PipelineError, match=problem):
+        await create_el_pipeline(extractor, lambda batch: None, logging=False).run(
+            params={"host": value}
+        )
+
+
+async def test_a_host_part_and_a_nested_format_spec_are_filled(api: FaultServer) -> None:
+    api.route("/v1/00eu/items", echo)
+    got: list[dict[str, Any]] = []
+    url = api.url.replace("127.0.0.1", "{host}") + "/v1/{region:>0{width}}/items"
+    extractor = create_http_extractor(url)
+    await create_el_pipeline(extractor, got.extend, logging=False).run(
+        params={"host": "127.0.0.1", "region": "eu", "width": "4"}
+    )
+    assert got == [{"path": "/v1/00eu/items"}]

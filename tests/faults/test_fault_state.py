@@ -220,3 +220,30 @@ def test_ductwork_run_beside_serve_shares_the_default_state(tmp_path: Path) -> N
     counted, recorded = anyio.run(read)
     assert recorded >= 4  # four manual runs, and the scheduled ones that ran beside them
     assert counted == recorded
+
+
+async def test_migrating_a_json_file_in_process(tmp_path: Path) -> None:
+    from ductwork.state_sqlite import migrate_json_state
+
+    legacy = tmp_path / "state.json"
+    json_store = JsonFileStateStore(legacy)
+    await json_store.set("cursor", {"at": 7}, pipeline="p")
+    await json_store.append_run("p", {"run_id": "r1"})
+    store = SqliteStateStore(tmp_path / "state.db")
+    assert migrate_json_state(legacy, store) is True
+    assert migrate_json_state(legacy, store) is False  # renamed: nothing left to migrate
+    assert await store.get("cursor", pipeline="p") == {"at": 7}
+    assert [r["run_id"] for r in await store.list_runs("p", limit=None)] == ["r1"]
+    with pytest.raises(ConfigError, match="limit"):
+        await store.list_runs("p", limit=-1)
+    store.close()
+
+
+def test_a_corrupt_json_file_is_not_hidden_by_a_half_made_database(tmp_path: Path) -> None:
+    from ductwork.cli import open_state
+
+    (tmp_path / "state.json").write_text("{broken")
+    with pytest.raises(ConfigError, match=r"state\.json"):
+        open_state(tmp_path / "state.db")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["state.json"]
+    assert isinstance(open_state(tmp_path / "other.json"), JsonFileStateStore)
