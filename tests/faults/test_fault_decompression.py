@@ -174,3 +174,15 @@ async def test_a_truncated_compressed_http_body_is_an_http_error(api: FaultServe
             create_http_extractor(url, response_format="ndjson"), lambda b: None, logging=False
         ).run()
     assert info.value.url is not None
+
+
+def test_corrupt_zstd_headers_are_reported() -> None:
+    frame = zstandard.ZstdCompressor(write_content_size=False).compress(LINE * 100)
+    header = 6  # magic, descriptor, window byte
+    reserved = bytearray(frame)
+    reserved[header] |= 0b110  # block type 3 is reserved
+    for bad, message in ((bytes(reserved), "reserved block type"), (b"GARBAGE!", "not a zstd")):
+        decoder = make_decoder("zstd")
+        decoder.feed(bad)
+        with pytest.raises(CorruptDataError, match=message):
+            decoder.read(1 << 20)
