@@ -199,6 +199,7 @@ class FileFormatError(ExtractError):
         line: 1-based line number of the bad record, when known.
         offset: byte offset in the (decompressed) stream, when known.
         snippet: a short excerpt of the bad input.
+        reason: what is wrong, without the location.
     """
 
     retryable = False
@@ -225,6 +226,7 @@ class FileFormatError(ExtractError):
         self.line = line
         self.offset = offset
         self.snippet = snippet
+        self.reason = message
 
 
 class HttpError(ExtractError):

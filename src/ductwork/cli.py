@@ -1,8 +1,11 @@
 """The ``ductwork`` command: list, run, validate, serve, backfill and history.
 
 Pipelines come from the ``*_pipeline.py`` modules of a directory (``--path``, default
-``./pipelines`` or ``$DUCTWORK_PATH``); run history lives in a JSON state file (``--state``,
-default ``./.ductwork/state.json`` or ``$DUCTWORK_STATE``)::
+``./pipelines`` or ``$DUCTWORK_PATH``); run history lives in a state file (``--state``, default
+``./.ductwork/state.db`` or ``$DUCTWORK_STATE``): an SQLite database, safe for ``ductwork run``
+beside ``ductwork serve``, or a JSON file when the name ends in ``.json``. A
+``./.ductwork/state.json`` left by an older version is copied into the database on first
+use::
 
     ductwork list                          # name, schedule, timescope, last run, description
     ductwork run daily_orders --window 2026-11-10 --param output_dir=/tmp/out
@@ -40,7 +43,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 
-from ._exceptions import DuctworkError, PipelineError, RegistryError
+from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
 from ._version import __version__
 from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
@@ -52,7 +55,8 @@ from .core.runnable import Runnable
 from .discovery import DiscoveryReport, discover_pipelines
 from .registry import PipelineRegistry, RegisteredPipeline
 from .scheduler import open_scheduler
-from .state import JsonFileStateStore
+from .state import JsonFileStateStore, StateStore
+from .state_sqlite import SqliteStateStore, migrate_json_state
 
 if TYPE_CHECKING:
     from .ops.metrics import RunMetrics
@@ -64,7 +68,7 @@ PATH_ENV = "DUCTWORK_PATH"
 STATE_ENV = "DUCTWORK_STATE"
 TOKEN_ENV = "DUCTWORK_TOKEN"
 DEFAULT_PATH = "pipelines"
-DEFAULT_STATE = str(Path(".ductwork") / "state.json")
+DEFAULT_STATE = str(Path(".ductwork") / "state.db")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -156,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         default=argparse.SUPPRESS,
         metavar="FILE",
-        help=f"JSON state file with the run history (default: ${STATE_ENV} or ./{DEFAULT_STATE})",
+        help=f"state file with the run history: SQLite, or JSON for a *.json name "
+        f"(default: ${STATE_ENV} or ./{DEFAULT_STATE})",
     )
     common.add_argument(
         "-v",
@@ -357,6 +362,28 @@ def _window_text(window: Any) -> str:
 # --- discovery ----------------------------------------------------------------------------------
 
 
+def open_state(path: Path) -> StateStore:
+    """The state store for ``path``: JSON for a ``*.json`` name, else SQLite.
+
+    A new SQLite file takes over the JSON file of the same name beside it (``state.json`` for
+    ``state.db``), which is renamed to ``state.json.migrated``.
+    """
+    if path.suffix.lower() == ".json":
+        return JsonFileStateStore(path)
+    fresh = not path.exists()
+    store = SqliteStateStore(path)
+    legacy = path.with_suffix(".json")
+    try:
+        if fresh and migrate_json_state(legacy, store):
+            logger.warning("copied the state in %s into %s", legacy, path)
+    except ConfigError:
+        store.close()  # a corrupt JSON file: leave no half-made database to hide it next time
+        for made in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            made.unlink(missing_ok=True)
+        raise
+    return store
+
+
 class _Project:
     """The registry built from ``--path`` and ``--state``, and the discovery reports."""
 
@@ -368,7 +395,7 @@ class _Project:
         state = getattr(args, "state", None) or os.environ.get(STATE_ENV) or DEFAULT_STATE
         self.paths: list[str] = paths
         self.state_path = Path(state)
-        self.registry = PipelineRegistry(state=JsonFileStateStore(self.state_path))
+        self.registry = PipelineRegistry(state=open_state(self.state_path))
         self.reports: list[DiscoveryReport] = []
         for path in paths:
             if not Path(path).is_dir():

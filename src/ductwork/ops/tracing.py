@@ -31,8 +31,8 @@ from typing import TYPE_CHECKING, TextIO
 
 import anyio
 
-from .._version import __version__
 from .._exceptions import ConfigError
+from .._version import __version__
 from ..core.context import RunContext
 from ..core.instrument import Instrument, Operation, OperationKind, install
 from ..core.result import RunResult, StageStats
