@@ -18,14 +18,17 @@ from typing import Annotated, Any, Literal
 import anyio
 import httpx
 import orjson
+import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from ..._exceptions import ClickHouseLoadError
+from ...core.arrow import concat
 from ...core.backoff import Backoff
 from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Loader
 from ...core.types import Batch
+from .arrow import insert_body
 from .capabilities import Capabilities
 from .client import ClickHouseConfig, Connection, StageOptions, short_repr
 from .codec import (
@@ -182,8 +185,10 @@ class ClickHouseLoaderConfig(StageOptions):
 
 
 class ClickHouseLoader(Loader):
-    """Inserts records into a ClickHouse table in batches. Made by
+    """Inserts batches (records or Arrow tables) into a ClickHouse table. Made by
     :func:`create_clickhouse_loader`; see there and the module docs."""
+
+    batch_format = "any"
 
     def __init__(self, config: ClickHouseLoaderConfig) -> None:
         self.config = config
@@ -220,6 +225,8 @@ class _ClickHouseSink:
         self.conn = conn
         self.ctx = ctx
         self.parts: list[tuple[Batch, bytes]] = []
+        self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
+        self.caps: Capabilities | None = None
         self.rows = 0
         self.nbytes = 0
         self.since: float | None = None
@@ -248,7 +255,7 @@ class _ClickHouseSink:
     async def prepare(self) -> None:
         loader, config = self.loader, self.config
         try:
-            caps = await self.conn.capabilities()
+            caps = self.caps = await self.conn.capabilities()
             if config.async_insert and not caps.async_insert:
                 raise self._setup_error(
                     f"async_insert=True needs ClickHouse 21.11 or later; "
@@ -403,13 +410,22 @@ class _ClickHouseSink:
 
     async def write(self, batch: Batch) -> None:
         config = self.config
+        table: pa.Table | None = batch if isinstance(batch, pa.Table) else None
+        if table is not None and (config.mode == "upsert" or config.dead_letter is not None):
+            batch = table.to_pylist()  # per-record work: the records path (see the docs)
+            table = None
+        if self.tables if table is None else self.parts:
+            await self.flush()  # one kind per insert
         by_bytes = not self.dedup_tokens  # with tokens, inserts are cut by rows alone
         start = 0
         total = len(batch)
         while start < total:
             take = min(total - start, config.batch_size - self.rows)
-            part = batch if take == total else batch[start : start + take]
-            await self._add(part, start)
+            if table is not None:
+                self._add_table(table.slice(start, take) if take != total else table)
+            else:
+                part = batch if take == total else batch[start : start + take]
+                await self._add(part, start)
             start += take
             if self.rows >= config.batch_size or (by_bytes and self.nbytes >= config.max_bytes):
                 await self.flush()
@@ -430,6 +446,53 @@ class _ClickHouseSink:
         """Flush a buffer that has waited ``flush_interval`` while the input paused."""
         if self.idle_after == 0.0:
             await self.flush()
+
+    def _add_table(self, table: pa.Table) -> None:
+        if self.since is None:
+            self.since = monotonic()
+        self.tables.append(table)
+        self.rows += table.num_rows
+        self.nbytes += table.nbytes
+
+    async def _flush_tables(self) -> None:
+        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
+        written by pyarrow on older servers, JSONEachRow for nested columns there."""
+        tables, self.tables = self.tables, []
+        count = self.rows
+        self.rows = self.nbytes = 0
+        self.since = None
+        self.inserts += 1
+        batch_no = self.inserts
+        table = concat(tables)
+        if self.config.columns is not None:
+            missing = [c for c in self.config.columns if c not in table.column_names]
+            if missing:
+                raise ClickHouseLoadError(
+                    f"batch {batch_no} has no column(s) {', '.join(missing)} for "
+                    f"{self.loader.qualified}",
+                    table=self.loader.qualified,
+                    batch=batch_no,
+                    retryable=False,
+                )
+            table = table.select(list(self.config.columns))
+        arrow_stream = self.caps is not None and self.caps.arrow_stream
+        encoded = await anyio.to_thread.run_sync(insert_body, table, arrow_stream)
+        if encoded is None:
+            wire, body = "JSONEachRow", encode_records(table.to_pylist())[1:-1]
+        else:
+            wire, body = encoded
+        names = ", ".join(quote_identifier(name) for name in table.column_names)
+        query = f"INSERT INTO {self.loader.quoted} ({names}) FORMAT {wire}"
+        params = self._token(batch_no, body)
+        if wire == "CSVWithNames":
+            params["date_time_input_format"] = "basic"  # times are Unix seconds: no guessing
+        try:
+            await self._send(body, params, query)
+        except ServerError as exc:
+            raise self._insert_error(exc, batch_no, _TableRows(table), query) from None
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc, batch_no, count) from exc
+        self._inserted(count, len(body))
 
     async def _add(self, part: Batch, offset: int) -> None:
         try:
@@ -469,6 +532,9 @@ class _ClickHouseSink:
     async def flush(self) -> None:
         """Insert what is buffered, as one insert (or, with a dead-letter file, as few as needed
         to set the rejected records aside)."""
+        if self.tables:
+            await self._flush_tables()
+            return
         if not self.parts:
             return
         parts, self.parts = self.parts, []
@@ -542,12 +608,12 @@ class _ClickHouseSink:
             latest[k] = record
         return list(latest.values())
 
-    async def _send(self, body: bytes, params: Mapping[str, Any]) -> None:
+    async def _send(self, body: bytes, params: Mapping[str, Any], query: str | None = None) -> None:
         """One insert, retried where that cannot duplicate rows (see the module docs)."""
         retries = self.loader.backoff.retries(self.config.retries)
         while True:
             try:
-                await self.conn.insert(self.query, body, {**self.params, **params})
+                await self.conn.insert(query or self.query, body, {**self.params, **params})
                 return
             except ServerError as exc:
                 if exc.code not in _OVERLOADED or not retries.left:
@@ -633,7 +699,9 @@ class _ClickHouseSink:
         await self.dead_file.write(line + b"\n")
         self.ctx.add_metric("rows_dead_lettered", 1)
 
-    def _insert_error(self, exc: ServerError, batch_no: int, records: Batch) -> ClickHouseLoadError:
+    def _insert_error(
+        self, exc: ServerError, batch_no: int, records: Any, query: str | None = None
+    ) -> ClickHouseLoadError:
         record = None
         where = ""
         if exc.row is not None and 1 <= exc.row <= len(records):
@@ -644,7 +712,7 @@ class _ClickHouseSink:
             f"insert into {self.loader.qualified} failed at batch {batch_no} "
             f"({len(records)} rows): {exc}{where}; {done}",
             code=exc.code,
-            query=self.query,
+            query=query or self.query,
             table=self.loader.qualified,
             batch=batch_no,
             record=record,
@@ -704,9 +772,23 @@ class _ClickHouseSink:
     async def close(self) -> None:
         """Drop what is still buffered (after a failure) and close the dead-letter file."""
         self.parts = []
+        self.tables = []
         if self.dead_file is not None:
             await self.dead_file.aclose()
             self.dead_file = None
+
+
+class _TableRows:
+    """The rows of an Arrow batch as an error names them: one converted when asked for."""
+
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.table.slice(index, 1).to_pylist()[0]
 
 
 def _scope(ctx: RunContext) -> str:
