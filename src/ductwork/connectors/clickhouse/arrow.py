@@ -378,7 +378,8 @@ def encode_csv(table: pa.Table) -> bytes:
             seconds = pc.divide(
                 column.cast(pa.timestamp(kind.unit)).cast(pa.int64()), _per_second(kind.unit)
             )
-            column = seconds
+            # ten digits: what every server version reads as Unix seconds ("0" is not)
+            column = pc.utf8_lpad(seconds.cast(pa.string()), width=10, padding="0")
         elif pa.types.is_boolean(kind):
             column = column.cast(pa.uint8())
         arrays.append(column)
