@@ -84,12 +84,22 @@ def show(*args: str, expect: int = 0) -> bool:
 
 
 def show_serve(seconds: float) -> bool:
-    """Run ``ductwork serve`` for ``seconds``, then stop it with SIGINT (as Ctrl+C would)."""
+    """Run ``ductwork serve`` until it is serving, ``seconds`` more, then stop it with SIGINT
+    (as Ctrl+C would)."""
     print(f"\n$ ductwork serve      # stopped with Ctrl+C after {seconds:g} s", flush=True)
-    proc = subprocess.Popen(ductwork_command("serve", "--grace", "5"))
+    proc = subprocess.Popen(
+        ductwork_command("serve", "--grace", "5"), stdout=subprocess.PIPE, text=True
+    )
+    assert proc.stdout is not None
+    for line in proc.stdout:  # up to the line saying it serves (imports can take a while)
+        print(line, end="", flush=True)
+        if line.startswith("serving "):
+            break
     time.sleep(seconds)
     proc.send_signal(signal.SIGINT)
-    code = proc.wait(30)
+    rest, _ = proc.communicate(timeout=30)
+    print(rest, end="", flush=True)
+    code = proc.returncode
     if code != 0:
         print(f"FAILED: exit code {code}", flush=True)
     return code == 0

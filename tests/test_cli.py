@@ -9,6 +9,7 @@ import select
 import signal
 import subprocess
 import sys
+import tempfile
 import textwrap
 import threading
 import time
@@ -85,12 +86,17 @@ def project(tmp_path: Path) -> Path:
     return tmp_path
 
 
+_SCRATCH = Path(tempfile.mkdtemp(prefix="ductwork-cli-"))
+
+
 def env_for(project: Path | None) -> dict[str, str]:
     env = {k: v for k, v in os.environ.items() if not k.startswith("DUCTWORK_")}
     env["PYTHONUNBUFFERED"] = "1"
     if project is not None:
         env["DUCTWORK_PATH"] = str(project / "pipelines")
         env["DUCTWORK_STATE"] = str(project / "state.json")
+    else:  # a command run in the checkout keeps its state out of it
+        env["DUCTWORK_STATE"] = str(_SCRATCH / "state.db")
     return env
 
 

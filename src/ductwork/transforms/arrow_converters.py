@@ -34,6 +34,7 @@ cannot hold what the records path gives, the Arrow path says so in its error or 
 
 from __future__ import annotations
 
+import functools
 import re
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any, NamedTuple
@@ -80,8 +81,11 @@ _UUID_RE = (
 _WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 _BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]*$"
 
-_TRUE = pa.array([w for w, flag in _BOOL_WORDS.items() if flag])
-_FALSE = pa.array([w for w, flag in _BOOL_WORDS.items() if not flag])
+@functools.cache
+def _bool_words(flag: bool) -> pa.Array:
+    """The words read as ``flag`` (made on first use: ``pa.array`` of a list imports pandas,
+    where it is installed, which ``import ductwork`` need not pay for)."""
+    return pa.array([w for w, value in _BOOL_WORDS.items() if value is flag], pa.string())
 
 # The range of Python's datetime, in microseconds from the Unix epoch.
 _MIN_US = -62_135_596_800 * 10**6
@@ -361,8 +365,8 @@ class _BoolTarget(_Target):
         # Only ASCII letters and digits make a word, so lowering with str.lower() or with
         # utf8_lower picks the same values; the others go to the records converter.
         words = pc.utf8_lower(_trimmed(array))
-        true = pc.is_in(words, value_set=_TRUE)
-        false = pc.is_in(words, value_set=_FALSE)
+        true = pc.is_in(words, value_set=_bool_words(True))
+        false = pc.is_in(words, value_set=_bool_words(False))
         out = pc.if_else(true, True, pc.if_else(false, False, pa.scalar(None, pa.bool_())))
         return _Pending(out, _valid_unscreened(array, pc.or_(true, false)))
 
