@@ -463,15 +463,20 @@ class _ClickHouseSink:
         self.rows += table.num_rows
         self.nbytes += table.nbytes
 
-    async def _flush_tables(self) -> None:
-        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
-        written by pyarrow on older servers, JSONEachRow for nested columns there."""
-        tables, self.tables = self.tables, []
+    def _next_insert(self) -> tuple[int, int]:
+        """Empty the buffer's counters for an insert of what it held; return that insert's row
+        count and its number (from 1)."""
         count = self.rows
         self.rows = self.nbytes = 0
         self.since = None
         self.inserts += 1
-        batch_no = self.inserts
+        return count, self.inserts
+
+    async def _flush_tables(self) -> None:
+        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
+        written by pyarrow on older servers, JSONEachRow for nested columns there."""
+        tables, self.tables = self.tables, []
+        count, batch_no = self._next_insert()
         table = concat(tables)
         if self.config.columns is not None:
             missing = [c for c in self.config.columns if c not in table.column_names]
@@ -547,11 +552,7 @@ class _ClickHouseSink:
         if not self.parts:
             return
         parts, self.parts = self.parts, []
-        count = self.rows
-        self.rows = self.nbytes = 0
-        self.since = None
-        self.inserts += 1
-        batch_no = self.inserts
+        count, batch_no = self._next_insert()
         if len(parts) == 1:
             body = parts[0][1][1:-1]
         else:
