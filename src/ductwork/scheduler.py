@@ -72,7 +72,6 @@ from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
 from time import time
-from types import TracebackType
 from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import aiocron  # type: ignore[import-untyped]
@@ -84,7 +83,7 @@ from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryErro
 from .core.config import Options, validate_config
 from .core.context import new_run_id
 from .core.errors import unwrap_group
-from .core.types import RunStatus
+from .core.types import ExcInfo, RunStatus
 from .cron import CronJob
 from .registry import PipelineRegistry, get_default_registry
 from .timescope import resolve_timezone
@@ -359,12 +358,7 @@ class Scheduler:
         logger.info("scheduler started: %d cron job(s), %d enabled", len(self._jobs), len(jobs))
         return self
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> bool | None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> bool | None:
         assert self._tg is not None
         try:
             with anyio.CancelScope(shield=True):
@@ -374,7 +368,7 @@ class Scheduler:
                 self._remove_listener()
                 self._remove_listener = None
             try:
-                suppress = await self._tg.__aexit__(exc_type, exc, tb)
+                suppress = await self._tg.__aexit__(*exc_info)
             except BaseExceptionGroup as group:
                 raise unwrap_group(group) from None
         return suppress

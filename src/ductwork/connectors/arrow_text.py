@@ -19,7 +19,21 @@ import pyarrow.json as pajson
 __all__ = ["CsvSplitter", "LineSplitter", "PieceParser"]
 
 
-class CsvSplitter:
+class _Splitter:
+    """A buffer of body bytes from which pieces ending at a row boundary are cut."""
+
+    def __init__(self, piece_bytes: int) -> None:
+        self.piece_bytes = piece_bytes
+        self._buffer = bytearray()
+
+    def _take(self, end: int) -> bytes:
+        """Cut the first ``end`` bytes off the buffer and return them."""
+        piece = bytes(self._buffer[:end])
+        del self._buffer[:end]
+        return piece
+
+
+class CsvSplitter(_Splitter):
     """Cuts a streamed ``CSVWithNames`` body into pieces that end at a row boundary.
 
     A row ends at a line break outside quotes; ClickHouse doubles a quote inside a quoted field,
@@ -28,9 +42,8 @@ class CsvSplitter:
     """
 
     def __init__(self, piece_bytes: int) -> None:
-        self.piece_bytes = piece_bytes
+        super().__init__(piece_bytes)
         self.header: bytes | None = None
-        self._buffer = bytearray()
         self._quotes = 0  # quote characters in the buffer (its start is outside quotes)
 
     def feed(self, chunk: bytes) -> list[bytes]:
@@ -41,18 +54,11 @@ class CsvSplitter:
             end = self._row_end(0, len(self._buffer))
             if end is None:
                 return []
-            self.header = bytes(self._buffer[:end])
-            del self._buffer[:end]
-            self._quotes = self._buffer.count(b'"')
+            self.header = self._take(end)
         if len(self._buffer) < self.piece_bytes:
             return []
         end = self._last_row_end()
-        if end is None:
-            return []
-        piece = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        self._quotes = self._buffer.count(b'"')
-        return [piece]
+        return [] if end is None else [self._take(end)]
 
     @property
     def rest(self) -> bytes:
@@ -65,6 +71,11 @@ class CsvSplitter:
         if rest and (not rest.endswith(b"\n") or rest.count(b'"') % 2):
             raise ValueError(f"the result ended with an incomplete row {rest[:80]!r}")
         return rest
+
+    def _take(self, end: int) -> bytes:
+        piece = super()._take(end)
+        self._quotes = self._buffer.count(b'"')
+        return piece
 
     def _row_end(self, start: int, stop: int) -> int | None:
         index = start
@@ -91,12 +102,8 @@ class CsvSplitter:
             stop = newline
 
 
-class LineSplitter:
+class LineSplitter(_Splitter):
     """Cuts a streamed JSON Lines body into pieces of whole lines (about ``piece_bytes``)."""
-
-    def __init__(self, piece_bytes: int) -> None:
-        self.piece_bytes = piece_bytes
-        self._buffer = bytearray()
 
     def feed(self, chunk: bytes) -> list[bytes]:
         """Add a chunk; return a piece of whole lines when enough has arrived."""
@@ -104,11 +111,7 @@ class LineSplitter:
         if len(self._buffer) < self.piece_bytes:
             return []
         end = self._buffer.rfind(b"\n") + 1
-        if not end:
-            return []
-        piece = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        return [piece]
+        return [self._take(end)] if end else []
 
     @property
     def pending(self) -> int:

@@ -37,6 +37,7 @@ __all__ = [
     "JsonlParser",
     "RecordParser",
     "TextCodec",
+    "csv_format",
     "snippet",
     "text_codec",
 ]
@@ -80,6 +81,19 @@ def text_codec(encoding: str) -> TextCodec:
     except (UnicodeError, LookupError):
         ascii_compatible = False
     return TextCodec(encoding, name, utf8=False, transcode=not ascii_compatible)
+
+
+def csv_format(delimiter: str, quotechar: str | None, **extra: Any) -> dict[str, Any]:
+    """The ``csv`` module's format parameters for a delimiter and a quote character (``None``:
+    fields are never quoted), with ``extra`` ones."""
+    fmt: dict[str, Any] = {
+        "delimiter": delimiter,
+        "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
+        **extra,
+    }
+    if quotechar:
+        fmt["quotechar"] = quotechar
+    return fmt
 
 
 def snippet(data: bytes | str, codec: str = "utf-8") -> str:
@@ -403,13 +417,7 @@ class CsvParser(_LineParser):
         if csv.field_size_limit() < max_record_size:
             # the csv module's own limit (128 KiB) would refuse fields max_record_size allows
             csv.field_size_limit(max_record_size)
-        self._format: dict[str, Any] = {
-            "delimiter": delimiter,
-            "strict": True,
-            "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
-        }
-        if quotechar:
-            self._format["quotechar"] = quotechar
+        self._format = csv_format(delimiter, quotechar, strict=True)
         self._delimiter = delimiter
         self._quote = quotechar.encode(codec.unit) if quotechar else b""
         self._given_names = tuple(field_names) if field_names is not None else None

@@ -24,11 +24,20 @@ Example:
 from __future__ import annotations
 
 from collections.abc import Callable, Mapping
-from typing import Any
+from typing import Any, TypeVar
 
 import pyarrow as pa
 
-__all__ = ["BatchShapeError", "RowCounter", "batch_rows", "normalize", "register_batch_kind"]
+__all__ = [
+    "BatchShapeError",
+    "RowCounter",
+    "batch_rows",
+    "cut_batches",
+    "normalize",
+    "register_batch_kind",
+]
+
+_T = TypeVar("_T")
 
 RowCounter = Callable[[Any], int]
 """Checks a batch of one kind and returns its number of rows; raises BatchShapeError, with a
@@ -114,3 +123,23 @@ def batch_rows(batch: object, producer: str = "a stage") -> int:
         return rows(batch)
     except BatchShapeError as exc:
         raise BatchShapeError(f"{producer} produced {exc}") from None
+
+
+def cut_batches(pending: list[_T], rows: list[_T], size: int) -> tuple[list[list[_T]], list[_T]]:
+    """Add ``rows`` to ``pending``; return the batches of ``size`` rows cut off its front and
+    what is left (fewer than ``size`` rows), for a stream re-sliced into batches of one size.
+
+    Lists are not copied where they need not be: ``rows`` becomes the pending list when nothing
+    was pending (and ``pending`` is extended in place otherwise), and a pending list of exactly
+    ``size`` rows is itself the batch.
+    """
+    if pending:
+        pending.extend(rows)
+    else:
+        pending = rows
+    if len(pending) < size:
+        return [], pending
+    if len(pending) == size:
+        return [pending], []
+    whole = len(pending) - len(pending) % size
+    return [pending[start : start + size] for start in range(0, whole, size)], pending[whole:]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+from types import TracebackType
 from typing import TYPE_CHECKING, Any, Literal, TypeAlias
 
 if TYPE_CHECKING:
@@ -15,6 +16,9 @@ Record: TypeAlias = dict[str, Any]
 
 Records: TypeAlias = list[Record]
 """A batch of records."""
+
+ExcInfo: TypeAlias = tuple[type[BaseException] | None, BaseException | None, TracebackType | None]
+"""The three arguments of ``__exit__``/``__aexit__``, for ``*exc_info: *ExcInfo``."""
 
 Batch: TypeAlias = "list[Record] | pa.Table"
 """A batch, the unit that flows between stages: a list of records or a ``pyarrow.Table``."""

@@ -50,7 +50,7 @@ from ..core.arrow import BatchFormat
 from ..core.config import Options
 from ..core.context import RunContext
 from ..core.stages import Loader, Sink, Transformer, as_loader
-from ..core.types import ErrorHandling, Record
+from ..core.types import ErrorHandling, ExcInfo, Record
 from ._arrow import AnyBatch, num_rows
 
 __all__ = [
@@ -300,11 +300,6 @@ class _RunScope:
             await run._open_sink()
         return run
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         assert self.run is not None
-        await self.run.close(exc_type, exc, tb)
+        await self.run.close(*exc_info)

@@ -13,10 +13,11 @@ from aiochclient.sql import sqlparse  # type: ignore[import-untyped]
 from pydantic import Field, field_validator
 
 from ..._exceptions import ClickHouseExtractError, ExtractError
+from ...core.batch import cut_batches
 from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
-from ...core.types import Batch
+from ...core.types import Batch, Record
 from .arrow import (
     ARROW_RESULT_SETTINGS,
     arrow_schema,
@@ -251,7 +252,7 @@ async def _batches(
     decoded in one call; the partial line at the end waits for the next chunk. Memory holds about
     one batch and ``_DECODE_BYTES``.
     """
-    pending: Batch = []
+    pending: list[Record] = []
     buffer = bytearray()
     async for chunk in response.aiter_bytes():
         buffer += chunk
@@ -262,16 +263,8 @@ async def _batches(
             continue
         rows = decoder.decode(bytes(buffer[:end]))
         del buffer[:end]
-        if pending:
-            pending.extend(rows)
-        else:
-            pending = rows
-        while len(pending) >= batch_size:
-            if len(pending) == batch_size:
-                batch, pending = pending, []
-            else:
-                batch = pending[:batch_size]
-                del pending[:batch_size]
+        batches, pending = cut_batches(pending, rows, batch_size)
+        for batch in batches:
             yield batch
     if buffer:
         if not buffer.endswith(b"\n"):

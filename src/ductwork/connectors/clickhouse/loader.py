@@ -266,7 +266,7 @@ class _ClickHouseSink:
         try:
             caps = self.caps = await self.conn.capabilities()
             if config.async_insert and not caps.async_insert:
-                raise self._setup_error(
+                raise self._error(
                     f"async_insert=True needs ClickHouse 21.11 or later; "
                     f"{loader.connection.url} runs {caps.version_text}"
                 )
@@ -280,7 +280,7 @@ class _ClickHouseSink:
                 )
             )
             if not info:
-                raise self._setup_error(
+                raise self._error(
                     f"table {loader.qualified} does not exist "
                     f"(pass create_table={{column: type}} to create it)"
                 )
@@ -295,7 +295,7 @@ class _ClickHouseSink:
                 )
             ]
         except ServerError as exc:
-            raise self._setup_error(str(exc), code=exc.code) from None
+            raise self._error(str(exc), code=exc.code) from None
         except httpx.TransportError as exc:
             raise ClickHouseLoadError(
                 f"cannot reach ClickHouse at {self.loader.connection.url}: "
@@ -306,7 +306,7 @@ class _ClickHouseSink:
         if config.columns is not None:
             unknown = [c for c in config.columns if c not in existing]
             if unknown:
-                raise self._setup_error(
+                raise self._error(
                     f"table {loader.qualified} has no column(s) {', '.join(unknown)} "
                     f"(it has {', '.join(existing)})"
                 )
@@ -386,18 +386,18 @@ class _ClickHouseSink:
     def _check_upsert(self, engine: str, engine_full: str, sorting_key: str) -> None:
         table = self.loader.qualified
         if not engine.endswith("ReplacingMergeTree"):
-            raise self._setup_error(
+            raise self._error(
                 f"mode='upsert' needs a ReplacingMergeTree table (rows with equal sorting key "
                 f"replace each other); {table} is {engine}"
             )
         key = tuple(sorting_key_columns(sorting_key))
         if not key or not all(valid_column(part) for part in key):
-            raise self._setup_error(
+            raise self._error(
                 f"mode='upsert' needs a sorting key of plain columns; {table} is ordered by "
                 f"({sorting_key})"
             )
         if self.config.upsert_key is not None and set(self.config.upsert_key) != set(key):
-            raise self._setup_error(
+            raise self._error(
                 f"upsert_key ({', '.join(self.config.upsert_key)}) is not the sorting key of "
                 f"{table} ({', '.join(key)}): ReplacingMergeTree replaces rows whose sorting "
                 f"keys are equal"
@@ -405,15 +405,25 @@ class _ClickHouseSink:
         version = engine_version(engine_full)
         if self.config.version_column is not None and self.config.version_column != version:
             have = f"version column {version!r}" if version else "no version column"
-            raise self._setup_error(
+            raise self._error(
                 f"version_column {self.config.version_column!r} is not the version column of "
                 f"{table} ({engine} with {have})"
             )
         self.key = key
         self.version = version
 
-    def _setup_error(self, message: str, code: int | None = None) -> ClickHouseLoadError:
-        return ClickHouseLoadError(message, code=code, table=self.loader.qualified, retryable=False)
+    def _error(
+        self, message: str, code: int | None = None, *, batch: int | None = None, record: Any = None
+    ) -> ClickHouseLoadError:
+        """An error about this loader's table that running again would not cure."""
+        return ClickHouseLoadError(
+            message,
+            code=code,
+            table=self.loader.qualified,
+            batch=batch,
+            record=record,
+            retryable=False,
+        )
 
     # ------------------------------------------------------------------ writing
 
@@ -463,25 +473,28 @@ class _ClickHouseSink:
         self.rows += table.num_rows
         self.nbytes += table.nbytes
 
-    async def _flush_tables(self) -> None:
-        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
-        written by pyarrow on older servers, JSONEachRow for nested columns there."""
-        tables, self.tables = self.tables, []
+    def _next_insert(self) -> tuple[int, int]:
+        """Empty the buffer's counters for an insert of what it held; return that insert's row
+        count and its number (from 1)."""
         count = self.rows
         self.rows = self.nbytes = 0
         self.since = None
         self.inserts += 1
-        batch_no = self.inserts
+        return count, self.inserts
+
+    async def _flush_tables(self) -> None:
+        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
+        written by pyarrow on older servers, JSONEachRow for nested columns there."""
+        tables, self.tables = self.tables, []
+        count, batch_no = self._next_insert()
         table = concat(tables)
         if self.config.columns is not None:
             missing = [c for c in self.config.columns if c not in table.column_names]
             if missing:
-                raise ClickHouseLoadError(
+                raise self._error(
                     f"batch {batch_no} has no column(s) {', '.join(missing)} for "
                     f"{self.loader.qualified}",
-                    table=self.loader.qualified,
                     batch=batch_no,
-                    retryable=False,
                 )
             table = table.select(list(self.config.columns))
         arrow_stream = self.caps is not None and self.caps.arrow_stream
@@ -525,13 +538,11 @@ class _ClickHouseSink:
                 encode_records([record])
             except TypeError as exc:
                 if self.config.dead_letter is None:
-                    raise ClickHouseLoadError(
+                    raise self._error(
                         f"record {offset + i} of an incoming batch cannot be inserted into "
                         f"{self.loader.qualified}: {exc}: {short_repr(record)}",
-                        table=self.loader.qualified,
                         batch=self.inserts + 1,
                         record=record,
-                        retryable=False,
                     ) from None
                 await self._dead_letter(record, f"cannot encode: {exc}", self.inserts + 1)
             else:
@@ -547,11 +558,7 @@ class _ClickHouseSink:
         if not self.parts:
             return
         parts, self.parts = self.parts, []
-        count = self.rows
-        self.rows = self.nbytes = 0
-        self.since = None
-        self.inserts += 1
-        batch_no = self.inserts
+        count, batch_no = self._next_insert()
         if len(parts) == 1:
             body = parts[0][1][1:-1]
         else:
@@ -605,14 +612,12 @@ class _ClickHouseSink:
                         continue
             except (KeyError, TypeError) as exc:
                 what = f"no column {exc}" if isinstance(exc, KeyError) else str(exc)
-                raise ClickHouseLoadError(
+                raise self._error(
                     f"upsert into {self.loader.qualified}, batch {batch_no}: a record has {what} "
                     f"(key {', '.join(key)}{', version ' + version if version else ''}): "
                     f"{short_repr(record)}",
-                    table=self.loader.qualified,
                     batch=batch_no,
                     record=record,
-                    retryable=False,
                 ) from None
             latest[k] = record
         return list(latest.values())
@@ -692,13 +697,11 @@ class _ClickHouseSink:
         assert path is not None
         self.dead += 1
         if self.dead > self.config.max_dead_letters:
-            raise ClickHouseLoadError(
+            raise self._error(
                 f"more than {self.config.max_dead_letters} records rejected by "
                 f"{self.loader.qualified} (see {path}); last error at batch {batch_no}: {error}",
-                table=self.loader.qualified,
                 batch=batch_no,
                 record=record,
-                retryable=False,
             )
         if self.dead_file is None:
             self.dead_file = await anyio.open_file(path, "ab")
@@ -776,7 +779,7 @@ class _ClickHouseSink:
             try:
                 await self.conn.execute(f"OPTIMIZE TABLE {self.loader.quoted} FINAL")
             except ServerError as exc:
-                raise self._setup_error(f"OPTIMIZE TABLE failed: {exc}", exc.code) from None
+                raise self._error(f"OPTIMIZE TABLE failed: {exc}", exc.code) from None
 
     async def close(self) -> None:
         """Drop what is still buffered (after a failure) and close the dead-letter file."""

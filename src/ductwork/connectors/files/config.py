@@ -58,7 +58,7 @@ def _codec_of(info: ValidationInfo) -> Codec | None:
 
 
 def _format_or_inferred(value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-    """The given format, or the one the file name implies (a validator shared by both configs)."""
+    """The given format, or the one the file name implies."""
     if value is not None:
         return value
     path = info.data.get("file_path")
@@ -158,6 +158,11 @@ class _PathOptions(Options):
             raise ValueError(f"malformed placeholder: {exc}") from None
         return value
 
+    @field_validator("file_format", "format", check_fields=False)
+    @classmethod
+    def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
+        return _format_or_inferred(value, info)
+
     @field_validator("encoding")
     @classmethod
     def _check_encoding(cls, value: str) -> str:
@@ -247,11 +252,6 @@ class FileExtractorConfig(_PathOptions):
             return values
         return data
 
-    @field_validator("file_format")
-    @classmethod
-    def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        return _format_or_inferred(value, info)
-
     @field_validator("compression")
     @classmethod
     def _check_compression(cls, value: str, info: ValidationInfo) -> str:
@@ -328,11 +328,6 @@ class FileLoaderConfig(_PathOptions):
     """Flush the file to disk before renaming it into place."""
     name: Annotated[str, Field(min_length=1)] = "write_file"
     """The stage name."""
-
-    @field_validator("format")
-    @classmethod
-    def _infer(cls, value: FileFormat | None, info: ValidationInfo) -> FileFormat:
-        return _format_or_inferred(value, info)
 
     @field_validator("compression")
     @classmethod

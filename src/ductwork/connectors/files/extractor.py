@@ -211,7 +211,9 @@ class FileExtractor(Extractor):
         ctx.logger.debug("%s: %s matched %d files", ctx.pipeline, self.name, len(paths))
         return paths
 
-    def _parser(self, path: str, ctx: RunContext | None) -> RecordParser:
+    def _parser(
+        self, path: str, ctx: RunContext | None, *, locate_block: int | None = None
+    ) -> RecordParser:
         config = self.config
         on_bad = None
         if ctx is not None and config.error_handling == "skip":
@@ -230,7 +232,12 @@ class FileExtractor(Extractor):
                 field_names=config.field_names,
             )
         return JsonArrayParser(
-            path, self.codec, on_bad, config.max_record_size, records_path=config.records_path
+            path,
+            self.codec,
+            on_bad,
+            config.max_record_size,
+            records_path=config.records_path,
+            locate_block=locate_block,
         )
 
     def _codec(self, path: str) -> Codec:
@@ -291,15 +298,7 @@ class FileExtractor(Extractor):
 
     async def _locate_json_error(self, path: str, exc: JsonSyntaxError) -> FileFormatError:
         """Rescan the file, feeding the block that failed a line at a time, to name the line."""
-        config = self.config
-        parser = JsonArrayParser(
-            path,
-            self.codec,
-            None,
-            config.max_record_size,
-            records_path=config.records_path,
-            locate_block=exc.block,
-        )
+        parser = self._parser(path, None, locate_block=exc.block)
         try:
             async with contextlib.aclosing(self._blocks(path, None)) as blocks:
                 async for block in blocks:

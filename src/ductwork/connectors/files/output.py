@@ -12,7 +12,6 @@ import os
 import secrets
 import shutil
 from contextlib import AbstractAsyncContextManager
-from types import TracebackType
 from typing import IO, TYPE_CHECKING, Any, Literal
 
 import aiofiles
@@ -23,7 +22,7 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 
 from ..._exceptions import LoadError
 from ...core.context import RunContext
-from ...core.types import Batch
+from ...core.types import Batch, ExcInfo
 from ..compression import Codec, Encoder, codec_for, make_encoder
 from ..parsers import text_codec
 from .columnar import ArrowStreamWriter, ParquetWriter
@@ -263,16 +262,11 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
 
     # ------------------------------------------------------------------ close
 
-    async def __aexit__(
-        self,
-        exc_type: type[BaseException] | None,
-        exc: BaseException | None,
-        tb: TracebackType | None,
-    ) -> None:
+    async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         if self._state != "open":
             return
         self._state = "closed"
-        if exc_type is not None:
+        if exc_info[0] is not None:
             await self._discard()
             return
         try:

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from ..._exceptions import LoadError
 from ...core.types import Batch, Record
-from ..parsers import snippet
+from ..parsers import csv_format, snippet
 
 __all__ = ["CsvWriter", "JsonArrayWriter", "JsonlWriter", "RecordWriter"]
 
@@ -158,14 +158,8 @@ class CsvWriter(RecordWriter):
         super().__init__(encoding, continuing)
         self._columns: tuple[str, ...] | None = tuple(columns) if columns is not None else None
         self._write_header = write_header
-        self._format: dict[str, Any] = {
-            "delimiter": delimiter,
-            "lineterminator": line_terminator,
-            "quoting": csv.QUOTE_MINIMAL if quotechar else csv.QUOTE_NONE,
-        }
-        if quotechar:
-            self._format["quotechar"] = quotechar
-        else:
+        self._format = csv_format(delimiter, quotechar, lineterminator=line_terminator)
+        if not quotechar:
             self._format["escapechar"] = "\\"
         self._ignore_extra = extra_fields == "ignore"
         self._getter: Callable[[Record], Any] | None = None

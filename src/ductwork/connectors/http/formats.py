@@ -20,7 +20,8 @@ import pyarrow as pa
 
 from ..._exceptions import FileFormatError
 from ...core.arrow import Rebatcher
-from ...core.types import Batch
+from ...core.batch import cut_batches
+from ...core.types import Batch, Record
 from ..arrow_text import CsvSplitter, LineSplitter, PieceParser
 from ..parsers import CsvParser, JsonlParser, RecordParser, text_codec
 from .paging import get_path
@@ -173,23 +174,15 @@ async def _batches(
     describe: Callable[[FileFormatError], ResponseFormatError],
 ) -> AsyncGenerator[Batch, None]:
     """Feed the chunks of a body to ``parser``; yield its records in batches."""
-    batch: Batch = []
+    batch: list[Record] = []
     try:
         async for chunk in chunks:
             records = parser.feed(chunk)
             if not records:
                 continue
-            if batch:
-                batch.extend(records)
-            else:
-                batch = records
-            while len(batch) >= batch_size:
-                if len(batch) == batch_size:
-                    yield batch
-                    batch = []
-                else:
-                    yield batch[:batch_size]
-                    batch = batch[batch_size:]
+            batches, batch = cut_batches(batch, records, batch_size)
+            for full in batches:
+                yield full
         batch.extend(parser.finish())
     except FileFormatError as exc:
         raise describe(exc) from None
