@@ -26,8 +26,10 @@ import io
 import json
 import os
 import pickle
+import sys
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import AsyncIterator, Callable, Mapping
+from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
@@ -41,7 +43,7 @@ from .result import RunResult
 from .runnable import Runnable
 from .types import RunStatus
 
-__all__ = ["DaskExecutor"]
+__all__ = ["DaskExecutor", "open_local_cluster", "ship_by_value"]
 
 _POLL_SECONDS = 0.1
 
@@ -169,6 +171,17 @@ def _run_on_worker(
 
 
 # --- the caller's side ----------------------------------------------------------------------
+
+
+def ship_by_value(*module_names: str) -> None:
+    """Pickle what the named (imported) modules define by value when it is sent to a worker.
+
+    Modules that workers cannot import by name, such as the ``*_pipeline.py`` modules found by
+    :func:`~ductwork.discover_pipelines` (named after a hash of their directory), travel with
+    the pipelines instead: their functions and classes are pickled whole.
+    """
+    for name in module_names:
+        cloudpickle.register_pickle_by_value(sys.modules[name])
 
 
 class DaskExecutor(Executor):
@@ -322,3 +335,23 @@ async def _commit(state: Any, writes: list[tuple[str, str, str | None, Any]]) ->
             await state.delete(key, pipeline=pipeline)
         else:
             await state.append_run(key, value)
+
+
+@asynccontextmanager
+async def open_local_cluster(workers: int) -> AsyncIterator[DaskExecutor]:
+    """A :class:`DaskExecutor` on a LocalCluster of ``workers`` worker processes on 127.0.0.1.
+
+    The cluster (one thread per worker, no dashboard) is closed when the block ends.
+    """
+    async with (
+        distributed.LocalCluster(
+            n_workers=workers,
+            processes=True,
+            threads_per_worker=1,
+            host="127.0.0.1",
+            dashboard_address=None,
+            asynchronous=True,
+        ) as cluster,
+        distributed.Client(cluster, asynchronous=True, set_as_default=False) as client,
+    ):
+        yield DaskExecutor(client)
