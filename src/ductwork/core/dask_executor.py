@@ -21,18 +21,22 @@ cancelled within one batch, and the future is cancelled.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import io
 import json
 import os
 import pickle
 import sys
+import threading
 import uuid
 from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from typing import Any
 
 import anyio
+import anyio.from_thread
+import anyio.lowlevel
 import cloudpickle
 import distributed
 
@@ -141,10 +145,10 @@ def _run_on_worker(
     """The task a worker runs: one run in an event loop of its own; returns the outcome."""
     client = distributed.get_client()
     cancel = distributed.Event(f"ductwork-cancel-{token}", client=client)
-    requests = distributed.Queue(f"ductwork-state-ask-{token}", client=client)
-    answers = distributed.Queue(f"ductwork-state-answer-{token}", client=client)
 
     def ask(key: str, pipeline: str | None) -> tuple[bool, Any]:
+        requests = distributed.Queue(f"ductwork-state-ask-{token}", client=client)
+        answers = distributed.Queue(f"ductwork-state-answer-{token}", client=client)
         requests.put(json.dumps([key, pipeline]))
         found, value = json.loads(answers.get())
         return bool(found), value
@@ -152,18 +156,24 @@ def _run_on_worker(
     store = _WorkerState(ask) if stateful else None
 
     async def main() -> None:
-        async with anyio.create_task_group() as tg:
+        with anyio.CancelScope() as scope:
+            loop = anyio.lowlevel.current_token()
+            done = threading.Event()
 
-            async def watch() -> None:
-                while not await anyio.to_thread.run_sync(cancel.wait, _POLL_SECONDS):
-                    pass
-                tg.cancel_scope.cancel()
+            def watch() -> None:
+                # A thread of its own, not joined: the run ends without waiting for a poll.
+                while not done.is_set():
+                    if cancel.wait(_POLL_SECONDS):
+                        with contextlib.suppress(RuntimeError):  # the loop already ended
+                            if not done.is_set():
+                                anyio.from_thread.run_sync(scope.cancel, token=loop)
+                        return
 
-            tg.start_soon(watch)
+            threading.Thread(target=watch, name=f"ductwork-cancel-{token}", daemon=True).start()
             try:
                 await runnable.execute(dataclasses.replace(ctx, state=store), result)
             finally:
-                tg.cancel_scope.cancel()
+                done.set()
 
     anyio.run(main)
     writes = store.writes if store is not None else []
