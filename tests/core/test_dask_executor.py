@@ -306,3 +306,71 @@ async def test_state_stays_with_the_caller(executor: DaskExecutor) -> None:
     assert isinstance(caught.value.__cause__, ValueError)
     assert await store.get("cursor", pipeline="counter") == 42  # not committed: the run failed
     assert [r["status"] for r in await registry.history("broken")] == ["failed"]
+
+
+def test_errors_cross_the_wire_with_their_type_attributes_and_chain() -> None:
+    import pickle
+
+    from ductwork import RunResult, TypeConversionError
+    from ductwork.core.dask_executor import _dumps
+
+    result = RunResult(name="p", run_id="r", status=RunStatus.FAILED)
+    try:
+        try:
+            raise OSError(5, "disk")
+        except OSError as low:
+            raise TypeConversionError("bad", column="n", value="x", position=3) from low
+    except TypeConversionError as exc:
+        exc.pipeline, exc.stage, exc.result = "p", "transform", result
+        result.error = exc
+    back = pickle.loads(_dumps(result))
+    error = back.error
+    assert type(error) is TypeConversionError
+    assert (error.column, error.value, error.position) == ("n", "x", 3)
+    assert (error.pipeline, error.stage, error.retryable) == ("p", "transform", False)
+    assert str(error) == str(result.error)
+    assert error.result is back
+    assert type(error.__cause__) is OSError
+    assert error.__cause__.errno == 5
+
+
+async def test_the_worker_state_reads_from_the_caller_and_keeps_its_writes() -> None:
+    from ductwork.core.dask_executor import _commit, _WorkerState
+
+    asked: list[tuple[str, str | None]] = []
+    caller = {("p", "cursor"): 7}
+
+    def ask(key: str, pipeline: str | None) -> tuple[bool, Any]:
+        asked.append((key, pipeline))
+        found = (pipeline, key) in caller
+        return found, caller.get((pipeline, key))
+
+    state = _WorkerState(ask)
+    assert await state.get("cursor", pipeline="p") == 7
+    assert await state.get("other", "none") == "none"
+    assert await state.update("cursor", lambda v: v + 1, pipeline="p") == 8
+    await state.delete("other")
+    await state.append_run("p", {"status": "succeeded"})
+    assert await state.list_runs("p") == []
+    assert asked == [("cursor", "p"), ("other", None)]  # each key asked once
+    store = MemoryStateStore()
+    await store.set("other", 1)
+    await _commit(store, state.writes)
+    assert await store.get("cursor", pipeline="p") == 8
+    assert await store.get("other") is None
+    assert [r["status"] for r in await store.list_runs("p")] == ["succeeded"]
+
+
+async def test_the_executor_checks_what_it_is_given(cluster: Any) -> None:
+    with pytest.raises(TypeError, match=r"scheduler address or a distributed\.Client"):
+        DaskExecutor(8786)  # type: ignore[arg-type]
+    with pytest.raises(ValueError, match="retries"):
+        DaskExecutor("tcp://127.0.0.1:1", retries=-1)
+    async with distributed.Client(
+        cluster.scheduler_address, asynchronous=True, set_as_default=False
+    ) as client:
+        executor = DaskExecutor(client)
+        assert "DaskExecutor(" in repr(executor)
+        await executor.aclose()
+        assert client.status != "closed"  # a client passed in is left open
+    assert repr(LocalExecutor()) == "LocalExecutor()"

@@ -56,7 +56,10 @@ _POLL_SECONDS = 0.1
 
 
 def _new_exception(cls: type[BaseException], args: tuple[Any, ...]) -> BaseException:
-    exc = cls.__new__(cls)
+    try:
+        exc = cls(*args)  # built-in exceptions keep fields of their own (OSError.errno)
+    except Exception:
+        exc = cls.__new__(cls)  # keyword-only constructors: the attributes follow as state
     exc.args = args
     return exc
 
@@ -70,7 +73,7 @@ def _set_exception_state(exc: BaseException, state: dict[str, Any]) -> BaseExcep
 
 
 class _Pickler(cloudpickle.Pickler):
-    """Pickles exceptions with their attributes and chain, without calling ``__init__``."""
+    """Pickles exceptions with their attributes and chain, whatever their ``__init__`` takes."""
 
     def reducer_override(self, obj: Any) -> Any:
         if isinstance(obj, BaseException):
