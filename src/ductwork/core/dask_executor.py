@@ -166,7 +166,11 @@ def _run_on_worker(
             def watch() -> None:
                 # A thread of its own, not joined: the run ends without waiting for a poll.
                 while not done.is_set():
-                    if cancel.wait(_POLL_SECONDS):
+                    try:
+                        signalled = cancel.wait(_POLL_SECONDS)
+                    except Exception:  # the cluster went away: nothing will cancel the run
+                        return
+                    if signalled:
                         with contextlib.suppress(RuntimeError):  # the loop already ended
                             if not done.is_set():
                                 anyio.from_thread.run_sync(scope.cancel, token=loop)
