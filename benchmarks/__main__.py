@@ -106,6 +106,11 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         "backfill", "benchmarks.bench_backfill", quick_args=("--windows", "200", "--repeats", "3")
     ),
     Benchmark(
+        "distributed",
+        "benchmarks.bench_distributed",
+        quick_args=("--windows", "4", "--records", "100000", "--repeats", "1", "--empty", "20"),
+    ),
+    Benchmark(
         "scheduler",
         "benchmarks.bench_scheduler",
         quick_args=("--jobs", "100", "--seconds", "2", "--starts", "3"),

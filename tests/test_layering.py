@@ -74,6 +74,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # top first
 # module must fail with an ImportError naming that package; otherwise it is imported like any other.
 OPTIONAL: dict[str, str] = {
     "ductwork.connectors.clickhouse.embedded": "chdb",
+    "ductwork.core.dask_executor": "distributed",
     "ductwork.ops.tracing": "opentelemetry",
 }
 

@@ -8,6 +8,9 @@ import pytest
 import ductwork
 
 EXPECTED = {
+    "DaskExecutor",
+    "Executor",
+    "LocalExecutor",
     "BackfillResult",
     "BasicAuth",
     "Batch",

@@ -67,6 +67,8 @@ from .core.compose import ParallelPipeline as ParallelPipeline
 from .core.compose import SequentialPipeline as SequentialPipeline
 from .core.context import RunContext as RunContext
 from .core.context import TimeWindow as TimeWindow
+from .core.executor import Executor as Executor
+from .core.executor import LocalExecutor as LocalExecutor
 from .core.pipeline import Pipeline as Pipeline
 from .core.pipeline import PipelineConfig as PipelineConfig
 from .core.result import RunResult as RunResult
@@ -153,11 +155,13 @@ __all__ = (
     "ConsoleLoaderConfig",
     "CronJob",
     "CursorPagination",
+    "DaskExecutor",
     "DiscoveredModule",
     "DiscoveryError",
     "DiscoveryFailure",
     "DiscoveryReport",
     "DuctworkError",
+    "Executor",
     "ExtractError",
     "Extractor",
     "FileExtractor",
@@ -176,6 +180,7 @@ __all__ = (
     "LinkHeaderPagination",
     "LoadError",
     "Loader",
+    "LocalExecutor",
     "MemoryStateStore",
     "NextUrlPagination",
     "OffsetPagination",
@@ -260,6 +265,16 @@ __all__ = (
 
 
 if _typing.TYPE_CHECKING:
+    from .core.dask_executor import DaskExecutor as DaskExecutor
+
     RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
-    __getattr__ = _renamed_names(__name__)
+    _renamed = _renamed_names(__name__)
+
+    def __getattr__(name: str) -> type:
+        # DaskExecutor needs the ``dask`` extra: it is imported on first use only.
+        if name == "DaskExecutor":
+            from .core.dask_executor import DaskExecutor
+
+            return DaskExecutor
+        return _renamed(name)

@@ -31,6 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .backfill_engine import BackfillResult, WindowRun
+from .core.executor import Executor
 from .core.store import StateStore
 from .registry import PipelineRegistry, get_default_registry
 
@@ -50,6 +51,7 @@ async def backfill_pipeline(
     raise_on_failure: bool = True,
     state: StateStore | None = None,
     now: datetime | None = None,
+    executor: Executor | None = None,
 ) -> BackfillResult:
     """Run the registered pipeline ``name`` for every window of its timescope in ``[start, end)``.
 
@@ -72,6 +74,9 @@ async def backfill_pipeline(
         raise_on_failure: raise when a window failed (otherwise just return the result).
         state: the state store (default: the registry's).
         now: the current time, for deciding which windows are complete (default: now).
+        executor: where the windows run: :class:`~ductwork.LocalExecutor` (default, in this
+            event loop) or :class:`~ductwork.DaskExecutor` (on a Dask cluster's workers; the
+            history and the record of succeeded windows stay in ``state``, here).
 
     Returns:
         A :class:`BackfillResult` with one entry per window.
@@ -95,4 +100,5 @@ async def backfill_pipeline(
         raise_on_failure=raise_on_failure,
         state=state,
         now=now,
+        executor=executor,
     )

@@ -12,6 +12,8 @@ use::
     ductwork validate                      # discovery report; exit 1 on any error
     ductwork serve                         # the scheduler, until SIGINT or SIGTERM
     ductwork backfill daily_orders --start 2026-11-01 --end 2026-11-08 --workers 4
+    ductwork backfill daily_orders --start 2026-01-01 --end 2026-11-01 --workers 16 \\
+        --cluster tcp://scheduler:8786        # the windows run on a Dask cluster's workers
     ductwork history daily_orders
 
 Exit codes: 0 success; 1 a run, backfill or validation failed; 2 bad usage or configuration (an
@@ -28,8 +30,8 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Iterator, Sequence
-from contextlib import ExitStack, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, asynccontextmanager, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
@@ -49,6 +51,7 @@ from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
 from .core.context import TimeWindow
 from .core.errors import unwrap_group
+from .core.executor import Executor
 from .core.pipeline import Pipeline
 from .core.result import RunResult
 from .core.runnable import Runnable
@@ -135,6 +138,26 @@ def _listen(text: str) -> str:
     return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
 
 
+def _cluster(text: str) -> str:
+    if text.startswith("local:"):
+        _positive_int(text.removeprefix("local:"))
+    elif "://" not in text:
+        raise argparse.ArgumentTypeError(
+            f"expected a scheduler address (tcp://HOST:8786) or local:N, got {text!r}"
+        )
+    return text
+
+
+def _cluster_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--cluster",
+        type=_cluster,
+        metavar="ADDRESS",
+        help="run on a Dask cluster: a scheduler address (tcp://HOST:8786), or local:N for a "
+        "local cluster of N worker processes started for the command (needs ductwork[dask])",
+    )
+
+
 def _otel_option(cmd: argparse.ArgumentParser) -> None:
     cmd.add_argument(
         "--otel",
@@ -209,6 +232,7 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--no-progress", action="store_true", help="no live progress display")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    _cluster_option(cmd)
     cmd.add_argument(
         "--metrics-file",
         metavar="PATH",
@@ -267,6 +291,7 @@ def build_parser() -> argparse.ArgumentParser:
         "--workers", type=_positive_int, default=1, help="windows run at once (default: 1)"
     )
     cmd.add_argument("--rerun", action="store_true", help="also run windows that succeeded")
+    _cluster_option(cmd)
     cmd.add_argument(
         "--stop-on-failure", action="store_true", help="start no window after one failed"
     )
@@ -434,6 +459,28 @@ class _Project:
             ) from None
 
 
+@asynccontextmanager
+async def _executor(cluster: str | None, project: _Project) -> AsyncIterator[Executor | None]:
+    """The executor ``--cluster`` asks for (``None``: run here), open for the command."""
+    if cluster is None:
+        yield None
+        return
+    try:
+        from .core.dask_executor import DaskExecutor, open_local_cluster, ship_by_value
+    except ImportError as exc:
+        raise CommandError(
+            f"--cluster needs the dask extra (pip install 'ductwork[dask]'): {exc}", EXIT_USAGE
+        ) from None
+    # Discovered modules cannot be imported by name on a worker: they travel by value.
+    ship_by_value(*(module.name for report in project.reports for module in report.modules))
+    if not cluster.startswith("local:"):
+        async with DaskExecutor(cluster) as executor:
+            yield executor
+        return
+    async with open_local_cluster(int(cluster.removeprefix("local:"))) as executor:
+        yield executor
+
+
 # --- signals ------------------------------------------------------------------------------------
 
 
@@ -582,9 +629,10 @@ async def cmd_run(args: argparse.Namespace) -> int:
     show_progress = not args.no_progress and sys.stderr.isatty()
 
     async def run() -> RunResult:
-        return await project.registry.run(
-            entry.name, window=window, params=params, on_start=live_run
-        )
+        async with _executor(args.cluster, project) as executor:
+            return await project.registry.run(
+                entry.name, window=window, params=params, on_start=live_run, executor=executor
+            )
 
     outcome: RunResult | None = None
     failure: BaseException | None = None
@@ -776,16 +824,18 @@ async def cmd_backfill(args: argparse.Namespace) -> int:
     entry = project.pipeline(args.name)
 
     async def backfill() -> Any:
-        return await project.registry.backfill(
-            entry.name,
-            args.start,
-            args.end,
-            max_workers=args.workers,
-            params=dict(args.param),
-            rerun=args.rerun,
-            stop_on_failure=args.stop_on_failure,
-            raise_on_failure=False,
-        )
+        async with _executor(args.cluster, project) as executor:
+            return await project.registry.backfill(
+                entry.name,
+                args.start,
+                args.end,
+                max_workers=args.workers,
+                params=dict(args.param),
+                rerun=args.rerun,
+                stop_on_failure=args.stop_on_failure,
+                raise_on_failure=False,
+                executor=executor,
+            )
 
     try:
         outcome = await _interruptible(backfill)

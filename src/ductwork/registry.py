@@ -44,6 +44,7 @@ import anyio
 from ._exceptions import ConfigError, PipelineError, RegistryError, ScheduleError
 from .backfill_engine import BackfillResult, run_backfill
 from .core.context import RunContext, TimeWindow, new_run_id
+from .core.executor import LOCAL, Executor
 from .core.result import RunResult
 from .core.runnable import Runnable
 from .core.types import RunStatus
@@ -522,6 +523,7 @@ class PipelineRegistry:
         now: datetime | None = None,
         trigger: str = "manual",
         on_start: Callable[[RunResult], object] | None = None,
+        executor: Executor | None = None,
     ) -> RunResult:
         """Run the pipeline registered under ``name`` once and record the run.
 
@@ -538,6 +540,9 @@ class PipelineRegistry:
                 ``backfill``, ...).
             on_start: called with the run's RunResult just before the run starts; its per-stage
                 counters fill in while the run goes on (for progress displays).
+            executor: where the run runs (default: :class:`~ductwork.LocalExecutor`, here); with
+                a :class:`~ductwork.DaskExecutor` it runs on a cluster's worker while the run is
+                recorded here, in ``state``.
 
         Returns:
             The RunResult of a successful run.
@@ -582,7 +587,7 @@ class PipelineRegistry:
         if on_start is not None:
             on_start(result)
         try:
-            await runnable.execute(ctx, result)
+            await (executor or LOCAL).execute(runnable, ctx, result)
         finally:
             with anyio.CancelScope(shield=True):
                 await record_run(
@@ -608,19 +613,25 @@ class PipelineRegistry:
         *,
         params: Mapping[str, Any] | None = None,
         state: StateStore | None = None,
+        executor: Executor | None = None,
         **options: Any,
     ) -> BackfillResult:
         """Run ``name`` for every window of its timescope in ``[start, end)``.
 
         Every window is a :meth:`run` with ``params``, recorded in ``state`` (default: the
-        registry's store), which also tells which windows already succeeded. See
-        :func:`ductwork.backfill_pipeline` for the other options.
+        registry's store), which also tells which windows already succeeded; ``executor`` says
+        where the windows run. See :func:`ductwork.backfill_pipeline` for the other options.
         """
         entry = self.get_pipeline(name)
 
         async def run_window(window: TimeWindow) -> RunResult:
             return await self.run(
-                name, window=window, params=params, state=state, trigger="backfill"
+                name,
+                window=window,
+                params=params,
+                state=state,
+                trigger="backfill",
+                executor=executor,
             )
 
         return await run_backfill(

@@ -39,6 +39,7 @@ from pydantic import ConfigDict, Field
 from .._exceptions import CompositionError, PipelineError
 from .config import Options, configure
 from .context import RunContext
+from .executor import LOCAL, Executor
 from .pipeline import LogSetting
 from .result import RunResult
 from .runnable import Runnable, resolve_log_level
@@ -110,6 +111,9 @@ class ParallelConfig(CompositionConfig):
     * ``"ignore"``: failures are recorded in the children's results and the composition
       succeeds (its ``detail`` counts them).
     """
+    executor: Executor | None = None
+    """Where the children run: :class:`~ductwork.LocalExecutor` (``None``, the default: in this
+    event loop) or :class:`~ductwork.DaskExecutor` (on the workers of a Dask cluster)."""
 
 
 class SequentialConfig(CompositionConfig):
@@ -300,11 +304,13 @@ class ParallelPipeline(Composition[ParallelConfig]):
         planned = [(child, *self.plan_child(ctx, result, child)) for child in self.pipelines]
         limiter = anyio.CapacityLimiter(self.max_workers or len(planned))
         fail_fast = self.error_handling == "fail_fast"
+        executor = self.config.executor or LOCAL
         try:
             async with anyio.create_task_group() as tg:
                 for child, child_ctx, child_result in planned:
                     tg.start_soon(
                         self._run_child,
+                        executor,
                         tg,
                         limiter,
                         fail_fast,
@@ -329,6 +335,7 @@ class ParallelPipeline(Composition[ParallelConfig]):
 
     @staticmethod
     async def _run_child(
+        executor: Executor,
         tg: TaskGroup,
         limiter: anyio.CapacityLimiter,
         fail_fast: bool,
@@ -337,7 +344,7 @@ class ParallelPipeline(Composition[ParallelConfig]):
         child_result: RunResult,
     ) -> None:
         async with limiter:
-            await child.execute(child_ctx, child_result)
+            await executor.execute(child, child_ctx, child_result)
             if fail_fast and child_result.status is RunStatus.FAILED:
                 # Cancel while still holding the place, so no queued child starts first.
                 tg.cancel_scope.cancel()
