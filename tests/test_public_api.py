@@ -8,7 +8,6 @@ import pytest
 import ductwork
 
 EXPECTED = {
-    "DaskExecutor",
     "Executor",
     "LocalExecutor",
     "BackfillResult",

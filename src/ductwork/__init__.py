@@ -155,7 +155,6 @@ __all__ = (
     "ConsoleLoaderConfig",
     "CronJob",
     "CursorPagination",
-    "DaskExecutor",
     "DiscoveredModule",
     "DiscoveryError",
     "DiscoveryFailure",
@@ -272,7 +271,8 @@ else:
     _renamed = _renamed_names(__name__)
 
     def __getattr__(name: str) -> type:
-        # DaskExecutor needs the ``dask`` extra: it is imported on first use only.
+        # DaskExecutor needs the ``dask`` extra: it is imported on first use only, and kept out
+        # of __all__ so that ``from ductwork import *`` works without the extra.
         if name == "DaskExecutor":
             from .core.dask_executor import DaskExecutor
 
