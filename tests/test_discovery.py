@@ -62,14 +62,14 @@ def test_fixture_directory_report_is_exact() -> None:
         "gamma",
     ]
     assert "duplicate_fresh" not in registry  # the duplicate module is all or nothing
-    alpha = registry.get_pipeline("alpha_daily")
+    alpha = registry.get_pipeline_entry("alpha_daily")
     assert alpha.module == report.modules[0].name
     assert alpha.tags == frozenset({"alpha"})
     assert alpha.timescope is not None
     assert alpha.timescope.name == "daily"
-    beta_hourly = registry.get_pipeline("beta_hourly")
+    beta_hourly = registry.get_pipeline_entry("beta_hourly")
     assert (beta_hourly.schedule, beta_hourly.description) == ("5 * * * *", "beta, every hour")
-    assert registry.get_pipeline("alpha_manual").description == "alpha, run by hand"
+    assert registry.get_pipeline_entry("alpha_manual").description == "alpha, run by hand"
     jobs = {j.name: (j.pipeline, j.schedule, dict(j.params)) for j in registry.list_cron_jobs()}
     assert jobs == {
         "alpha_daily": ("alpha_daily", "0 0 * * *", {}),
@@ -204,7 +204,7 @@ def test_package_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     report = discover_pipelines("acme_pipelines_pkg", registry=registry)
     assert report.source == "acme_pipelines_pkg"
     assert [m.name for m in report.modules] == ["acme_pipelines_pkg.sales_pipeline"]
-    assert registry.get_pipeline("sales").module == "acme_pipelines_pkg.sales_pipeline"
+    assert registry.get_pipeline_entry("sales").module == "acme_pipelines_pkg.sales_pipeline"
 
     import acme_pipelines_pkg  # type: ignore[import-not-found]
 

@@ -422,7 +422,7 @@ class _Project:
 
     def pipeline(self, name: str) -> RegisteredPipeline:
         try:
-            return self.registry.get_pipeline(name)
+            return self.registry.get_pipeline_entry(name)
         except RegistryError:
             known = ", ".join(e.name for e in self.registry.list_pipelines()) or "none"
             hint = ""

@@ -3,7 +3,10 @@
 A pipeline module exposes its pipelines in one of three ways (checked in this order):
 
 1. a function ``register_pipelines(registry)`` that calls ``registry.register_pipeline(...)``
-   (or ``register_pipeline_with_timescope``, ``register_cron_job``);
+   (or ``register_pipeline_with_timescope``, ``register_cron_job``); or ``register_pipelines()``
+   with no argument, which calls the module-level ``ductwork.register_pipeline(...)`` (the
+   registry being discovered into is the default one while it runs) or returns a mapping like
+   ``PIPELINE_REGISTRY``;
 2. a function ``get_pipeline_registry()`` returning a mapping like ``PIPELINE_REGISTRY`` (or a
    :class:`~ductwork.PipelineRegistry`);
 3. a module-level mapping ``PIPELINE_REGISTRY`` of name → pipeline, where a pipeline is a
@@ -54,7 +57,8 @@ from typing import Any
 
 from ._exceptions import DiscoveryError, RegistryError
 from .core.runnable import Runnable
-from .registry import PipelineRegistry, get_default_registry
+from .core.stages import accepts_positional
+from .registry import PipelineRegistry, default_registry_bound, get_default_registry
 
 __all__ = [
     "DiscoveredModule",
@@ -286,9 +290,15 @@ def _stage(module: ModuleType, style: str, hook: Any) -> PipelineRegistry:
     """Register what the module exposes into a fresh registry (so a failure leaves no trace)."""
     staging = PipelineRegistry()
     if style == "register_pipelines":
-        hook(staging)
-        return staging
-    mapping = hook() if style == "get_pipeline_registry" else hook
+        if accepts_positional(hook, 1):
+            hook(staging)
+            return staging
+        with default_registry_bound(staging):
+            mapping = hook()
+        if mapping is None:
+            return staging
+    else:
+        mapping = hook() if style == "get_pipeline_registry" else hook
     if isinstance(mapping, PipelineRegistry):
         return mapping
     if not isinstance(mapping, Mapping):
@@ -324,7 +334,7 @@ def _merge(
     already: list[str] = []
     for entry in staging.list_pipelines():
         if entry.name in registry:
-            owner = registry.get_pipeline(entry.name).module
+            owner = registry.get_pipeline_entry(entry.name).module
             if owner == module_name:
                 already.append(entry.name)
                 continue

@@ -16,13 +16,21 @@ import sys
 import warnings
 from collections.abc import Mapping
 from types import FrameType
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from .._exceptions import ConfigError
+from .types import ErrorHandling
 
-__all__ = ["Options", "configure", "validate_config", "warn_deprecated"]
+__all__ = [
+    "ErrorPolicy",
+    "Options",
+    "configure",
+    "error_policy",
+    "validate_config",
+    "warn_deprecated",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
 
@@ -50,6 +58,26 @@ class Options(BaseModel):
                 if value is not None or name not in cls.none_is_default
             }
         return data
+
+
+def error_policy(value: Any) -> Any:
+    """The boolean spelling of the ``error_handling`` options: ``True`` is ``"raise"`` (a clear
+    error stops the run), ``False`` is ``"skip"`` (the bad input is dropped and counted); any
+    other value is validated as it is.
+
+    Example:
+        >>> error_policy(True), error_policy(False), error_policy("skip")
+        ('raise', 'skip', 'skip')
+    """
+    if value is True:
+        return "raise"
+    if value is False:
+        return "skip"
+    return value
+
+
+ErrorPolicy: TypeAlias = Annotated[ErrorHandling, BeforeValidator(error_policy)]
+"""The type of an ``error_handling`` field: ``"raise"``, ``"skip"``, or ``True``/``False``."""
 
 
 def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:

@@ -44,10 +44,10 @@ from types import TracebackType
 from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
 from ..core.arrow import BatchFormat
-from ..core.config import Options
+from ..core.config import Options, error_policy
 from ..core.context import RunContext
 from ..core.stages import Loader, Sink, Transformer, as_loader
 from ..core.types import ErrorHandling, Record
@@ -72,9 +72,9 @@ class PolicyConfig(Options):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     """The stage name shown in results and logs."""
-    error_handling: TransformErrorHandling = "raise"
-    """``"raise"``, ``"skip"`` or ``"dead_letter"`` for the records the transformer cannot
-    transform (see :mod:`ductwork.transforms.base`)."""
+    error_handling: Annotated[TransformErrorHandling, BeforeValidator(error_policy)] = "raise"
+    """``"raise"`` (or ``True``), ``"skip"`` (or ``False``) or ``"dead_letter"`` for the records
+    the transformer cannot transform (see :mod:`ductwork.transforms.base`)."""
     dead_letter_sink: Annotated[Any, Field(validate_default=True)] = None
     """Where dead letters go; required with ``"dead_letter"`` and only allowed with it. A loader
     (``open(ctx)`` → sink) or a function ``(batch[, ctx])``."""
