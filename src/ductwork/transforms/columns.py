@@ -58,14 +58,14 @@ from ..core.config import validate_config
 from ..core.stages import accepts_positional, callable_name
 from ..core.types import Batch, Record
 from ._arrow import AnyBatch, is_arrow, mask_of, rows_of, to_arrow, to_records
-from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import ColumnPolicyConfig, Failure, RecordTransformer, TransformRun
 
 __all__ = ["ColumnMappingConfig", "ColumnTransformer", "transform_columns"]
 
 ColumnName = Annotated[str, Field(min_length=1)]
 
 
-class ColumnMappingConfig(PolicyConfig):
+class ColumnMappingConfig(ColumnPolicyConfig):
     """Validated options of :func:`transform_columns`."""
 
     none_is_default = frozenset(
@@ -246,6 +246,7 @@ class ColumnTransformer(RecordTransformer):
         super().__init__(config)
         self.config = config
         self.rename = dict(config.column_mapping)
+        self.named_columns = tuple(config.column_mapping)
         self.computed = dict(config.new_columns)
         self.table_computed = dict(config.table_columns)
         self.select = list(config.select) if config.select is not None else None
@@ -570,8 +571,9 @@ def transform_columns(
         new_columns: output column → function of the incoming record; or a list of the names
             of new columns, added with ``None`` (or their value in ``defaults``).
         **options: any other field of :class:`ColumnMappingConfig` (``table_columns``,
-            ``select``, ``drop``, ``defaults``, ``error_handling``, ``dead_letter_sink``,
-            ``name``), where every option is documented.
+            ``select``, ``drop``, ``defaults``, ``missing_columns`` (a renamed column that no
+            record has), ``error_handling``, ``dead_letter_sink``, ``name``), where every
+            option is documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it.
