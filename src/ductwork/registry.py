@@ -44,6 +44,7 @@ import anyio
 
 from ._exceptions import ConfigError, PipelineError, RegistryError, ScheduleError
 from .backfill_engine import BackfillResult, run_backfill
+from .core.config import checked_keywords
 from .core.context import RunContext, TimeWindow, new_run_id
 from .core.result import RunResult
 from .core.runnable import Runnable
@@ -228,6 +229,7 @@ class PipelineRegistry:
 
     # --- pipelines --------------------------------------------------------------------------
 
+    @checked_keywords
     def register_pipeline(
         self,
         name: str,
