@@ -238,9 +238,10 @@ def test_list_json_shows_the_last_run_and_filters_by_tag(project: Path) -> None:
 def test_list_warns_about_a_broken_module_but_lists_the_rest(project: Path) -> None:
     (project / "pipelines" / "broken_pipeline.py").write_text("import no_such_module\n")
     done = ductwork("list", project=project)
-    assert done.returncode == 0
+    assert done.returncode == 1  # the listing is there, and the exit status says it is not all
     assert "numbers" in done.stdout
     assert "warning: broken_pipeline.py: import failed: ModuleNotFoundError" in done.stderr
+    assert ductwork("list", "--json", project=project).returncode == 1
     assert "ductwork validate" in done.stderr
 
 

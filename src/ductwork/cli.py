@@ -506,11 +506,11 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 for entry, last in rows
             ]
         )
-        return EXIT_OK
+        return EXIT_FAILED if project.errors() else EXIT_OK
     if not entries:
         what = f" tagged {args.tag!r}" if args.tag else ""
         _warn(f"no pipelines{what} found in {project.where} (modules named *_pipeline.py)")
-        return EXIT_OK
+        return EXIT_FAILED if project.errors() else EXIT_OK
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("NAME", "SCHEDULE", "TIMESCOPE", "LAST RUN", "DESCRIPTION"):
         table.add_column(column)
@@ -524,7 +524,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             entry.description or "",
         )
     _console(sys.stdout).print(table)
-    return EXIT_OK
+    return EXIT_FAILED if project.errors() else EXIT_OK
 
 
 class _LiveRun:
