@@ -336,6 +336,18 @@ def test_a_failed_run_exits_1_with_one_line_and_the_summary(project: Path) -> No
     assert verbose.stderr.strip().splitlines()[-1].startswith("ductwork: error: run failed:")
 
 
+def test_a_module_not_named_like_a_pipeline_module_gets_a_hint(project: Path) -> None:
+    (project / "pipelines" / "flights_pipelines.py").write_text("PIPELINE_REGISTRY = {}\n")
+    (project / "pipelines" / "loaders.py").write_text("NAME = 'flights'\n")
+    (project / "pipelines" / "helpers.py").write_text("X = 1\n")
+    done = ductwork("run", "flights", project=project)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "; flights_pipelines.py, loaders.py are not imported: pipeline modules are named "
+        "*_pipeline.py"
+    )
+
+
 def test_run_errors_before_running_exit_2(project: Path) -> None:
     done = ductwork("run", "nope", project=project)
     assert done.returncode == 2
