@@ -11,18 +11,29 @@ $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 
-install: $(BIN)/python
+# Each install leaves a stamp in .venv and runs again only when pyproject.toml has changed, so a
+# second `make demo` or `make test` goes straight to its work.
+install: $(VENV)/.installed
+install-demo: $(VENV)/.installed-demo
+install-test: $(VENV)/.installed-test
+install-bench: $(VENV)/.installed-bench
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+	@touch $@
 
 # With embedded ClickHouse (chDB), which the demo's ClickHouse pipeline runs on: no server.
-install-demo: $(BIN)/python
+$(VENV)/.installed-demo: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[chdb]"
+	@touch $@
 
-install-test: $(BIN)/python
+$(VENV)/.installed-test: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
+	@touch $@
 
-install-bench: $(BIN)/python
+$(VENV)/.installed-bench: pyproject.toml | $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test,bench]"
+	@touch $@
 
 # Installs clickhouse-server from the OS package manager when it is missing.
 clickhouse:

@@ -244,9 +244,10 @@ def test_list_json_shows_the_last_run_and_filters_by_tag(project: Path) -> None:
 def test_list_warns_about_a_broken_module_but_lists_the_rest(project: Path) -> None:
     (project / "pipelines" / "broken_pipeline.py").write_text("import no_such_module\n")
     done = ductwork("list", project=project)
-    assert done.returncode == 0
+    assert done.returncode == 1  # the listing is there, and the exit status says it is not all
     assert "numbers" in done.stdout
     assert "warning: broken_pipeline.py: import failed: ModuleNotFoundError" in done.stderr
+    assert ductwork("list", "--json", project=project).returncode == 1
     assert "ductwork validate" in done.stderr
 
 
@@ -339,6 +340,18 @@ def test_a_failed_run_exits_1_with_one_line_and_the_summary(project: Path) -> No
     assert "Traceback (most recent call last)" in verbose.stderr
     assert "ValueError: record 7 is bad" in verbose.stderr
     assert verbose.stderr.strip().splitlines()[-1].startswith("ductwork: error: run failed:")
+
+
+def test_a_module_not_named_like_a_pipeline_module_gets_a_hint(project: Path) -> None:
+    (project / "pipelines" / "flights_pipelines.py").write_text("PIPELINE_REGISTRY = {}\n")
+    (project / "pipelines" / "loaders.py").write_text("NAME = 'flights'\n")
+    (project / "pipelines" / "helpers.py").write_text("X = 1\n")
+    done = ductwork("run", "flights", project=project)
+    assert done.returncode == 2
+    assert done.stderr.strip().endswith(
+        "; flights_pipelines.py, loaders.py are not imported: pipeline modules are named "
+        "*_pipeline.py"
+    )
 
 
 def test_run_errors_before_running_exit_2(project: Path) -> None:

@@ -62,14 +62,14 @@ def test_fixture_directory_report_is_exact() -> None:
         "gamma",
     ]
     assert "duplicate_fresh" not in registry  # the duplicate module is all or nothing
-    alpha = registry.get_pipeline("alpha_daily")
+    alpha = registry.get_pipeline_entry("alpha_daily")
     assert alpha.module == report.modules[0].name
     assert alpha.tags == frozenset({"alpha"})
     assert alpha.timescope is not None
     assert alpha.timescope.name == "daily"
-    beta_hourly = registry.get_pipeline("beta_hourly")
+    beta_hourly = registry.get_pipeline_entry("beta_hourly")
     assert (beta_hourly.schedule, beta_hourly.description) == ("5 * * * *", "beta, every hour")
-    assert registry.get_pipeline("alpha_manual").description == "alpha, run by hand"
+    assert registry.get_pipeline_entry("alpha_manual").description == "alpha, run by hand"
     jobs = {j.name: (j.pipeline, j.schedule, dict(j.params)) for j in registry.list_cron_jobs()}
     assert jobs == {
         "alpha_daily": ("alpha_daily", "0 0 * * *", {}),
@@ -204,7 +204,7 @@ def test_package_discovery(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> N
     report = discover_pipelines("acme_pipelines_pkg", registry=registry)
     assert report.source == "acme_pipelines_pkg"
     assert [m.name for m in report.modules] == ["acme_pipelines_pkg.sales_pipeline"]
-    assert registry.get_pipeline("sales").module == "acme_pipelines_pkg.sales_pipeline"
+    assert registry.get_pipeline_entry("sales").module == "acme_pipelines_pkg.sales_pipeline"
 
     import acme_pipelines_pkg  # type: ignore[import-not-found]
 
@@ -298,3 +298,44 @@ async def test_every_example_pipeline_runs(tmp_path: Path) -> None:
         "large_orders/2026-W46.jsonl",
         "product_mix/2026-11.jsonl",
     ]
+
+
+def test_every_bad_entry_of_a_mapping_is_reported_and_the_good_ones_registered(
+    tmp_path: Path,
+) -> None:
+    (tmp_path / "mistakes_pipeline.py").write_text(
+        textwrap.dedent(
+            """
+            from ductwork import create_el_pipeline
+
+            async def extract(ctx):
+                yield [{"x": 1}]
+
+            good = create_el_pipeline(extract, print, logging=False)
+            PIPELINE_REGISTRY = {
+                "mistakes_good": good,
+                "mistakes_no_key": {"pipelin": good},
+                "mistakes_not_a_pipeline": 42,
+                "mistakes_bad_schedule": {"pipeline": good, "schedule": "every day"},
+                "mistakes_misspelt": {"pipeline": good, "timescop": "daily"},
+            }
+            """
+        )
+    )
+    registry = PipelineRegistry()
+    report = discover_pipelines(tmp_path, registry=registry)
+    assert [e.name for e in registry.list_pipelines()] == ["mistakes_good"]
+    assert report.pipelines == ["mistakes_good"]
+    assert [e.pipeline for e in report.errors] == [
+        "mistakes_no_key",
+        "mistakes_not_a_pipeline",
+        "mistakes_bad_schedule",
+        "mistakes_misspelt",
+    ]
+    text = report.summary()
+    assert "mistakes_pipeline.py ['mistakes_no_key']: register failed: DiscoveryError" in text
+    assert "has no 'pipeline' key" in text
+    assert "must be a Runnable, a factory or a dict of options, got int" in text
+    assert "ScheduleError" in text
+    assert "did you mean 'timescope'?" in text
+    assert not report.ok

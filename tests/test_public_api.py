@@ -111,6 +111,7 @@ EXPECTED = {
     "get_cron_job",
     "get_default_registry",
     "get_pipeline",
+    "get_pipeline_entry",
     "get_table_name",
     "hourly",
     "list_cron_jobs",

@@ -88,7 +88,7 @@ def test_register_get_list_unregister(registry: PipelineRegistry) -> None:
     built = [factory_entry.build(), factory_entry.build()]
     assert built[0] is not built[1]  # a fresh Runnable per run
 
-    assert registry.get_pipeline("b_simple") is entry
+    assert registry.get_pipeline_entry("b_simple") is entry
     assert [e.name for e in registry.list_pipelines()] == ["a_factory", "b_simple"]
     assert [e.name for e in registry.list_pipelines(tag="y")] == ["b_simple"]
     assert [e.name for e in registry.list_pipelines(tag="x")] == ["a_factory", "b_simple"]
@@ -118,9 +118,9 @@ def test_duplicates_are_refused_unless_replace(registry: PipelineRegistry) -> No
     first = registry.register_pipeline("p", simple())
     with pytest.raises(RegistryError, match=r"already registered.*replace=True"):
         registry.register_pipeline("p", simple())
-    assert registry.get_pipeline("p") is first
+    assert registry.get_pipeline_entry("p") is first
     second = registry.register_pipeline("p", simple(), replace=True)
-    assert registry.get_pipeline("p") is second
+    assert registry.get_pipeline_entry("p") is second
 
 
 def test_registries_are_independent() -> None:
@@ -128,7 +128,7 @@ def test_registries_are_independent() -> None:
     one.register_pipeline("p", simple())
     assert "p" not in two
     two.register_pipeline("p", simple())  # no clash
-    assert one.get_pipeline("p") is not two.get_pipeline("p")
+    assert one.get_pipeline_entry("p") is not two.get_pipeline_entry("p")
 
 
 @pytest.mark.parametrize(
@@ -487,8 +487,8 @@ async def test_module_level_functions_use_the_default_registry(
 ) -> None:
     recorder = Recorder()
     entry = ductwork.register_pipeline("module_level_p", recorder.build, "0 * * * *")
-    assert ductwork.get_pipeline("module_level_p") is entry
-    assert default_registry.get_pipeline("module_level_p") is entry
+    assert ductwork.get_pipeline_entry("module_level_p") is entry
+    assert default_registry.get_pipeline_entry("module_level_p") is entry
     assert "module_level_p" in [e.name for e in ductwork.list_pipelines()]
     assert isinstance(ductwork.validate_pipeline("module_level_p"), Pipeline)
 

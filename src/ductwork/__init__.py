@@ -102,6 +102,7 @@ from .registry import RegisteredPipeline as RegisteredPipeline
 from .registry import get_cron_job as get_cron_job
 from .registry import get_default_registry as get_default_registry
 from .registry import get_pipeline as get_pipeline
+from .registry import get_pipeline_entry as get_pipeline_entry
 from .registry import list_cron_jobs as list_cron_jobs
 from .registry import list_pipelines as list_pipelines
 from .registry import register_cron_job as register_cron_job
@@ -238,6 +239,7 @@ __all__ = (
     "get_cron_job",
     "get_default_registry",
     "get_pipeline",
+    "get_pipeline_entry",
     "get_table_name",
     "hourly",
     "list_cron_jobs",

@@ -25,6 +25,7 @@ or SIGTERM interrupted a run (which is recorded as cancelled). Errors are printe
 from __future__ import annotations
 
 import argparse
+import fnmatch
 import logging
 import os
 import signal
@@ -71,6 +72,8 @@ PATH_ENV = "DUCTWORK_PATH"
 STATE_ENV = "DUCTWORK_STATE"
 TOKEN_ENV = "DUCTWORK_TOKEN"
 DEFAULT_PATH = "pipelines"
+PIPELINE_PATTERN = "*_pipeline.py"
+"""The names of the modules discovery imports."""
 DEFAULT_STATE = str(Path(".ductwork") / "state.db")
 
 EXIT_OK = 0
@@ -435,6 +438,23 @@ class _Project:
     def where(self) -> str:
         return ", ".join(self.paths)
 
+    def unmatched_modules(self, name: str) -> list[str]:
+        """Python files of the pipeline directories that discovery skipped (their names do not
+        match the pattern) but that look like pipeline modules: named like one, or naming
+        ``name``."""
+        found = []
+        for path in self.paths:
+            for file in sorted(Path(path).glob("*.py")):
+                if file.name == "__init__.py" or fnmatch.fnmatchcase(file.name, PIPELINE_PATTERN):
+                    continue
+                try:
+                    text = file.read_text(encoding="utf-8", errors="replace")
+                except OSError:
+                    continue
+                if "pipeline" in file.stem.lower() or repr(name) in text or f'"{name}"' in text:
+                    found.append(file.name)
+        return found
+
     def errors(self) -> list[str]:
         return [str(error) for report in self.reports for error in report.errors]
 
@@ -447,12 +467,19 @@ class _Project:
 
     def pipeline(self, name: str) -> RegisteredPipeline:
         try:
-            return self.registry.get_pipeline(name)
+            return self.registry.get_pipeline_entry(name)
         except RegistryError:
             known = ", ".join(e.name for e in self.registry.list_pipelines()) or "none"
             hint = ""
             if self.errors():
                 hint = f"; {len(self.errors())} module(s) failed to load: run `ductwork validate`"
+            unmatched = self.unmatched_modules(name)
+            if unmatched:
+                files = ", ".join(unmatched)
+                hint += (
+                    f"; {files} {'is' if len(unmatched) == 1 else 'are'} not imported: "
+                    f"pipeline modules are named {PIPELINE_PATTERN}"
+                )
             raise CommandError(
                 f"no pipeline named {name!r} in {self.where} (pipelines: {known}){hint}",
                 EXIT_USAGE,
@@ -553,11 +580,11 @@ async def cmd_list(args: argparse.Namespace) -> int:
                 for entry, last in rows
             ]
         )
-        return EXIT_OK
+        return EXIT_FAILED if project.errors() else EXIT_OK
     if not entries:
         what = f" tagged {args.tag!r}" if args.tag else ""
         _warn(f"no pipelines{what} found in {project.where} (modules named *_pipeline.py)")
-        return EXIT_OK
+        return EXIT_FAILED if project.errors() else EXIT_OK
     table = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in ("NAME", "SCHEDULE", "TIMESCOPE", "LAST RUN", "DESCRIPTION"):
         table.add_column(column)
@@ -571,7 +598,7 @@ async def cmd_list(args: argparse.Namespace) -> int:
             entry.description or "",
         )
     _console(sys.stdout).print(table)
-    return EXIT_OK
+    return EXIT_FAILED if project.errors() else EXIT_OK
 
 
 class _LiveRun:

@@ -3,16 +3,21 @@
 A pipeline module exposes its pipelines in one of three ways (checked in this order):
 
 1. a function ``register_pipelines(registry)`` that calls ``registry.register_pipeline(...)``
-   (or ``register_pipeline_with_timescope``, ``register_cron_job``);
+   (or ``register_pipeline_with_timescope``, ``register_cron_job``); or ``register_pipelines()``
+   with no argument, which calls the module-level ``ductwork.register_pipeline(...)`` (the
+   registry being discovered into is the default one while it runs) or returns a mapping like
+   ``PIPELINE_REGISTRY``;
 2. a function ``get_pipeline_registry()`` returning a mapping like ``PIPELINE_REGISTRY`` (or a
    :class:`~ductwork.PipelineRegistry`);
 3. a module-level mapping ``PIPELINE_REGISTRY`` of name → pipeline, where a pipeline is a
    Runnable, a zero-argument factory, or a dict of :meth:`PipelineRegistry.register_pipeline`
    options with a ``"pipeline"`` key (``{"pipeline": build, "timescope": "daily"}``).
 
-Each module is all or nothing: when it fails to import or to register (a syntax error, an
-exception, a name another module already took), none of its pipelines are registered, the error
-goes into the report and discovery goes on with the next module. ``__init__.py`` and files that do
+A module that fails to import or to register (a syntax error, an exception, a name another module
+already took) registers none of its pipelines: the error goes into the report and discovery goes
+on with the next module. The entries of a mapping (``PIPELINE_REGISTRY``, or what
+``get_pipeline_registry()`` returns) are checked one by one: every bad entry is reported, each with
+its name, and the good ones are registered. ``__init__.py`` and files that do
 not match the pattern are ignored. A module is imported once per process; discovering the same
 directory again registers only what the registry is missing.
 
@@ -54,7 +59,8 @@ from typing import Any
 
 from ._exceptions import DiscoveryError, RegistryError
 from .core.runnable import Runnable
-from .registry import PipelineRegistry, get_default_registry
+from .core.stages import accepts_positional
+from .registry import PipelineRegistry, default_registry_bound, get_default_registry
 
 __all__ = [
     "DiscoveredModule",
@@ -104,9 +110,13 @@ class DiscoveryFailure:
     phase: str
     exception: BaseException
     traceback: str
+    pipeline: str | None = None
+    """The entry of the module's mapping that failed, when one entry did."""
 
     def __str__(self) -> str:
         where = self.path.name if self.path is not None else self.module
+        if self.pipeline is not None:
+            where += f" [{self.pipeline!r}]"
         return f"{where}: {self.phase} failed: {type(self.exception).__name__}: {self.exception}"
 
 
@@ -282,35 +292,55 @@ def _exposed(module: ModuleType) -> tuple[str, Any]:
     )
 
 
-def _stage(module: ModuleType, style: str, hook: Any) -> PipelineRegistry:
-    """Register what the module exposes into a fresh registry (so a failure leaves no trace)."""
+def _stage(
+    module: ModuleType, style: str, hook: Any
+) -> tuple[PipelineRegistry, list[tuple[str, Exception]]]:
+    """Register what the module exposes into a fresh registry (so a failure leaves no trace).
+
+    Returns the registry and the entries of a mapping that failed, each with its error.
+    """
     staging = PipelineRegistry()
     if style == "register_pipelines":
-        hook(staging)
-        return staging
-    mapping = hook() if style == "get_pipeline_registry" else hook
+        if accepts_positional(hook, 1):
+            hook(staging)
+            return staging, []
+        with default_registry_bound(staging):
+            mapping = hook()
+        if mapping is None:
+            return staging, []
+    else:
+        mapping = hook() if style == "get_pipeline_registry" else hook
     if isinstance(mapping, PipelineRegistry):
-        return mapping
+        return mapping, []
     if not isinstance(mapping, Mapping):
         raise DiscoveryError(
             f"{style} must be a mapping of name to pipeline, got {type(mapping).__name__}"
         )
+    failed: list[tuple[str, Exception]] = []
     for name, value in mapping.items():
-        if isinstance(value, Mapping):
-            options = dict(value)
-            if "pipeline" not in options:
-                raise DiscoveryError(f"{style}[{name!r}] has no 'pipeline' key")
-            pipeline = options.pop("pipeline")
-            schedule = options.pop("schedule", None)
-            staging.register_pipeline(name, pipeline, schedule, **options)
-        elif isinstance(value, Runnable) or callable(value):
-            staging.register_pipeline(name, value)
-        else:
-            raise DiscoveryError(
-                f"{style}[{name!r}] must be a Runnable, a factory or a dict of options, "
-                f"got {type(value).__name__}"
-            )
-    return staging
+        try:
+            _stage_entry(staging, style, name, value)
+        except Exception as exc:
+            failed.append((str(name), exc))
+    return staging, failed
+
+
+def _stage_entry(staging: PipelineRegistry, style: str, name: Any, value: Any) -> None:
+    """Register one entry of a module's mapping."""
+    if isinstance(value, Mapping):
+        options = dict(value)
+        if "pipeline" not in options:
+            raise DiscoveryError(f"{style}[{name!r}] has no 'pipeline' key")
+        pipeline = options.pop("pipeline")
+        schedule = options.pop("schedule", None)
+        staging.register_pipeline(name, pipeline, schedule, **options)
+    elif isinstance(value, Runnable) or callable(value):
+        staging.register_pipeline(name, value)
+    else:
+        raise DiscoveryError(
+            f"{style}[{name!r}] must be a Runnable, a factory or a dict of options, "
+            f"got {type(value).__name__}"
+        )
 
 
 def _merge(
@@ -324,7 +354,7 @@ def _merge(
     already: list[str] = []
     for entry in staging.list_pipelines():
         if entry.name in registry:
-            owner = registry.get_pipeline(entry.name).module
+            owner = registry.get_pipeline_entry(entry.name).module
             if owner == module_name:
                 already.append(entry.name)
                 continue
@@ -403,12 +433,18 @@ def discover_pipelines(
                 continue
             try:
                 style, hook = _exposed(module)
-                staging = _stage(module, style, hook)
+                staging, failed = _stage(module, style, hook)
                 new, already = _merge(name, staging, target)
             except (Exception, SystemExit) as exc:
                 report.errors.append(
                     DiscoveryFailure(name, path, "register", exc, _short_traceback(exc))
                 )
                 continue
+            report.errors.extend(
+                DiscoveryFailure(name, path, "register", exc, _short_traceback(exc), entry)
+                for entry, exc in failed
+            )
+            if failed and not new and not already:
+                continue  # every entry failed: the module registered nothing
             report.modules.append(DiscoveredModule(name, path, style, tuple(new), tuple(already)))
     return report

@@ -41,7 +41,7 @@ def create_etl_pipeline(
     transformer: Any | Sequence[Any] | None,
     loader: Any,
     name: str = "etl_pipeline",
-    error_handling: ErrorHandling = "raise",
+    error_handling: ErrorHandling | bool = "raise",
     logging: LogSetting = True,
     *,
     state: StateStore | None = None,
@@ -56,7 +56,8 @@ def create_etl_pipeline(
             sync or async; wrap one in :func:`~ductwork.transformer` for ``concurrency``.
         loader: a loader object (``open(ctx)`` → sink) or a function ``(batch[, ctx])``.
         name: the pipeline's name.
-        error_handling: ``"raise"`` or ``"skip"`` a batch whose transformer raises.
+        error_handling: ``"raise"`` (or ``True``: a clear error stops the run) or ``"skip"``
+            (or ``False``: a batch whose transformer raises is dropped and counted).
         logging: ``True``/``False`` or a level name for the run's start/end log lines.
         state: the state store handed to stages as ``ctx.state``.
         **options: any other field of :class:`~ductwork.PipelineConfig` (``queue_size``,
@@ -186,7 +187,7 @@ def create_sequential_pipeline(
 
 
 def create_conditional_pipeline(
-    condition: Callable[[RunContext], Any],
+    condition: Callable[[RunContext], Any] | Callable[[], Any],
     true_pipeline: Runnable,
     false_pipeline: Runnable | None = None,
     name: str = "conditional_pipeline",
@@ -197,7 +198,8 @@ def create_conditional_pipeline(
     """Create a composition that runs one of two runnables, chosen by ``condition`` at each run.
 
     Args:
-        condition: a sync or async callable receiving the :class:`~ductwork.RunContext`.
+        condition: a sync or async callable receiving the :class:`~ductwork.RunContext`, or
+            taking no argument.
         true_pipeline: run when the condition is true.
         false_pipeline: run when it is false; without one, the run ends with status ``skipped``.
         name: the composition's name.

@@ -31,9 +31,10 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import inspect
 import re
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable, Iterator, Mapping
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, timedelta
 from types import MappingProxyType
@@ -43,6 +44,7 @@ import anyio
 
 from ._exceptions import ConfigError, PipelineError, RegistryError, ScheduleError
 from .backfill_engine import BackfillResult, run_backfill
+from .core.config import checked_keywords
 from .core.context import RunContext, TimeWindow, new_run_id
 from .core.executor import LOCAL, Executor
 from .core.result import RunResult
@@ -58,9 +60,11 @@ __all__ = [
     "PipelineRegistry",
     "RegisteredPipeline",
     "RegistryListener",
+    "default_registry_bound",
     "get_cron_job",
     "get_default_registry",
     "get_pipeline",
+    "get_pipeline_entry",
     "list_cron_jobs",
     "list_pipelines",
     "register_cron_job",
@@ -226,6 +230,7 @@ class PipelineRegistry:
 
     # --- pipelines --------------------------------------------------------------------------
 
+    @checked_keywords
     def register_pipeline(
         self,
         name: str,
@@ -347,10 +352,20 @@ class PipelineRegistry:
         Raises:
             RegistryError: no pipeline is registered under ``name``.
         """
-        self.get_pipeline(name)
+        self.get_pipeline_entry(name)
         return self._drop_pipeline(name)
 
-    def get_pipeline(self, name: str) -> RegisteredPipeline:
+    def get_pipeline(self, name: str) -> Runnable:
+        """The pipeline registered under ``name``, ready to run: the Runnable itself, or a fresh
+        build of a factory entry (the entry is :meth:`get_pipeline_entry`).
+
+        Raises:
+            RegistryError: no pipeline is registered under ``name``.
+            ConfigError: its factory raised, or returned something that is not a Runnable.
+        """
+        return self.get_pipeline_entry(name).build()
+
+    def get_pipeline_entry(self, name: str) -> RegisteredPipeline:
         """The entry registered under ``name``.
 
         Raises:
@@ -372,20 +387,36 @@ class PipelineRegistry:
 
     def build(self, name: str) -> Runnable:
         """The Runnable for one run of the pipeline registered under ``name``."""
-        return self.get_pipeline(name).build()
+        return self.get_pipeline_entry(name).build()
 
-    def validate_pipeline(self, name: str) -> Runnable:
+    def validate_pipeline(self, name: str | Runnable) -> Runnable:
         """Check a registered pipeline can run: build it and check what was built.
+
+        Args:
+            name: the registered name, or a pipeline object: when it is registered here, its
+                entry is checked; otherwise it is checked to be a Runnable (its options were
+                validated when it was made).
 
         Returns:
             the Runnable it builds.
 
         Raises:
             RegistryError: ``name`` is not registered.
-            ConfigError: the factory raised or returned something that is not a Runnable.
+            ConfigError: the factory raised or returned something that is not a Runnable, or
+                ``name`` is neither a name nor a Runnable.
             ScheduleError: its schedule, timescope or time zone (or its cron jobs') is invalid.
         """
-        entry = self.get_pipeline(name)
+        if not isinstance(name, str):
+            if not isinstance(name, Runnable):
+                raise ConfigError.for_field(
+                    "pipeline",
+                    f"expected a pipeline name or a Runnable, got {type(name).__name__}",
+                )
+            owner = next((e.name for e in self._pipelines.values() if e.source is name), None)
+            if owner is None:
+                return name
+            name = owner
+        entry = self.get_pipeline_entry(name)
         runnable = entry.build()
         if entry.schedule is not None:
             validate_schedule(entry.schedule)
@@ -427,7 +458,7 @@ class PipelineRegistry:
             ScheduleError: an invalid schedule or time zone.
         """
         _check_name(name)
-        target = self.get_pipeline(pipeline if pipeline is not None else name)
+        target = self.get_pipeline_entry(pipeline if pipeline is not None else name)
         cron = validate_schedule(schedule)
         tz = check_timezone(timezone) if timezone is not None else target.timezone
         if params is not None and not isinstance(params, Mapping):
@@ -500,7 +531,7 @@ class PipelineRegistry:
         Raises:
             ScheduleError: a window other than a TimeWindow for a pipeline with no timescope.
         """
-        entry = self.get_pipeline(name)
+        entry = self.get_pipeline_entry(name)
         scope = entry.timescope
         if window is None:
             return scope.last_complete_window(now) if scope is not None else None
@@ -552,7 +583,7 @@ class PipelineRegistry:
                 holds the failed RunResult. Either way the run is recorded in the store's
                 history before the error propagates, even when the run is cancelled.
         """
-        entry = self.get_pipeline(name)
+        entry = self.get_pipeline_entry(name)
         resolved = self.resolve_window(name, window, now=now)
         run_params = dict(params or {})
         ctx_id = run_id or new_run_id()
@@ -602,7 +633,7 @@ class PipelineRegistry:
         self, name: str, limit: int | None = 20, *, state: StateStore | None = None
     ) -> list[dict[str, Any]]:
         """The most recent run records of ``name``, newest first (from the registry's store)."""
-        self.get_pipeline(name)
+        self.get_pipeline_entry(name)
         return await (state if state is not None else self.state).list_runs(name, limit)
 
     async def backfill(
@@ -622,7 +653,7 @@ class PipelineRegistry:
         registry's store), which also tells which windows already succeeded; ``executor`` says
         where the windows run. See :func:`ductwork.backfill_pipeline` for the other options.
         """
-        entry = self.get_pipeline(name)
+        entry = self.get_pipeline_entry(name)
 
         async def run_window(window: TimeWindow) -> RunResult:
             return await self.run(
@@ -653,6 +684,19 @@ def get_default_registry() -> PipelineRegistry:
     return _default_registry
 
 
+@contextlib.contextmanager
+def default_registry_bound(registry: PipelineRegistry) -> Iterator[PipelineRegistry]:
+    """Make ``registry`` the default registry (of :func:`get_default_registry` and the
+    module-level functions) while the block runs; discovery binds the registry it discovers
+    into while it calls a module's ``register_pipelines()``."""
+    global _default_registry
+    previous, _default_registry = _default_registry, registry
+    try:
+        yield registry
+    finally:
+        _default_registry = previous
+
+
 def register_pipeline(
     name: str,
     pipeline: Runnable | PipelineFactory,
@@ -680,9 +724,15 @@ def register_pipeline_with_timescope(
     )
 
 
-def get_pipeline(name: str) -> RegisteredPipeline:
-    """The entry registered under ``name`` in the default registry."""
+def get_pipeline(name: str) -> Runnable:
+    """The pipeline registered under ``name`` in the default registry, ready to run (see
+    :meth:`PipelineRegistry.get_pipeline`)."""
     return _default_registry.get_pipeline(name)
+
+
+def get_pipeline_entry(name: str) -> RegisteredPipeline:
+    """The entry registered under ``name`` in the default registry."""
+    return _default_registry.get_pipeline_entry(name)
 
 
 def list_pipelines(tag: str | None = None) -> list[RegisteredPipeline]:
@@ -695,7 +745,7 @@ def unregister_pipeline(name: str) -> RegisteredPipeline:
     return _default_registry.unregister_pipeline(name)
 
 
-def validate_pipeline(name: str) -> Runnable:
+def validate_pipeline(name: str | Runnable) -> Runnable:
     """Check a pipeline of the default registry (see :meth:`PipelineRegistry.validate_pipeline`)."""
     return _default_registry.validate_pipeline(name)
 

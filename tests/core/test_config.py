@@ -132,3 +132,33 @@ def test_error_handling_is_one_type_with_the_same_values_everywhere() -> None:
     for model in (PipelineConfig, FileExtractorConfig):
         assert model.model_fields["error_handling"].annotation == ErrorHandling
     assert PolicyConfig.model_fields["error_handling"].annotation == TransformErrorHandling
+
+
+def test_a_config_model_built_directly_raises_config_error() -> None:
+    with pytest.raises(ConfigError) as info:
+        ductwork.PipelineConfig(queue_sise=4)
+    assert isinstance(info.value, ValueError)
+    assert info.value.errors == [
+        ("queue_sise", "Extra inputs are not permitted (did you mean 'queue_size'?)")
+    ]
+    assert "invalid PipelineConfig configuration" in str(info.value)
+    with pytest.raises(ConfigError, match=r"queue_size: Input should be greater than or equal"):
+        ductwork.PipelineConfig(queue_size=0)
+
+
+def test_a_misspelt_keyword_is_a_config_error_everywhere() -> None:
+    pipeline = create_etl_pipeline(_extract, None, print, "p")
+    calls = [
+        lambda: ductwork.transformer(print, concurency=2),
+        lambda: ductwork.loader(print, nam="x"),
+        lambda: ductwork.PipelineRegistry().register_pipeline("p", pipeline, timescop="daily"),
+        lambda: ductwork.register_pipeline("p", pipeline, timescop="daily"),
+        lambda: ductwork.convert_types({"a": int}, strict_mod=False),
+        lambda: create_etl_pipeline(_extract, None, print, "p", queue_sise=2),
+    ]
+    for call in calls:
+        with pytest.raises(
+            ConfigError,
+            match=r"did you mean '(concurrency|name|timescope|strict_mode|queue_size)'\?",
+        ):
+            call()

@@ -178,7 +178,7 @@ FAILS = [
 @pytest.mark.parametrize(("kind", "value"), FAILS)
 async def test_strict_mode_rejects(kind: str, value: Any) -> None:
     with pytest.raises(TypeConversionError) as info:
-        await convert(kind, [value])
+        await convert(kind, [value], empty_as_none=False)
     assert info.value.column == "v"
     assert info.value.position == 0
     assert info.value.value is value
@@ -187,7 +187,7 @@ async def test_strict_mode_rejects(kind: str, value: Any) -> None:
 
 @pytest.mark.parametrize(("kind", "value"), FAILS)
 async def test_lenient_mode_gives_none(kind: str, value: Any) -> None:
-    stage = convert_types({"v": kind, "other": int}, strict_mode=False)
+    stage = convert_types({"v": kind, "other": int}, strict_mode=False, empty_as_none=False)
     rows, result = await run(stage, [[{"v": value, "other": "1"}, {"v": None, "other": "2"}]])
     assert rows == [{"v": None, "other": 1}, {"v": None, "other": 2}]
     assert result.stage("convert_types").metrics == {"conversion_failures": 1}

@@ -43,6 +43,7 @@ from .executor import LOCAL, Executor
 from .pipeline import LogSetting
 from .result import RunResult
 from .runnable import Runnable, resolve_log_level
+from .stages import accepts_positional
 from .types import RunStatus
 
 if TYPE_CHECKING:
@@ -134,7 +135,8 @@ class ConditionalConfig(CompositionConfig):
     name: Annotated[str, Field(min_length=1, max_length=200)] = "conditional_pipeline"
     """The composition's name."""
     condition: Callable[..., Any]
-    """A sync or async callable receiving the run's RunContext; its truth picks the branch."""
+    """A sync or async callable receiving the run's RunContext, or taking no argument; its
+    truth picks the branch."""
     true_pipeline: Runnable
     """The runnable run when the condition is true."""
     false_pipeline: Runnable | None = None
@@ -424,8 +426,9 @@ class ConditionalPipeline(Composition[ConditionalConfig]):
 
     ``condition`` is a sync or async callable receiving the run's
     :class:`~ductwork.RunContext` (so it can look at ``ctx.params``, ``ctx.window`` or
-    ``ctx.state``). When it is true ``true_pipeline`` runs; otherwise ``false_pipeline`` runs, or,
-    if there is none, the run ends with status ``skipped``. The chosen child's result is the only
+    ``ctx.state``), or one taking no argument (``lambda: date.today().day == 1``). When it is
+    true ``true_pipeline`` runs; otherwise ``false_pipeline`` runs, or, if there is none, the
+    run ends with status ``skipped``. The chosen child's result is the only
     child of the composition's result; a failed child fails the composition with a
     CompositionError. A condition that raises fails the run with a PipelineError whose stage is
     ``"condition"``.
@@ -457,7 +460,7 @@ class ConditionalPipeline(Composition[ConditionalConfig]):
     positional = ("condition", "true_pipeline", "false_pipeline")
 
     @property
-    def condition(self) -> Callable[[RunContext], Any]:
+    def condition(self) -> Callable[..., Any]:
         """The callable that picks the branch."""
         return self.config.condition
 
@@ -484,8 +487,9 @@ class ConditionalPipeline(Composition[ConditionalConfig]):
         Raises:
             PipelineError: the condition raised (stage ``"condition"``, ``__cause__`` the error).
         """
+        condition = self.condition
         try:
-            value = self.condition(ctx)
+            value = condition(ctx) if accepts_positional(condition, 1) else condition()
             if inspect.isawaitable(value):
                 value = await value
             return bool(value)

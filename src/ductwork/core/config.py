@@ -12,19 +12,32 @@ option is adding a field.
 from __future__ import annotations
 
 import difflib
+import functools
+import inspect
 import sys
 import warnings
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Any, ClassVar, TypeVar
+from typing import Annotated, Any, ClassVar, ParamSpec, TypeAlias, TypeVar
 
-from pydantic import BaseModel, ConfigDict, ValidationError, model_validator
+from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
 from .._exceptions import ConfigError
+from .types import ErrorHandling
 
-__all__ = ["Options", "configure", "validate_config", "warn_deprecated"]
+__all__ = [
+    "ErrorPolicy",
+    "Options",
+    "checked_keywords",
+    "configure",
+    "error_policy",
+    "validate_config",
+    "warn_deprecated",
+]
 
 ModelT = TypeVar("ModelT", bound=BaseModel)
+P = ParamSpec("P")
+R = TypeVar("R")
 
 
 class Options(BaseModel):
@@ -40,6 +53,19 @@ class Options(BaseModel):
 
     none_is_default: ClassVar[frozenset[str]] = frozenset()
 
+    def __init__(self, /, **data: Any) -> None:
+        """Validate ``data``; a bad or unknown field raises ConfigError naming it (with a
+        suggestion for a name close to a field's), as the factories do."""
+        try:
+            super().__init__(**data)
+        except ValidationError as exc:
+            raise _config_error(type(self), exc, type(self).__name__, data) from None
+
+    # Validation inside pydantic (a model as a field of another, model_validate) keeps its
+    # ValidationError, so the outer error names the nested field: this __init__ only wraps the
+    # errors of a direct call.
+    __init__.__pydantic_base_init__ = True  # type: ignore[attr-defined]
+
     @model_validator(mode="before")
     @classmethod
     def _drop_none_defaults(cls, data: Any) -> Any:
@@ -50,6 +76,26 @@ class Options(BaseModel):
                 if value is not None or name not in cls.none_is_default
             }
         return data
+
+
+def error_policy(value: Any) -> Any:
+    """The boolean spelling of the ``error_handling`` options: ``True`` is ``"raise"`` (a clear
+    error stops the run), ``False`` is ``"skip"`` (the bad input is dropped and counted); any
+    other value is validated as it is.
+
+    Example:
+        >>> error_policy(True), error_policy(False), error_policy("skip")
+        ('raise', 'skip', 'skip')
+    """
+    if value is True:
+        return "raise"
+    if value is False:
+        return "skip"
+    return value
+
+
+ErrorPolicy: TypeAlias = Annotated[ErrorHandling, BeforeValidator(error_policy)]
+"""The type of an ``error_handling`` field: ``"raise"``, ``"skip"``, or ``True``/``False``."""
 
 
 def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:
@@ -68,9 +114,17 @@ def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:
         [('queue_sise', "Extra inputs are not permitted (did you mean 'queue_size'?)")]
     """
     try:
-        return model(**values)
+        return model.model_validate(values)
     except ValidationError as exc:
-        error = ConfigError.from_validation_error(exc, what)
+        error = _config_error(model, exc, what, values)
+    raise error from None
+
+
+def _config_error(
+    model: type[BaseModel], exc: ValidationError, what: str, values: Mapping[str, Any]
+) -> ConfigError:
+    """The ConfigError of ``exc``, with a suggestion for each unknown name close to a field's."""
+    error = ConfigError.from_validation_error(exc, what)
     known = list(model.model_fields)
     errors = [
         (field, message + _did_you_mean(field, known) if field in values else message)
@@ -79,7 +133,33 @@ def validate_config(model: type[ModelT], what: str, /, **values: Any) -> ModelT:
     if errors != error.errors:
         lines = "; ".join(f"{field}: {message}" for field, message in errors)
         error = ConfigError(f"invalid {what} configuration: {lines}", errors)
-    raise error from None
+        error.__cause__ = exc
+    return error
+
+
+def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
+    """Make an unknown keyword argument of ``fn`` a ConfigError naming it (with a suggestion),
+    instead of the ``TypeError`` of Python, as for the options of the factories."""
+    signature = inspect.signature(fn)
+    known = [
+        name
+        for name, param in signature.parameters.items()
+        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+    ]
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        unknown = [name for name in kwargs if name not in known]
+        if unknown:
+            errors = [
+                (name, "unexpected keyword argument" + _did_you_mean(name, known))
+                for name in unknown
+            ]
+            lines = "; ".join(f"{field}: {message}" for field, message in errors)
+            raise ConfigError(f"invalid arguments of {fn.__name__}(): {lines}", errors)
+        return fn(*args, **kwargs)
+
+    return call
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

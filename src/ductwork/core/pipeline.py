@@ -8,14 +8,13 @@ from typing import TYPE_CHECKING, Annotated, Any, Literal
 from pydantic import Field
 
 from .._exceptions import ConfigError
-from .config import Options, configure
+from .config import ErrorPolicy, Options, configure
 from .config import validate_config as validate_config
 from .context import RunContext
 from .result import RunResult, StageStats
 from .runnable import Runnable, resolve_log_level
 from .runner import StageRunner
 from .stages import Extractor, Loader, Transformer, as_extractor, as_loader, as_transformer
-from .types import ErrorHandling
 
 if TYPE_CHECKING:
     from .store import StateStore
@@ -35,11 +34,11 @@ class PipelineConfig(Options):
     queue_size: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 8
     """Capacity, in batches, of each stream between two stages. Memory stays bounded by about
     ``(stages x queue_size + 1)`` batches whatever the size of the extract."""
-    error_handling: ErrorHandling = "raise"
-    """``"raise"``: any stage error fails the run. ``"skip"``: a batch whose transformer raises
-    is dropped, counted in the stage's ``batches_failed`` and ``records_skipped`` metrics and
-    logged as a warning; the run goes on. Extractor and loader errors always fail the run (see
-    :data:`~ductwork.core.types.ErrorHandling`)."""
+    error_handling: ErrorPolicy = "raise"
+    """``"raise"`` (or ``True``): any stage error fails the run. ``"skip"`` (or ``False``): a
+    batch whose transformer raises is dropped, counted in the stage's ``batches_failed`` and
+    ``records_skipped`` metrics and logged as a warning; the run goes on. Extractor and loader
+    errors always fail the run (see :data:`~ductwork.core.types.ErrorHandling`)."""
     logging: LogSetting = True
     """``True`` logs one line when a run starts and one when it ends at INFO, ``False`` logs
     nothing per run, a level name logs those lines at that level."""

@@ -23,6 +23,7 @@ from typing import Any, Protocol, runtime_checkable
 
 from .._exceptions import ConfigError
 from .arrow import BatchFormat
+from .config import checked_keywords
 from .context import RunContext
 from .types import Batch
 
@@ -274,6 +275,7 @@ class FunctionTransformer(Transformer):
         return self.fn, self.pass_ctx, self.is_async
 
 
+@checked_keywords
 def transformer(
     fn: Callable[..., Any],
     *,
@@ -410,6 +412,7 @@ class _ObjectLoader(Loader):
         return self.obj.open(ctx)  # type: ignore[no-any-return]
 
 
+@checked_keywords
 def loader(
     fn: Callable[..., Any], *, name: str | None = None, batch_format: BatchFormat = "records"
 ) -> FunctionLoader:

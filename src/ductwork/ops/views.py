@@ -35,7 +35,7 @@ def masked(values: Mapping[str, Any]) -> dict[str, Any]:
 def job_view(job: JobStatus, registry: PipelineRegistry) -> dict[str, Any]:
     """One cron job of a scheduler: its definition, its state and its counts."""
     try:
-        entry = registry.get_pipeline(job.pipeline)
+        entry = registry.get_pipeline_entry(job.pipeline)
     except RegistryError:  # unregistered while a run of it goes on
         timescope, description = None, ""
     else:

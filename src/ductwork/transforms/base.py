@@ -24,6 +24,15 @@ failing dead-letter sink fails the run before its output is committed. When the 
 run is cancelled before then, the sink is closed with the exception, so a file loader discards its
 partial output.
 
+The transformers that name input columns (:func:`~ductwork.convert_types` its
+``type_mapping``, :func:`~ductwork.transform_columns` its ``column_mapping``) take
+``missing_columns``, for a named column that no record has (a misspelt name, most often). Sparse
+JSON omits fields, so a batch without it is not yet an error: at the first batch where no record
+has it a warning names the column, the columns the records have and the closest of them
+(``did you mean``); with ``"raise"`` (default) a run in which no record had it fails at its end,
+before the loader commits, with a :class:`~ductwork.TransformError` saying the same. ``"warn"``
+only warns, ``"ignore"`` says nothing.
+
 A transformer object may be used by several runs at once: per-run state (the position counter, the
 open sink) lives in the :class:`TransformRun` that :meth:`RecordTransformer.open` yields.
 
@@ -35,6 +44,7 @@ the bad rows are converted).
 
 from __future__ import annotations
 
+import difflib
 import inspect
 import logging
 from abc import abstractmethod
@@ -44,17 +54,20 @@ from types import TracebackType
 from typing import Annotated, Any, Literal, NamedTuple
 
 import anyio
-from pydantic import ConfigDict, Field, ValidationInfo, field_validator
+from pydantic import BeforeValidator, ConfigDict, Field, ValidationInfo, field_validator
 
+from .._exceptions import TransformError
 from ..core.arrow import BatchFormat
-from ..core.config import Options
+from ..core.config import Options, error_policy
 from ..core.context import RunContext
 from ..core.stages import Loader, Sink, Transformer, as_loader
 from ..core.types import ErrorHandling, ExcInfo, Record
-from ._arrow import AnyBatch, num_rows
+from ._arrow import AnyBatch, is_arrow, num_rows, to_arrow
 
 __all__ = [
+    "ColumnPolicyConfig",
     "Failure",
+    "MissingColumns",
     "PolicyConfig",
     "RecordTransformer",
     "TransformErrorHandling",
@@ -72,9 +85,9 @@ class PolicyConfig(Options):
 
     name: Annotated[str, Field(min_length=1, max_length=200)]
     """The stage name shown in results and logs."""
-    error_handling: TransformErrorHandling = "raise"
-    """``"raise"``, ``"skip"`` or ``"dead_letter"`` for the records the transformer cannot
-    transform (see :mod:`ductwork.transforms.base`)."""
+    error_handling: Annotated[TransformErrorHandling, BeforeValidator(error_policy)] = "raise"
+    """``"raise"`` (or ``True``), ``"skip"`` (or ``False``) or ``"dead_letter"`` for the records
+    the transformer cannot transform (see :mod:`ductwork.transforms.base`)."""
     dead_letter_sink: Annotated[Any, Field(validate_default=True)] = None
     """Where dead letters go; required with ``"dead_letter"`` and only allowed with it. A loader
     (``open(ctx)`` → sink) or a function ``(batch[, ctx])``."""
@@ -97,6 +110,20 @@ class PolicyConfig(Options):
                 f"got {type(value).__name__}"
             )
         return as_loader(value, name="dead_letters")
+
+
+MissingColumns = Literal["raise", "warn", "ignore"]
+"""What a transformer does with a column it names that no record has (see the module docs)."""
+
+
+class ColumnPolicyConfig(PolicyConfig):
+    """The options of the transformers that name input columns."""
+
+    missing_columns: MissingColumns = "raise"
+    """A named column that no record has: ``"raise"`` (default) warns at the first batch where
+    no record has it and fails the run at its end if no record of the run had it; ``"warn"``
+    only warns; ``"ignore"`` says nothing. The message names the column, the columns the
+    records have and the closest of them."""
 
 
 class Failure(NamedTuple):
@@ -130,12 +157,17 @@ class RecordTransformer(Transformer):
     batch_format: BatchFormat = "any"
     error_handling: TransformErrorHandling = "raise"
     dead_letter_sink: Loader | None = None
+    named_columns: tuple[str, ...] = ()
+    """The input columns the transformer names, checked against the records' columns."""
+    missing_columns: MissingColumns = "ignore"
 
     def __init__(self, config: PolicyConfig, *, concurrency: int = 1) -> None:
         self.name = config.name
         self.error_handling = config.error_handling
         self.dead_letter_sink = config.dead_letter_sink
         self.concurrency = concurrency
+        if isinstance(config, ColumnPolicyConfig):
+            self.missing_columns = config.missing_columns
 
     def open(self, ctx: RunContext) -> AbstractAsyncContextManager[Transformer]:
         """Open the transformer for one run; yields the run's :class:`TransformRun`."""
@@ -182,14 +214,70 @@ class TransformRun(Transformer):
         self._sink_cm: AbstractAsyncContextManager[Sink] | None = None
         self._sink: Any = None
         self._sink_lock = anyio.Lock()
+        # named columns no record of the run had yet, those warned about, and the columns of
+        # the last batch that lacked one (for the messages)
+        policy = owner.missing_columns
+        self._unseen = set(owner.named_columns) if policy != "ignore" else set()
+        self._absent_warned: set[str] = set()
+        self._present: list[str] = []
 
     async def transform(self, batch: AnyBatch, ctx: RunContext) -> AnyBatch | None:
         """Transform one batch of this run."""
         if self._closed:
             raise RuntimeError(f"run of transformer {self.name!r} is closed")
         start = self.records_seen
-        self.records_seen = start + num_rows(batch)
+        rows = num_rows(batch)
+        self.records_seen = start + rows
+        if self._unseen and rows:
+            self._check_columns(batch, start)
         return await self.owner.apply(batch, start, self)
+
+    def _check_columns(self, batch: AnyBatch, start: int) -> None:
+        """Note the named columns this batch has; warn about those no record has had yet."""
+        if is_arrow(batch):
+            names = to_arrow(batch).column_names
+            found = self._unseen.intersection(names)
+        else:
+            found = {c for c in self._unseen if any(c in record for record in batch)}
+            names = []
+        self._unseen -= found
+        absent = sorted(self._unseen - self._absent_warned)
+        if not absent:
+            return
+        if not names:
+            names = list(dict.fromkeys(key for record in batch for key in record))
+        self._present = names
+        self._absent_warned.update(absent)
+        stage = self.ctx.stage or self.name
+        self.ctx.logger.warning(
+            "%s: %s: %s (batch starting at record %d)",
+            self.ctx.pipeline,
+            stage,
+            self._absent_message(absent, "the batch"),
+            start,
+        )
+
+    def _absent_message(self, absent: Sequence[str], where: str) -> str:
+        present = self._present
+        shown = ", ".join(map(repr, present[:50])) + (", ..." if len(present) > 50 else "")
+        hints = []
+        for column in absent:
+            close = difflib.get_close_matches(column, present, n=1)
+            if close:
+                hints.append(f"did you mean {close[0]!r} for {column!r}?")
+        which = "column" if len(absent) == 1 else "columns"
+        text = (
+            f"{which} {', '.join(map(repr, absent))} named in {self.name} "
+            f"{'is' if len(absent) == 1 else 'are'} in no record of {where} "
+            f"(the records have {shown or 'no columns'})"
+        )
+        return f"{text}; {' '.join(hints)}" if hints else text
+
+    def missing_columns_error(self) -> TransformError | None:
+        """The error of a run that ends with named columns no record had (``"raise"`` only)."""
+        if self.owner.missing_columns != "raise" or not self._unseen or not self.records_seen:
+            return None
+        return TransformError(self._absent_message(sorted(self._unseen), "the run"))
 
     async def reject(self, failures: Sequence[Failure]) -> None:
         """Apply the error policy to the records of one batch that could not be transformed.
@@ -302,4 +390,8 @@ class _RunScope:
 
     async def __aexit__(self, *exc_info: *ExcInfo) -> None:
         assert self.run is not None
+        error = self.run.missing_columns_error() if exc_info[0] is None else None
+        if error is not None:
+            await self.run.close(type(error), error, None)
+            raise error
         await self.run.close(*exc_info)

@@ -87,7 +87,8 @@ class ColumnType(Options):
     timezone: Annotated[str, Field(min_length=1)] | None = None
     """For ``datetime``, an IANA zone name: every value becomes aware in that zone."""
     empty_as_none: bool | None = None
-    """Whether empty strings become ``None`` (default: the ``convert_types`` setting)."""
+    """Whether empty strings become ``None`` (default: the ``convert_types`` setting, which by
+    default is ``True`` for every target but ``str``)."""
     nullable: bool = True
     """``False`` makes ``None`` (after ``empty_as_none``) a conversion error."""
 

@@ -7,7 +7,9 @@ The operations read like a SQL ``SELECT`` list. For every record:
    and another column renamed to the same name, the renamed one wins;
 3. ``new_columns`` adds computed columns, each a function of the incoming record (input names,
    with the defaults filled in), like an expression in a ``SELECT`` list; a computed column may
-   replace an existing one (``{"price": lambda r: r["price"] * 100}``);
+   replace an existing one (``{"price": lambda r: r["price"] * 100}``). ``new_columns`` may
+   also be a list of names: each is added where a record lacks it, holding its value in
+   ``defaults`` or ``None`` (``new_columns=["loaded_at"]``);
 4. ``select`` keeps only the listed output columns, in that order (a selected column that is
    missing fails the record), or ``drop`` removes the listed output columns.
 
@@ -44,7 +46,7 @@ generates its methods); column names enter the generated source only as string l
 
 from __future__ import annotations
 
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Mapping, Sequence
 from typing import Annotated, Any, NamedTuple
 
 import pyarrow as pa
@@ -56,14 +58,14 @@ from ..core.config import validate_config
 from ..core.stages import accepts_positional, callable_name
 from ..core.types import Batch, Record
 from ._arrow import AnyBatch, is_arrow, mask_of, rows_of, to_arrow, to_records
-from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import ColumnPolicyConfig, Failure, RecordTransformer, TransformRun
 
 __all__ = ["ColumnMappingConfig", "ColumnTransformer", "transform_columns"]
 
 ColumnName = Annotated[str, Field(min_length=1)]
 
 
-class ColumnMappingConfig(PolicyConfig):
+class ColumnMappingConfig(ColumnPolicyConfig):
     """Validated options of :func:`transform_columns`."""
 
     none_is_default = frozenset(
@@ -76,7 +78,8 @@ class ColumnMappingConfig(PolicyConfig):
     """Input column → new name."""
     new_columns: dict[ColumnName, Any] = Field(default_factory=dict)
     """Output column → function of the incoming record (input column names, defaults filled
-    in); replaces a column of the same name."""
+    in); replaces a column of the same name. A list of names instead adds each column where a
+    record lacks it, with its value in ``defaults`` or ``None`` (they become ``defaults``)."""
     table_columns: dict[ColumnName, Any] = Field(default_factory=dict)
     """Output column → function of the incoming batch as a ``pyarrow.Table`` (input column
     names, defaults filled in) returning the column: an array of one value per row or a single
@@ -89,6 +92,30 @@ class ColumnMappingConfig(PolicyConfig):
     """The output columns to remove."""
     defaults: dict[ColumnName, Any] = Field(default_factory=dict)
     """Input column → value for records that lack it (shared, not copied)."""
+
+    @model_validator(mode="before")
+    @classmethod
+    def _names_are_defaults(cls, data: Any) -> Any:
+        """``new_columns`` as a list of names: columns added with ``None`` or their default."""
+        if not isinstance(data, Mapping):
+            return data
+        names = data.get("new_columns")
+        if not isinstance(names, (list, tuple)):
+            return data
+        if not all(isinstance(name, str) and name for name in names):
+            return data  # reported by the field's validator
+        defaults = data.get("defaults") or {}
+        if isinstance(defaults, Mapping):
+            defaults = {**dict.fromkeys(names), **defaults}
+        return {**data, "new_columns": {}, "defaults": defaults}
+
+    @field_validator("new_columns", mode="before")
+    @classmethod
+    def _check_names(cls, value: Any) -> Any:
+        if isinstance(value, (list, tuple)):
+            bad = next(name for name in value if not isinstance(name, str) or not name)
+            raise ValueError(f"a list of new columns holds their names, got {bad!r}")
+        return value
 
     @field_validator("column_mapping")
     @classmethod
@@ -219,6 +246,7 @@ class ColumnTransformer(RecordTransformer):
         super().__init__(config)
         self.config = config
         self.rename = dict(config.column_mapping)
+        self.named_columns = tuple(config.column_mapping)
         self.computed = dict(config.new_columns)
         self.table_computed = dict(config.table_columns)
         self.select = list(config.select) if config.select is not None else None
@@ -531,7 +559,7 @@ class ColumnTransformer(RecordTransformer):
 
 def transform_columns(
     column_mapping: Mapping[str, str] | None = None,
-    new_columns: Mapping[str, Callable[[Record], Any]] | None = None,
+    new_columns: Mapping[str, Callable[[Record], Any]] | Sequence[str] | None = None,
     **options: Any,
 ) -> ColumnTransformer:
     """Make a transformer that renames, computes, fills, selects and drops columns.
@@ -540,10 +568,12 @@ def transform_columns(
 
     Args:
         column_mapping: input column → new name.
-        new_columns: output column → function of the incoming record.
+        new_columns: output column → function of the incoming record; or a list of the names
+            of new columns, added with ``None`` (or their value in ``defaults``).
         **options: any other field of :class:`ColumnMappingConfig` (``table_columns``,
-            ``select``, ``drop``, ``defaults``, ``error_handling``, ``dead_letter_sink``,
-            ``name``), where every option is documented.
+            ``select``, ``drop``, ``defaults``, ``missing_columns`` (a renamed column that no
+            record has), ``error_handling``, ``dead_letter_sink``, ``name``), where every
+            option is documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it.

@@ -23,11 +23,14 @@ Target types (a Python type, a name, or a :class:`ColumnType` with options):
 ``json``       JSON text (str or bytes) parsed with orjson; dicts, lists and numbers kept
 =============  ================================================================================
 
-``None`` stays ``None`` (unless the column has ``nullable=False``); with ``empty_as_none`` an empty
-string (for non-string columns also one of only whitespace) becomes ``None``. Columns missing from
-a record stay missing, and columns not in the mapping are left alone. Converting already converted
-values gives them back unchanged, so a batch can go through the same conversion twice (the one
-exception: a ``json`` value whose JSON text was itself a string).
+``None`` stays ``None`` (unless the column has ``nullable=False``). An empty string (or one of only
+whitespace) is a missing value for a non-string target: it becomes ``None``, as CSV writes missing
+values; ``empty_as_none=True`` also makes ``""`` ``None`` in ``str`` columns, ``False`` makes it a
+conversion error for every target (per column: :class:`ColumnType`). Columns missing from
+a record stay missing, and columns not in the mapping are left alone; a column that no record
+has is reported (``missing_columns``, see :mod:`ductwork.transforms.base`). Converting already
+converted values gives them back unchanged, so a batch can go through the same conversion twice
+(the one exception: a ``json`` value whose JSON text was itself a string).
 
 ``strict_mode=True`` (default): a value that does not convert is an error for its record,
 :class:`~ductwork.TypeConversionError` naming the column, the value and the record's position in
@@ -63,14 +66,14 @@ from ..core.config import validate_config
 from ..core.types import Batch
 from ._arrow import AnyBatch, is_arrow, mask_of, rows_of, to_arrow
 from .arrow_converters import ArrowColumnConverter
-from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
+from .base import ColumnPolicyConfig, Failure, RecordTransformer, TransformRun
 from .column_type import ColumnType
 from .converters import MISSING, ColumnConverter, InvalidValue
 
 __all__ = ["ColumnType", "TypeConversionConfig", "TypeConverter", "convert_types"]
 
 
-class TypeConversionConfig(PolicyConfig):
+class TypeConversionConfig(ColumnPolicyConfig):
     """Validated options of :func:`convert_types`."""
 
     name: Annotated[str, Field(min_length=1, max_length=200)] = "convert_types"
@@ -81,8 +84,11 @@ class TypeConversionConfig(PolicyConfig):
     """``True``: a value that does not convert fails its record with a
     :class:`~ductwork.TypeConversionError` (handled by ``error_handling``). ``False``: it
     becomes ``None`` and is counted in the stage's ``conversion_failures`` metric."""
-    empty_as_none: bool = False
-    """Whether empty strings become ``None`` (per column: :class:`ColumnType`)."""
+    empty_as_none: bool | None = None
+    """Whether empty strings become ``None``: ``None`` (default) for every target but ``str``
+    (an empty or blank string is a missing value, as in CSV), ``True`` for every target,
+    ``False`` for none (an empty string is then a value that does not convert). Per column:
+    :class:`ColumnType`."""
 
     @field_validator("type_mapping", mode="before")
     @classmethod
@@ -102,6 +108,7 @@ class TypeConverter(RecordTransformer):
         super().__init__(config)
         self.config = config
         self.strict_mode = config.strict_mode
+        self.named_columns = tuple(config.type_mapping)
         self.columns = [
             ColumnConverter(name, spec, config.empty_as_none)
             for name, spec in config.type_mapping.items()
@@ -218,8 +225,8 @@ def convert_types(
         strict_mode: ``True``: a value that does not convert fails its record (handled by
             ``error_handling``); ``False``: it becomes ``None``.
         **options: any other field of :class:`TypeConversionConfig` (``empty_as_none``,
-            ``error_handling``, ``dead_letter_sink``, ``name``), where every option is
-            documented.
+            ``missing_columns``, ``error_handling``, ``dead_letter_sink``, ``name``), where
+            every option is documented.
 
     Raises:
         ConfigError: an option is invalid; the message names it (e.g. ``type_mapping.price.type``).

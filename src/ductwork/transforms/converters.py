@@ -334,11 +334,14 @@ class ColumnConverter:
         "strict_empty",
     )
 
-    def __init__(self, name: str, spec: ColumnType, empty_as_none: bool) -> None:
+    def __init__(self, name: str, spec: ColumnType, empty_as_none: bool | None) -> None:
         self.name = name
         self.getter = itemgetter(name)
         self.nullable = spec.nullable
-        self.empty_as_none = spec.empty_as_none if spec.empty_as_none is not None else empty_as_none
+        if spec.empty_as_none is not None:
+            empty_as_none = spec.empty_as_none
+        # by default an empty string is a missing value for every target but a string
+        self.empty_as_none = empty_as_none if empty_as_none is not None else spec.type != "str"
         self.strict_empty = spec.type == "str"  # for str columns only "" is empty
         self.keep_first = False
         self.fast: FastMap | None = None

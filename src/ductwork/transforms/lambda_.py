@@ -216,7 +216,7 @@ class LambdaTransformer(RecordTransformer):
 def create_lambda_transformer(
     function: Any,
     name: str | None = None,
-    error_handling: TransformErrorHandling = "raise",
+    error_handling: TransformErrorHandling | bool = "raise",
     **options: Any,
 ) -> LambdaTransformer:
     """Make a transformer from a function applied to each record, or to each batch.
@@ -229,8 +229,9 @@ def create_lambda_transformer(
             called with the batch as it is (a list of records or a ``pyarrow.Table``). Sync or
             async; the run context is passed when the function takes two arguments.
         name: the stage name (default: the function's name, or ``"lambda"``).
-        error_handling: what to do when the function raises: ``"raise"``, ``"skip"`` (the
-            record, or with ``per="batch"`` the batch's records) or ``"dead_letter"``.
+        error_handling: what to do when the function raises: ``"raise"`` (or ``True``),
+            ``"skip"`` (or ``False``: the record, or with ``per="batch"`` the batch's records)
+            or ``"dead_letter"``.
         **options: any other field of :class:`LambdaConfig` (``per``, ``concurrency``,
             ``dead_letter_sink``), where every option is documented.
 

@@ -80,10 +80,17 @@ class ClickHouseConfig(Options):
     ``chdb:///abs/path`` (or ``chdb://``, in memory) runs ClickHouse in-process on chDB (see
     :mod:`ductwork.connectors.clickhouse.embedded`).
 
+    The server may also be given as ClickHouse clients write it, by ``host`` and ``port``
+    (default 8123, the HTTP interface) and ``secure`` (``True``: https, default port 8443)
+    instead of ``url``; the native protocol's ports (9000, 9440) are refused with a pointer to
+    the HTTP one.
+
     Example:
         >>> config = ClickHouseConfig(url="http://ada:s3cret@db.example:8123", database="sales")
         >>> config.url, config.user, config.password
         ('http://db.example:8123', 'ada', SecretStr('**********'))
+        >>> ClickHouseConfig(host="db.example", port=8443, secure=True, user="ada").url
+        'https://db.example:8443'
     """
 
     model_config = ConfigDict(hide_input_in_errors=True)
@@ -112,6 +119,7 @@ class ClickHouseConfig(Options):
     @model_validator(mode="before")
     @classmethod
     def _credentials_from_url(cls, data: Any) -> Any:
+        data = _url_from_host(data)
         if not isinstance(data, Mapping) or not isinstance(data.get("url"), str):
             return data
         try:
@@ -154,6 +162,39 @@ class ClickHouseConfig(Options):
         return check_settings(value) if isinstance(value, Mapping) else value
 
 
+_NATIVE_PORTS = {9000: 8123, 9440: 8443}
+"""The native protocol's ports (plain, TLS) and the HTTP interface's ports that go with them."""
+
+
+def _url_from_host(data: Any) -> Any:
+    """``host``/``port``/``secure``, as ClickHouse clients take them, made into ``url``."""
+    if not isinstance(data, Mapping) or not {"host", "port", "secure"} & data.keys():
+        return data
+    values = dict(data)
+    host = values.pop("host", "localhost")
+    port = values.pop("port", None)
+    secure = values.pop("secure", False)
+    if "url" in values:
+        raise ValueError("give url, or host and port, not both")
+    if not isinstance(host, str) or not host:
+        raise ValueError(f"host must be a host name, got {host!r}")
+    if not isinstance(secure, bool):
+        raise ValueError(f"secure must be True or False, got {secure!r}")
+    if port is None:
+        port = 8443 if secure else 8123
+    if isinstance(port, bool) or not isinstance(port, int) or not 0 < port < 65536:
+        raise ValueError(f"port must be a TCP port number, got {port!r}")
+    if port in _NATIVE_PORTS:
+        raise ValueError(
+            f"port {port} is ClickHouse's native protocol; ductwork talks to the HTTP "
+            f"interface (port {_NATIVE_PORTS[port]} by default)"
+        )
+    if ":" in host and not host.startswith("["):
+        host = f"[{host}]"  # an IPv6 address
+    values["url"] = f"{'https' if secure else 'http'}://{host}:{port}"
+    return values
+
+
 def _connection(value: Any) -> Any:
     """``connection_config`` as given: a ClickHouseConfig, a mapping of its fields, a URL, or
     ``None`` for the defaults."""
@@ -175,8 +216,9 @@ class StageOptions(Options):
     connection_config: Annotated[ClickHouseConfig, BeforeValidator(_connection)] = (
         ClickHouseConfig()
     )
-    """How to reach the server: a :class:`ClickHouseConfig`, a mapping of its fields, or a URL
-    (``None``: the defaults, ``http://localhost:8123``)."""
+    """How to reach the server: a :class:`ClickHouseConfig`, a mapping of its fields (or of
+    ``host``, ``port``, ``secure``, ``user``, ``password``, ``database``), or a URL (``None``:
+    the defaults, ``http://localhost:8123``)."""
     settings: dict[str, SettingValue] = Field(default_factory=dict)
     """Server settings for this stage's requests (the extractor's query, the loader's inserts),
     on top of the connection's (``{"max_execution_time": 60}``)."""

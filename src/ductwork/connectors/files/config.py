@@ -11,10 +11,9 @@ import pyarrow as pa
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..._exceptions import ConfigError, PipelineError
-from ...core.config import Options, warn_deprecated
+from ...core.config import ErrorPolicy, Options, warn_deprecated
 from ...core.context import RunContext
 from ...core.templates import check_path_value, fill_confined
-from ...core.types import ErrorHandling
 from ..compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
 from ..parsers import text_codec
 
@@ -225,11 +224,11 @@ class FileExtractorConfig(_PathOptions):
     """JSON: the dotted path of the array inside the top-level object (``"data.items"``);
     ``None`` for a top-level array. A path that is not in the document, or does not hold an
     array, raises FileFormatError."""
-    error_handling: ErrorHandling = "raise"
+    error_handling: ErrorPolicy = "raise"
     """What a malformed record does (a bad JSON line, a CSV row of the wrong width, a line that
-    does not decode, an array item that is not an object): ``"raise"`` fails the run with a
-    FileFormatError naming the file and line; ``"skip"`` drops it, counts it in the stage's
-    ``records_skipped`` metric and logs the first few (see
+    does not decode, an array item that is not an object): ``"raise"`` (or ``True``) fails the
+    run with a FileFormatError naming the file and line; ``"skip"`` (or ``False``) drops it,
+    counts it in the stage's ``records_skipped`` metric and logs the first few (see
     :data:`~ductwork.core.types.ErrorHandling`). Corrupt compressed data and JSON syntax errors
     always raise. ``on_error``, its former name, is still accepted, with a DeprecationWarning."""
     allow_no_match: bool = False

@@ -27,7 +27,13 @@ from pydantic import (
 )
 
 from ...core.config import Options
-from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, coerce_rate_limit
+from .limits import (
+    HttpRetryConfig,
+    RateLimitConfig,
+    RateLimiter,
+    coerce_rate_limit,
+    coerce_retry_policy,
+)
 from .paging import NoPagination, PaginationConfig
 
 __all__ = [
@@ -316,11 +322,13 @@ class HttpExtractorConfig(Options):
     (retried while no batch of it was passed on). ``None`` (the default): no overall limit,
     only ``timeout`` for each connect, read and write."""
     retry_logic: HttpRetryConfig = HttpRetryConfig()
-    """When and how requests are retried: a :class:`HttpRetryConfig` (or dict); default: 3 retries
-    with backoff."""
+    """When and how requests are retried: a :class:`HttpRetryConfig` (or dict); ``True`` (or
+    ``None``) the default, 3 retries with backoff; ``False`` no retries."""
     rate_limiting: RateLimitConfig | RateLimiter | None = None
     """A :class:`RateLimitConfig` (or dict), a bare number of requests per second, or a
-    :class:`RateLimiter` instance to share; ``None``: no limit."""
+    :class:`RateLimiter` instance to share; ``True`` the default limit of 10 requests per second
+    (bursts of up to 10, :data:`~ductwork.connectors.http.limits.DEFAULT_RATE_LIMIT`);
+    ``None`` or ``False``: no limit."""
     response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
     """``"json"``, ``"ndjson"`` (alias ``"jsonl"``) or ``"csv"``; JSON Lines and CSV bodies are
     streamed in constant memory."""
@@ -389,6 +397,11 @@ class HttpExtractorConfig(Options):
     @classmethod
     def _upper_method(cls, value: Any) -> Any:
         return value.upper() if isinstance(value, str) else value
+
+    @field_validator("retry_logic", mode="before")
+    @classmethod
+    def _bool_is_policy(cls, value: Any) -> Any:
+        return coerce_retry_policy(value)
 
     @field_validator("rate_limiting", mode="before")
     @classmethod

@@ -759,8 +759,8 @@ def create_http_extractor(
     url: str,
     headers: Mapping[str, str] | None = None,
     timeout: float = 30.0,
-    retry_logic: HttpRetryConfig | Mapping[str, Any] | None = None,
-    rate_limiting: RateLimitConfig | RateLimiter | Mapping[str, Any] | float | None = None,
+    retry_logic: HttpRetryConfig | Mapping[str, Any] | bool | None = None,
+    rate_limiting: RateLimitConfig | RateLimiter | Mapping[str, Any] | float | bool | None = None,
     **options: Any,
 ) -> HttpExtractor:
     """Create an extractor that reads records from an HTTP API.
@@ -769,9 +769,11 @@ def create_http_extractor(
         url: the endpoint; may hold placeholders such as ``{date}``, filled for each run.
         headers: extra request headers.
         timeout: seconds allowed to connect, and for each read and write.
-        retry_logic: a :class:`HttpRetryConfig` (or dict); default: 3 retries with backoff.
+        retry_logic: a :class:`HttpRetryConfig` (or dict); ``True`` or ``None`` (default): 3
+            retries with backoff; ``False``: no retries.
         rate_limiting: a :class:`RateLimitConfig` (or dict), a bare number of requests per
-            second, or a :class:`RateLimiter` instance to share.
+            second, or a :class:`RateLimiter` instance to share; ``True``: 10 requests per
+            second (bursts of 10); ``False`` or ``None`` (default): no limit.
         **options: any other field of :class:`HttpExtractorConfig` (``method``, ``params``,
             ``auth``, ``response_format``, ``records_path``, ``pagination``, ``concurrency``,
             ``incremental``, ...), where every option is documented.

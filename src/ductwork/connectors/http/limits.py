@@ -28,6 +28,7 @@ from ..._exceptions import ConfigError
 from ...core.backoff import Backoff, Retries
 
 __all__ = [
+    "DEFAULT_RATE_LIMIT",
     "DEFAULT_RETRY_STATUSES",
     "HttpRetryConfig",
     "RateLimitConfig",
@@ -299,8 +300,28 @@ class RateLimiter:
             return RateLimiterStatistics(self._acquired, self._delayed, self._waited)
 
 
+DEFAULT_RATE_LIMIT = RateLimitConfig(requests_per_second=10, burst=10)
+"""The limit ``rate_limiting=True`` stands for: 10 requests per second, up to 10 at once after
+an idle spell."""
+
+
 def coerce_rate_limit(value: Any) -> Any:
-    """Accept a bare number as requests per second (used by the extractor config)."""
-    if isinstance(value, (int, float)) and not isinstance(value, bool):
+    """Accept a bare number as requests per second, ``True`` as :data:`DEFAULT_RATE_LIMIT` and
+    ``False`` as no limit (used by the extractor config)."""
+    if value is True:
+        return DEFAULT_RATE_LIMIT
+    if value is False:
+        return None
+    if isinstance(value, (int, float)):
         return {"requests_per_second": value}
+    return value
+
+
+def coerce_retry_policy(value: Any) -> Any:
+    """Accept ``True`` as the default retry policy and ``False`` as no retries (used by the
+    extractor config)."""
+    if value is True:
+        return HttpRetryConfig()
+    if value is False:
+        return HttpRetryConfig(max_retries=0)
     return value
