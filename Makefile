@@ -5,7 +5,7 @@ BIN    := $(VENV)/bin
 PYTEST_ARGS ?=
 BENCH_ARGS ?=
 
-.PHONY: demo test install install-test install-bench clickhouse lint typecheck bench clean
+.PHONY: demo test install install-demo install-test install-bench clickhouse chromium lint typecheck bench clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -13,6 +13,10 @@ $(BIN)/python:
 
 install: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e .
+
+# With embedded ClickHouse (chDB), which the demo's ClickHouse pipeline runs on: no server.
+install-demo: $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e ".[chdb]"
 
 install-test: $(BIN)/python
 	$(BIN)/python -m pip install --quiet -e ".[test]"
@@ -24,7 +28,11 @@ install-bench: $(BIN)/python
 clickhouse:
 	@scripts/ensure-clickhouse.sh
 
-demo: install
+# Installs Debian's chromium (for the dashboard's browser test) when it is missing.
+chromium:
+	@scripts/ensure-chromium.sh
+
+demo: install-demo
 	$(BIN)/python -m examples
 
 lint: install-test
@@ -32,7 +40,7 @@ lint: install-test
 	$(BIN)/ruff format --check src tests benchmarks examples
 	$(BIN)/mypy
 
-test: install-test clickhouse lint
+test: install-test clickhouse chromium lint
 	$(BIN)/python -m pytest --cov --cov-report=term $(PYTEST_ARGS)
 
 # The benchmark suite, with the peer libraries; `make bench BENCH_ARGS=--quick` for a short run.

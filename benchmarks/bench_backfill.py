@@ -2,8 +2,9 @@
 
 Runs a small pipeline (one batch of 100 records per window) for N hourly windows: as a baseline,
 ``await pipeline.run(window=...)`` in a plain loop; then ``registry.backfill`` with the in-memory
-store and with the JSON file store (every run appends its record and marks its window, each an
-atomic, fsync'ed rewrite of the file), with 1 and 8 workers; and finally a second backfill over
+store, the SQLite store (one WAL transaction per run) and the JSON file store (every run appends
+its record and marks its window in one atomic, fsync'ed rewrite of the file), with 1 and 8
+workers; and finally a second backfill over
 the same range, where every window is skipped. Prints windows/s, the ratio to the baseline
 (median of several repetitions, min-max in brackets), the state file's size and peak RSS.
 
@@ -15,6 +16,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import tempfile
 from collections.abc import AsyncIterator, Callable
 from datetime import UTC, datetime, timedelta
@@ -32,6 +34,7 @@ from ductwork import (
     Pipeline,
     PipelineRegistry,
     RunContext,
+    SqliteStateStore,
     StateStore,
     create_el_pipeline,
     hourly,
@@ -92,17 +95,24 @@ def measure(windows: int, repeats: int) -> list[dict[str, Any]]:
         def json_store() -> StateStore:
             return JsonFileStateStore(Path(tmp) / f"state-{next(counter)}.json")
 
+        def sqlite_store() -> StateStore:
+            return SqliteStateStore(Path(tmp) / f"state-{next(counter)}.db")
+
         cases: list[tuple[str, Callable[[], StateStore], int]] = [
             ("backfill, memory store, 1 worker", MemoryStateStore, 1),
             ("backfill, memory store, 8 workers", MemoryStateStore, 8),
+            ("backfill, SQLite store, 1 worker", sqlite_store, 1),
+            ("backfill, SQLite store, 8 workers", sqlite_store, 8),
             ("backfill, JSON file store, 1 worker", json_store, 1),
             ("backfill, JSON file store, 8 workers", json_store, 8),
         ]
         for label, store, workers in cases:
             timing = Timing.of([run_backfill(windows, store, workers) for _ in range(repeats)])
             size = None
-            if store is json_store:
-                size = sorted(Path(tmp).glob("state-*.json"))[-1].stat().st_size
+            if store is json_store or store is sqlite_store:
+                suffix = "json" if store is json_store else "db"
+                files = sorted(Path(tmp).glob(f"state-*.{suffix}"), key=os.path.getmtime)
+                size = files[-1].stat().st_size
             rows.append(_row(label, windows, timing, baseline, size))
         skip = Timing.of(
             [run_backfill(windows, MemoryStateStore, 8, "second") for _ in range(repeats)]

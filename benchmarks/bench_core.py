@@ -1,9 +1,11 @@
 """Core engine throughput: extract → one trivial transform → counting sink.
 
 Runs N records of three fields through a 3-stage ductwork pipeline at batch sizes 1000, 100, 10 and
-1, and beside each the same work as a hand-written ``async for`` loop in one task, the two
-interleaved round by round after one warm-up round. Prints records/s (median, min-max), the ratio
-to the loop (median of the per-round ratios, min-max) and the peak RSS of the process so far.
+1, and beside each the same work as a hand-written ``async for`` loop in one task and the same
+pipeline with the Prometheus metrics of ``ductwork.ops`` observing it, the three interleaved round
+by round after one warm-up round. Prints records/s (median, min-max), the ratio to the loop and
+that of the pipeline with metrics to the one without (medians of the per-round ratios, min-max)
+and the peak RSS of the process so far.
 
     python -m benchmarks.bench_core [--quick] [--records N] [--repeats R] [--sizes 1000,1]
                                     [--clock wall|cpu]
@@ -20,6 +22,7 @@ from typing import Any
 from benchmarks._util import interleave, machine, paired_ratio, peak_rss_mb, span, spread, table
 from benchmarks._workload import CLOCKS, Counter, hand_written_loop, make_source, timed, transform
 from ductwork import create_etl_pipeline
+from ductwork.ops.metrics import RunMetrics
 
 
 async def ductwork_pipeline(total: int, batch_size: int, sink: Counter) -> None:
@@ -41,6 +44,15 @@ def run_pipeline(total: int, batch_size: int, clock: str = "wall") -> float:
     return asyncio.run(timed(ductwork_pipeline, total, batch_size, clock))
 
 
+def run_pipeline_with_metrics(total: int, batch_size: int, clock: str = "wall") -> float:
+    """Seconds the ductwork pipeline takes with metrics observing it, in a fresh event loop."""
+    remove = RunMetrics().install()
+    try:
+        return asyncio.run(timed(ductwork_pipeline, total, batch_size, clock))
+    finally:
+        remove()
+
+
 def measure(
     total: int, repeats: int, sizes: list[int], clock: str = "wall"
 ) -> list[dict[str, Any]]:
@@ -50,11 +62,13 @@ def measure(
             {
                 "loop": lambda: run_loop(total, size, clock),  # noqa: B023
                 "pipeline": lambda: run_pipeline(total, size, clock),  # noqa: B023
+                "metrics": lambda: run_pipeline_with_metrics(total, size, clock),  # noqa: B023
             },
             rounds=repeats,
         )
         loop, pipe = spread(samples["loop"]), spread(samples["pipeline"])
         ratio = paired_ratio(samples["loop"], samples["pipeline"])
+        with_metrics = paired_ratio(samples["pipeline"], samples["metrics"])
         rows.append(
             {
                 "batch_size": size,
@@ -70,6 +84,10 @@ def measure(
                 "ratio": ratio.median,
                 "ratio_min": ratio.low,
                 "ratio_max": ratio.high,
+                "metrics_records_per_s": total / spread(samples["metrics"]).median,
+                "metrics_ratio": with_metrics.median,
+                "metrics_ratio_min": with_metrics.low,
+                "metrics_ratio_max": with_metrics.high,
                 "peak_rss_mb": peak_rss_mb(),
             }
         )
@@ -84,6 +102,7 @@ def render(rows: list[dict[str, Any]]) -> str:
             "hand-written loop rec/s (min-max)",
             "ductwork rec/s (min-max)",
             "ductwork / loop (min-max)",
+            "with metrics / without (min-max)",
             "peak RSS MiB",
         ],
         [
@@ -93,6 +112,7 @@ def render(rows: list[dict[str, Any]]) -> str:
                 span(r, "loop_records_per_s"),
                 span(r, "pipeline_records_per_s"),
                 span(r, "ratio", ".2f"),
+                span(r, "metrics_ratio", ".2f"),
                 f"{r['peak_rss_mb']:.0f}",
             ]
             for r in rows

@@ -12,6 +12,11 @@ ductwork is faster; the median of the repetitions' ratios, min-max in brackets) 
   becomes ``None`` (``empty_as_none``; the hand-written loop checks each value).
 * ``transform_columns``: two renames, one computed column, select four columns.
 
+Then ``convert_types`` on records beside the same transformer on Arrow tables of the same data
+(built from the same records outside the timed section, ``Table.from_pylist``), at the batch size
+given and at ten times it: the ratio is the records time over the Arrow time (above 1: the Arrow
+path is faster), and both outputs are checked to hold the same values.
+
     python -m benchmarks.bench_transforms [--records N] [--batch B] [--repeats R] [--json PATH]
 """
 
@@ -28,6 +33,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import pyarrow as pa
 
 from benchmarks._util import Timing, machine, peak_rss_mb, table
 from ductwork import Batch, RunContext, convert_types, transform_columns
@@ -188,6 +194,94 @@ def measure(total: int, size: int, repeats: int) -> list[dict[str, Any]]:
     return rows
 
 
+def time_kinds(stage: Any, total: int, size: int, empty_every: int) -> tuple[float, float]:
+    """Seconds spent by ``stage`` on records and on Arrow tables of the same data, taking turns
+    chunk by chunk as :func:`time_pair` does."""
+
+    async def main() -> tuple[float, float]:
+        ctx = RunContext(pipeline="bench")
+        records = arrow = 0.0
+        async with stage.open(ctx) as run:
+            for k, start in enumerate(range(0, total, size * CHUNK)):
+                stop = min(start + size * CHUNK, total)
+                for side in (0, 1) if k % 2 == 0 else (1, 0):
+                    batches: list[Any] = [
+                        make_batch(s, min(size, stop - s), empty_every)
+                        for s in range(start, stop, size)
+                    ]
+                    if side == 1:
+                        batches = [pa.Table.from_pylist(batch) for batch in batches]
+                    gc.collect()
+                    t0 = perf_counter()
+                    for batch in batches:
+                        await run.transform(batch, ctx)
+                    if side == 0:
+                        records += perf_counter() - t0
+                    else:
+                        arrow += perf_counter() - t0
+                    del batches
+        return records, arrow
+
+    return anyio.run(main)
+
+
+def measure_kinds(total: int, size: int, repeats: int) -> list[dict[str, Any]]:
+    """``convert_types`` on records beside the same stage on Arrow tables."""
+    rows = []
+    for name, empty_every, options in (
+        ("convert_types", 0, {}),
+        ("convert_types, 1% empty", 100, {"empty_as_none": True}),
+    ):
+        stage = convert_types(TYPES, **options)
+        expected = anyio.run(stage.transform, make_batch(0, 500, empty_every), RunContext())
+        table = pa.Table.from_pylist(make_batch(0, 500, empty_every))
+        got = anyio.run(stage.transform, table, RunContext()).to_pylist()
+        assert got == expected, "convert_types disagrees on records and on Arrow"
+        for batch_size in (size, size * 10):
+            pairs = [time_kinds(stage, total, batch_size, empty_every) for _ in range(repeats)]
+            on_records = Timing.of([r for r, _ in pairs])
+            on_arrow = Timing.of([a for _, a in pairs])
+            ratios = Timing.of([r / a for r, a in pairs])
+            rows.append(
+                {
+                    "scenario": name,
+                    "records": total,
+                    "batch_size": batch_size,
+                    "records_per_s_on_records": total / on_records.median,
+                    "records_per_s_on_arrow": total / on_arrow.median,
+                    "ratio": ratios.median,
+                    "ratio_min": ratios.low,
+                    "ratio_max": ratios.high,
+                    "peak_rss_mb": peak_rss_mb(),
+                }
+            )
+    return rows
+
+
+def render_kinds(rows: list[dict[str, Any]]) -> str:
+    return table(
+        [
+            "scenario",
+            "batch",
+            "records: rec/s",
+            "Arrow: rec/s",
+            "records / Arrow time (min-max)",
+            "peak RSS MiB",
+        ],
+        [
+            [
+                r["scenario"],
+                f"{r['batch_size']:,}",
+                f"{r['records_per_s_on_records']:,.0f}",
+                f"{r['records_per_s_on_arrow']:,.0f}",
+                f"{r['ratio']:.2f} ({r['ratio_min']:.2f}-{r['ratio_max']:.2f})",
+                f"{r['peak_rss_mb']:.0f}",
+            ]
+            for r in rows
+        ],
+    )
+
+
 def render(rows: list[dict[str, Any]]) -> str:
     return table(
         [
@@ -226,10 +320,13 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
     )
     rows = measure(args.records, args.batch, args.repeats)
     print(render(rows))
+    kinds = measure_kinds(args.records, args.batch, args.repeats)
+    print("convert_types on records beside Arrow tables of the same data:")
+    print(render_kinds(kinds))
     if args.json:
         with open(args.json, "w") as fh:
-            json.dump({"machine": machine(), "rows": rows}, fh, indent=2)
-    return rows
+            json.dump({"machine": machine(), "rows": rows, "kinds": kinds}, fh, indent=2)
+    return rows + kinds
 
 
 if __name__ == "__main__":

@@ -120,6 +120,7 @@ def main(argv: list[str]) -> int:
     logging.basicConfig(
         level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
     )
+    logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is too many
     selector = argv[0] if argv else ""
     failures = run_examples(selector)
     if not selector:

@@ -85,6 +85,7 @@ def test_core_benchmark_rows(capsys: pytest.CaptureFixture[str]) -> None:
         assert r["pipeline_records_per_s_min"] <= r["pipeline_records_per_s"]
         assert r["pipeline_records_per_s"] <= r["pipeline_records_per_s_max"]
         assert r["ratio_min"] <= r["ratio"] <= r["ratio_max"]
+        assert r["metrics_ratio_min"] <= r["metrics_ratio"] <= r["metrics_ratio_max"]
     out = capsys.readouterr().out
     assert "| 100 | 3,000 |" in out
 

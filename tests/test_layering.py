@@ -52,6 +52,7 @@ LAYERS: list[tuple[str, tuple[str, ...]]] = [  # top first
             "ductwork.transforms",
             "ductwork.factories",
             "ductwork.state",
+            "ductwork.state_sqlite",
             "ductwork.timescope",
             "ductwork.cron",
             "ductwork.backfill_engine",

@@ -78,6 +78,7 @@ EXPECTED = {
     "SchedulerStatistics",
     "SequentialPipeline",
     "Sink",
+    "SqliteStateStore",
     "StageStats",
     "StateStore",
     "TimeWindow",

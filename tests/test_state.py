@@ -23,6 +23,7 @@ from ductwork import (
     MemoryStateStore,
     RunResult,
     RunStatus,
+    SqliteStateStore,
     StateStore,
     TimeWindow,
 )
@@ -31,17 +32,20 @@ from ductwork.state import SUCCEEDED_WINDOWS_KEY, record_run, run_record, succee
 StoreFactory = Callable[[], StateStore]
 
 
-@pytest.fixture(params=["memory", "json"])
+@pytest.fixture(params=["memory", "json", "sqlite"])
 def make_store(request: pytest.FixtureRequest, tmp_path: Path) -> StoreFactory:
     if request.param == "memory":
         store = MemoryStateStore(max_runs=5)
         return lambda: store
+    if request.param == "sqlite":
+        return lambda: SqliteStateStore(tmp_path / "state" / "state.db", max_runs=5)
     return lambda: JsonFileStateStore(tmp_path / "state" / "state.json", max_runs=5)
 
 
 async def test_both_stores_satisfy_the_protocol(tmp_path: Path) -> None:
     assert isinstance(MemoryStateStore(), StateStore)
     assert isinstance(JsonFileStateStore(tmp_path / "s.json"), StateStore)
+    assert isinstance(SqliteStateStore(tmp_path / "s.db"), StateStore)
 
 
 async def test_values_are_scoped_per_pipeline(make_store: StoreFactory) -> None:

@@ -116,6 +116,7 @@ from .scheduler import SchedulerStatistics as SchedulerStatistics
 from .scheduler import open_scheduler as open_scheduler
 from .state import JsonFileStateStore as JsonFileStateStore
 from .state import MemoryStateStore as MemoryStateStore
+from .state_sqlite import SqliteStateStore as SqliteStateStore
 from .timescope import Timescope as Timescope
 from .timescope import daily as daily
 from .timescope import every as every
@@ -202,6 +203,7 @@ __all__ = (
     "SchedulerStatistics",
     "SequentialPipeline",
     "Sink",
+    "SqliteStateStore",
     "StageStats",
     "StateStore",
     "TimeWindow",

@@ -199,6 +199,7 @@ class FileFormatError(ExtractError):
         line: 1-based line number of the bad record, when known.
         offset: byte offset in the (decompressed) stream, when known.
         snippet: a short excerpt of the bad input.
+        reason: what is wrong, without the location.
     """
 
     retryable = False
@@ -225,6 +226,7 @@ class FileFormatError(ExtractError):
         self.line = line
         self.offset = offset
         self.snippet = snippet
+        self.reason = message
 
 
 class HttpError(ExtractError):
@@ -294,7 +296,16 @@ class ClickHouseExtractError(ClickHouseError, ExtractError):
 
 class ClickHouseLoadError(ClickHouseError, LoadError):
     """A ClickHouse insert of a loader failed (a :class:`ClickHouseError` and a
-    :class:`LoadError`)."""
+    :class:`LoadError`).
+
+    Attributes:
+        rows_committed: rows of the run the server had committed before the failure, when the
+            failure came after the loader started inserting.
+    """
+
+    def __init__(self, message: str, *, rows_committed: int | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        self.rows_committed = rows_committed
 
 
 class RecordValidationError(TransformError):

@@ -24,6 +24,7 @@ import anyio
 from ._exceptions import ConfigError, PipelineError, ScheduleError
 from .core.context import TimeWindow, new_run_id
 from .core.errors import unwrap_group
+from .core.instrument import operation
 from .core.result import RunResult
 from .core.store import StateStore
 from .core.types import RunStatus
@@ -292,10 +293,12 @@ async def run_backfill(
             else:
                 item.status = RunStatus.SUCCEEDED
 
+    attributes: dict[str, str | int] = {"ductwork.pipeline": name, "ductwork.windows": len(to_run)}
     try:
-        async with anyio.create_task_group() as tg:
-            for _ in range(min(max_workers, len(to_run))):
-                tg.start_soon(worker)
+        with operation(f"backfill {name}", attributes):  # the windows' spans nest under it
+            async with anyio.create_task_group() as tg:
+                for _ in range(min(max_workers, len(to_run))):
+                    tg.start_soon(worker)
     except BaseExceptionGroup as group:
         raise unwrap_group(group) from None
     finally:

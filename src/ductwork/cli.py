@@ -1,8 +1,11 @@
 """The ``ductwork`` command: list, run, validate, serve, backfill and history.
 
 Pipelines come from the ``*_pipeline.py`` modules of a directory (``--path``, default
-``./pipelines`` or ``$DUCTWORK_PATH``); run history lives in a JSON state file (``--state``,
-default ``./.ductwork/state.json`` or ``$DUCTWORK_STATE``)::
+``./pipelines`` or ``$DUCTWORK_PATH``); run history lives in a state file (``--state``, default
+``./.ductwork/state.db`` or ``$DUCTWORK_STATE``): an SQLite database, safe for ``ductwork run``
+beside ``ductwork serve``, or a JSON file when the name ends in ``.json``. A
+``./.ductwork/state.json`` left by an older version is copied into the database on first
+use::
 
     ductwork list                          # name, schedule, timescope, last run, description
     ductwork run daily_orders --window 2026-11-10 --param output_dir=/tmp/out
@@ -25,11 +28,12 @@ import os
 import signal
 import sys
 import traceback
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Iterator, Sequence
+from contextlib import ExitStack, contextmanager
 from datetime import UTC, datetime
 from pathlib import Path
 from time import perf_counter
-from typing import Any, TextIO, TypeVar
+from typing import TYPE_CHECKING, Any, TextIO, TypeVar
 
 import anyio
 import orjson
@@ -39,7 +43,7 @@ from rich.live import Live
 from rich.spinner import Spinner
 from rich.table import Table
 
-from ._exceptions import DuctworkError, PipelineError, RegistryError
+from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
 from ._version import __version__
 from .connectors.console import progress_shown_elsewhere
 from .core.compose import Composition
@@ -51,14 +55,20 @@ from .core.runnable import Runnable
 from .discovery import DiscoveryReport, discover_pipelines
 from .registry import PipelineRegistry, RegisteredPipeline
 from .scheduler import open_scheduler
-from .state import JsonFileStateStore
+from .state import JsonFileStateStore, StateStore
+from .state_sqlite import SqliteStateStore, migrate_json_state
+
+if TYPE_CHECKING:
+    from .ops.metrics import RunMetrics
+    from .ops.server import HttpServer
 
 __all__ = ["main"]
 
 PATH_ENV = "DUCTWORK_PATH"
 STATE_ENV = "DUCTWORK_STATE"
+TOKEN_ENV = "DUCTWORK_TOKEN"
 DEFAULT_PATH = "pipelines"
-DEFAULT_STATE = str(Path(".ductwork") / "state.json")
+DEFAULT_STATE = str(Path(".ductwork") / "state.db")
 
 EXIT_OK = 0
 EXIT_FAILED = 1
@@ -115,6 +125,25 @@ def _seconds(text: str) -> float:
     return value
 
 
+def _listen(text: str) -> str:
+    from .ops.server import parse_listen
+
+    try:
+        host, port = parse_listen(text)
+    except ValueError as exc:
+        raise argparse.ArgumentTypeError(str(exc)) from None
+    return f"[{host}]:{port}" if ":" in host else f"{host}:{port}"
+
+
+def _otel_option(cmd: argparse.ArgumentParser) -> None:
+    cmd.add_argument(
+        "--otel",
+        action="store_true",
+        help="export OpenTelemetry spans of the runs: by OTLP as the OTEL_* variables say, "
+        "else to stderr (needs the otel extra)",
+    )
+
+
 def build_parser() -> argparse.ArgumentParser:
     """The argument parser of the ``ductwork`` command."""
     common = argparse.ArgumentParser(add_help=False)
@@ -131,7 +160,8 @@ def build_parser() -> argparse.ArgumentParser:
         "--state",
         default=argparse.SUPPRESS,
         metavar="FILE",
-        help=f"JSON state file with the run history (default: ${STATE_ENV} or ./{DEFAULT_STATE})",
+        help=f"state file with the run history: SQLite, or JSON for a *.json name "
+        f"(default: ${STATE_ENV} or ./{DEFAULT_STATE})",
     )
     common.add_argument(
         "-v",
@@ -179,6 +209,13 @@ def build_parser() -> argparse.ArgumentParser:
     )
     cmd.add_argument("--no-progress", action="store_true", help="no live progress display")
     cmd.add_argument("--json", action="store_true", help="print the result as JSON")
+    cmd.add_argument(
+        "--metrics-file",
+        metavar="PATH",
+        help="write the run's Prometheus metrics to PATH at the end (for node-exporter's "
+        "textfile collector: name it *.prom)",
+    )
+    _otel_option(cmd)
 
     command("validate", "import every pipeline module and check every pipeline")
 
@@ -203,6 +240,24 @@ def build_parser() -> argparse.ArgumentParser:
         metavar="NAME",
         help="serve only this cron job (repeatable; default: all)",
     )
+    cmd.add_argument(
+        "--http",
+        metavar="[HOST:]PORT",
+        type=_listen,
+        help="serve /metrics, /healthz, /readyz, the API and the dashboard on HOST:PORT "
+        "(a port alone: 127.0.0.1:PORT)",
+    )
+    cmd.add_argument(
+        "--token",
+        default=argparse.SUPPRESS,
+        metavar="TOKEN",
+        help=f"the bearer token the POST endpoints need (default: ${TOKEN_ENV}; without one "
+        f"they are off)",
+    )
+    cmd.add_argument(
+        "--no-metrics", action="store_true", help="with --http: do not count runs for /metrics"
+    )
+    _otel_option(cmd)
 
     cmd = command("backfill", "run a timescoped pipeline for every window of a range")
     cmd.add_argument("name", help="the pipeline's name")
@@ -307,6 +362,28 @@ def _window_text(window: Any) -> str:
 # --- discovery ----------------------------------------------------------------------------------
 
 
+def open_state(path: Path) -> StateStore:
+    """The state store for ``path``: JSON for a ``*.json`` name, else SQLite.
+
+    A new SQLite file takes over the JSON file of the same name beside it (``state.json`` for
+    ``state.db``), which is renamed to ``state.json.migrated``.
+    """
+    if path.suffix.lower() == ".json":
+        return JsonFileStateStore(path)
+    fresh = not path.exists()
+    store = SqliteStateStore(path)
+    legacy = path.with_suffix(".json")
+    try:
+        if fresh and migrate_json_state(legacy, store):
+            logger.warning("copied the state in %s into %s", legacy, path)
+    except ConfigError:
+        store.close()  # a corrupt JSON file: leave no half-made database to hide it next time
+        for made in (path, path.with_name(path.name + "-wal"), path.with_name(path.name + "-shm")):
+            made.unlink(missing_ok=True)
+        raise
+    return store
+
+
 class _Project:
     """The registry built from ``--path`` and ``--state``, and the discovery reports."""
 
@@ -318,7 +395,7 @@ class _Project:
         state = getattr(args, "state", None) or os.environ.get(STATE_ENV) or DEFAULT_STATE
         self.paths: list[str] = paths
         self.state_path = Path(state)
-        self.registry = PipelineRegistry(state=JsonFileStateStore(self.state_path))
+        self.registry = PipelineRegistry(state=open_state(self.state_path))
         self.reports: list[DiscoveryReport] = []
         for path in paths:
             if not Path(path).is_dir():
@@ -511,6 +588,11 @@ async def cmd_run(args: argparse.Namespace) -> int:
 
     outcome: RunResult | None = None
     failure: BaseException | None = None
+    metrics = None
+    if args.metrics_file:
+        from .ops.metrics import RunMetrics
+
+        metrics = RunMetrics()
     token = progress_shown_elsewhere.set(show_progress)
     display = Live(
         live_run,
@@ -523,16 +605,22 @@ async def cmd_run(args: argparse.Namespace) -> int:
     try:
         if show_progress:
             display.start()
-        try:
-            outcome = await _interruptible(run)
-        except PipelineError as exc:
-            failure = exc
-        except Interrupted as exc:
-            failure = exc
+        with _observed(metrics, args.otel):
+            try:
+                outcome = await _interruptible(run)
+            except PipelineError as exc:
+                failure = exc
+            except Interrupted as exc:
+                failure = exc
     finally:
         if show_progress:
             display.stop()
         progress_shown_elsewhere.reset(token)
+    if metrics is not None:
+        try:
+            metrics.write(args.metrics_file)
+        except OSError as exc:
+            _warn(f"could not write the metrics to {args.metrics_file}: {exc}")
 
     result = outcome or live_run.result
     if result is not None:
@@ -560,6 +648,19 @@ def _describe_runnable(runnable: Runnable) -> str:
     if isinstance(runnable, Composition):
         return f"{runnable.kind} of " + ", ".join(child.name for child in runnable.children)
     return runnable.kind
+
+
+@contextmanager
+def _observed(metrics: RunMetrics | None, otel: bool) -> Iterator[None]:
+    """Count the runs into ``metrics`` and, with ``otel``, export their spans, in the block."""
+    with ExitStack() as stack:
+        if metrics is not None:
+            stack.callback(metrics.install())
+        if otel:
+            from .ops.tracing import exporting_spans
+
+            stack.enter_context(exporting_spans())
+        yield
 
 
 async def cmd_validate(args: argparse.Namespace) -> int:
@@ -630,8 +731,19 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         f"press Ctrl+C to stop",
         flush=True,
     )
-    async with open_scheduler(registry, grace_period=args.grace, overlap=args.overlap) as s:
-        await s.serve()
+    server = _http_server(args)
+    with _observed(None, args.otel):
+        async with open_scheduler(
+            registry, grace_period=args.grace, overlap=args.overlap, http=server
+        ) as s:
+            if server is not None:
+                posts = "on" if server.config.token is not None else f"off (no ${TOKEN_ENV})"
+                print(
+                    f"dashboard on {server.url}/ · metrics on {server.url}/metrics · "
+                    f"API on {server.url}/api/jobs (POST endpoints {posts})",
+                    flush=True,
+                )
+            await s.serve()
     stats = s.statistics()
     print(
         f"stopped: {stats.runs_started} run(s): {stats.runs_succeeded} succeeded, "
@@ -640,6 +752,22 @@ async def cmd_serve(args: argparse.Namespace) -> int:
         flush=True,
     )
     return EXIT_OK
+
+
+def _http_server(args: argparse.Namespace) -> HttpServer | None:
+    """The HTTP server ``serve --http`` asks for, or ``None``."""
+    if not args.http:
+        return None
+    from .ops.server import HttpServer, is_loopback
+
+    token = getattr(args, "token", None) or os.environ.get(TOKEN_ENV) or None
+    server = HttpServer(args.http, token=token, metrics=not args.no_metrics)
+    if not is_loopback(server.host):
+        _warn(
+            f"listening on {server.host}: the dashboard and the read endpoints need no token, "
+            f"so anyone who reaches this address can read the jobs and runs"
+        )
+    return server
 
 
 async def cmd_backfill(args: argparse.Namespace) -> int:

@@ -35,6 +35,12 @@ Shutdown (leaving the block, :meth:`Scheduler.shutdown`, or a signal during ``se
 the ticks, waits for runs in flight up to ``grace_period`` seconds, then cancels those still
 going; every one of them is recorded in the run history.
 
+``http=`` runs a :class:`SchedulerService` beside the jobs, as a task of the same task group:
+``ductwork.ops.HttpServer`` serves metrics, health checks, an API and a dashboard, reading
+:meth:`Scheduler.status` and :meth:`Scheduler.statistics`. It starts with the scheduler (a
+service that cannot start fails the ``async with``) and stops after the runs on shutdown. The
+scheduler knows it only by the protocol, so it does not depend on ``ductwork.ops``.
+
 Example:
     >>> import anyio
     >>> from ductwork import PipelineRegistry, create_el_pipeline
@@ -65,16 +71,17 @@ from collections.abc import AsyncIterator, Callable, Mapping
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from datetime import UTC, datetime
+from time import time
 from types import TracebackType
-from typing import Any, Literal, Self
+from typing import Any, Literal, Protocol, Self, runtime_checkable
 
 import aiocron  # type: ignore[import-untyped]
 import anyio
-from anyio.abc import TaskGroup
-from pydantic import BaseModel, ConfigDict, Field
+from anyio.abc import TaskGroup, TaskStatus
+from pydantic import ConfigDict, Field
 
 from ._exceptions import ConfigError, DuctworkError, PipelineError, RegistryError
-from .core.config import validate_config
+from .core.config import Options, validate_config
 from .core.context import new_run_id
 from .core.errors import unwrap_group
 from .core.types import RunStatus
@@ -87,6 +94,8 @@ __all__ = [
     "OverlapPolicy",
     "Scheduler",
     "SchedulerConfig",
+    "SchedulerService",
+    "SchedulerState",
     "SchedulerStatistics",
     "open_scheduler",
 ]
@@ -99,24 +108,45 @@ OverlapPolicy = Literal["skip", "queue", "allow"]
 SchedulerState = Literal["new", "running", "stopping", "closed"]
 
 
-class SchedulerConfig(BaseModel):
-    """Options of a :class:`Scheduler`.
+@runtime_checkable
+class SchedulerService(Protocol):
+    """A service that runs beside the jobs, as a task of the scheduler's task group.
 
-    Attributes:
-        overlap: the overlap policy of every job: ``skip`` (default), ``queue`` or ``allow``.
-        job_overlap: overlap policies of single jobs, by job name (overriding ``overlap``).
-        max_queued: with ``queue``: how many ticks may wait for the run in flight; further
-            ticks are skipped.
-        grace_period: on shutdown, how many seconds runs in flight may take to finish before
-            they are cancelled.
+    The scheduler starts it with ``await task_group.start(service.serve, scheduler)`` when it
+    starts (so a service that cannot start, such as an HTTP server whose port is taken, fails
+    the ``async with``), and calls :meth:`stop` once its runs have ended on shutdown; the
+    scheduler's block is left when ``serve`` has returned. ``ductwork.ops.HttpServer`` (the
+    metrics, the API and the dashboard) is one; the scheduler knows it only by this protocol.
     """
 
-    model_config = ConfigDict(extra="forbid", frozen=True)
+    async def serve(self, scheduler: Scheduler, *, task_status: TaskStatus[None]) -> None:
+        """Run until :meth:`stop` is called; call ``task_status.started()`` once serving."""
+        ...
+
+    def stop(self) -> None:
+        """Make :meth:`serve` finish and return soon."""
+        ...
+
+
+class SchedulerConfig(Options):
+    """Options of a :class:`Scheduler`."""
+
+    model_config = ConfigDict(arbitrary_types_allowed=True)
 
     overlap: OverlapPolicy = "skip"
+    """The overlap policy of every job: ``skip`` (default), ``queue`` or ``allow``."""
     job_overlap: Mapping[str, OverlapPolicy] = Field(default_factory=dict)
+    """Overlap policies of single jobs, by job name (overriding ``overlap``)."""
     max_queued: int = Field(default=1, ge=1)
+    """With ``queue``: how many ticks may wait for the run in flight; further ticks are
+    skipped."""
     grace_period: float = Field(default=30.0, ge=0)
+    """On shutdown, how many seconds runs in flight may take to finish before they are
+    cancelled."""
+    http: SchedulerService | None = None
+    """An HTTP server to run beside the jobs while the scheduler runs, such as
+    ``ductwork.ops.HttpServer("127.0.0.1:8080")`` (metrics, health checks, the API and the
+    dashboard); it stops with the scheduler, after the runs in flight."""
 
 
 @dataclass(frozen=True, slots=True)
@@ -141,6 +171,10 @@ class JobStatus:
         runs: runs started.
         succeeded / failed / cancelled: how those runs ended.
         skipped: ticks skipped because of the overlap policy.
+        ticks: ticks that fired (on the schedule; :meth:`Scheduler.trigger` is not a tick).
+        tick_lateness_seconds: how late those ticks woke up, in total (seconds after the
+            tick's time that the scheduler saw it; divide by ``ticks`` for the mean).
+        last_tick_lateness: how late the last tick woke up.
     """
 
     name: str
@@ -163,6 +197,9 @@ class JobStatus:
     failed: int
     cancelled: int
     skipped: int
+    ticks: int = 0
+    tick_lateness_seconds: float = 0.0
+    last_tick_lateness: float | None = None
 
 
 @dataclass(frozen=True, slots=True)
@@ -229,6 +266,9 @@ class _Job:
     failed: int = 0
     cancelled: int = 0
     skipped: int = 0
+    ticks_fired: int = 0
+    tick_lateness: float = 0.0
+    last_tick_lateness: float | None = None
 
 
 class Scheduler:
@@ -242,7 +282,7 @@ class Scheduler:
         registry: the registry whose cron jobs to run (default: the default registry).
         config: the options as a :class:`SchedulerConfig`, or
         **options: the options as keyword arguments (``overlap``, ``job_overlap``,
-            ``max_queued``, ``grace_period``).
+            ``max_queued``, ``grace_period``, ``http``).
 
     Raises:
         ConfigError: an invalid option (naming it), or both ``config`` and options.
@@ -304,6 +344,15 @@ class Scheduler:
         self._tg = tg
         self._state = "running"
         self._started_at = datetime.now(UTC)
+        service = self.config.http
+        if service is not None:
+            try:
+                await tg.start(service.serve, self, name="ductwork http")
+            except BaseException:
+                self._state = "closed"
+                self._stopped.set()
+                await tg.__aexit__(None, None, None)  # nothing runs in it yet
+                raise
         self._remove_listener = self.registry.add_listener(self._on_registry_change)
         self._reconcile()
         jobs = [job for job in self._jobs.values() if self._is_enabled(job)]
@@ -405,6 +454,8 @@ class Scheduler:
                 self.cancel_runs()
             self._state = "closed"
             self._stopped.set()
+            if self.config.http is not None:
+                self.config.http.stop()
             logger.info("scheduler stopped")
 
     def cancel_runs(self) -> None:
@@ -542,6 +593,9 @@ class Scheduler:
             failed=job.failed,
             cancelled=job.cancelled,
             skipped=job.skipped,
+            ticks=job.ticks_fired,
+            tick_lateness_seconds=job.tick_lateness,
+            last_tick_lateness=job.last_tick_lateness,
         )
 
     def _on_registry_change(self, event: str, name: str) -> None:
@@ -608,6 +662,10 @@ class Scheduler:
                 while True:
                     await ticks.next()
                     assert ticks.fire_time is not None
+                    lateness = max(0.0, time() - ticks.fire_time.timestamp())
+                    job.ticks_fired += 1
+                    job.tick_lateness += lateness
+                    job.last_tick_lateness = lateness
                     self._on_tick(job, definition, ticks.fire_time, "schedule")
             finally:
                 ticks.stop()

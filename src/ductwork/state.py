@@ -8,13 +8,17 @@ skip it.
 
 The protocol every store follows, :class:`~ductwork.StateStore`, is defined in the core
 (:mod:`ductwork.core.store`), so that runs can hand a store to stages without the core depending
-on this module. Two stores ship with ductwork:
+on this module. Three stores ship with ductwork:
 
 - :class:`MemoryStateStore` keeps everything in memory (tests, processes that need no persistence);
+- :class:`~ductwork.SqliteStateStore` (``ductwork.state_sqlite``) keeps everything in an SQLite
+  database in WAL mode, one transaction per change: safe for several processes at once, and the
+  command line's default;
 - :class:`JsonFileStateStore` keeps everything in one JSON file, rewritten atomically (temporary
   file, ``fsync``, rename) on every change, so a crash never leaves a half-written file. Every
   instance for the same path in one process shares one in-memory copy and one lock, so concurrent
-  runs (tasks, event loops or threads) never lose each other's updates.
+  runs (tasks, event loops or threads) never lose each other's updates; across processes each
+  write holds a lock on the file's directory, so writers take turns instead of losing data.
 
 Example:
     >>> import anyio
@@ -35,11 +39,13 @@ Example:
 
 from __future__ import annotations
 
+import contextlib
 import os
 import tempfile
 import threading
+import time
 import weakref
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -70,6 +76,7 @@ SUCCEEDED_WINDOWS_KEY = "ductwork.succeeded_windows"
 
 _FORMAT = 1
 _GLOBAL = ""
+_LOCK_TIMEOUT = 30.0
 
 
 def _json_copy(value: Any) -> Any:
@@ -93,18 +100,16 @@ class _StateData:
         try:
             doc = orjson.loads(raw)
         except orjson.JSONDecodeError as exc:
-            raise ValueError(f"state file {source} is not valid JSON: {exc}") from exc
+            raise _corrupt(source, f"is not valid JSON: {exc}") from exc
         if not isinstance(doc, dict):
-            raise ValueError(f"state file {source} does not hold a JSON object")
+            raise _corrupt(source, "does not hold a JSON object")
         if "format" not in doc:  # a flat mapping of global keys
             return cls({"values": {_GLOBAL: doc}}, max_runs=max_runs)
         if doc["format"] != _FORMAT:
-            raise ValueError(f"state file {source} has unsupported format {doc['format']!r}")
+            raise _corrupt(source, f"has unsupported format {doc['format']!r}")
         values, runs = doc.get("values", {}), doc.get("runs", {})
         if not isinstance(values, dict) or not isinstance(runs, dict):
-            raise ValueError(
-                f"state file {source} is malformed: 'values' and 'runs' must be objects"
-            )
+            raise _corrupt(source, "is malformed: 'values' and 'runs' must be objects")
         return cls(doc, max_runs=max_runs)
 
     def to_json(self) -> bytes:
@@ -157,6 +162,11 @@ class _StateData:
         history = self.runs.get(pipeline, [])
         newest = history[::-1] if limit is None else history[: -limit - 1 : -1]
         return _json_copy(newest)  # type: ignore[no-any-return]
+
+
+def _corrupt(source: str, problem: str) -> ConfigError:
+    """The error for a state file that cannot be read (a ``ConfigError``, so a ``ValueError``)."""
+    return ConfigError(f"state file {source} {problem}", [("state", f"{source} {problem}")])
 
 
 def _check_max_runs(max_runs: int) -> int:
@@ -228,6 +238,21 @@ class _FileBacking:
         self.lock = threading.Lock()
         self._data: _StateData | None = None
         self._signature: tuple[int, int, int] | None = None
+        self._opened = False
+
+    def open(self) -> None:
+        """On first use in the process: remove temporary files a killed writer left behind, and
+        read the file, so a corrupt one is reported now (ConfigError), not after a run."""
+        with self.lock:
+            if self._opened:
+                return
+            if self.path.parent.is_dir():
+                with _directory_lock(self.path.parent):
+                    for stale in self.path.parent.glob(f".{self.path.name}.*.tmp"):
+                        with contextlib.suppress(FileNotFoundError):
+                            stale.unlink()
+            self.load()
+            self._opened = True
 
     def _stat(self) -> tuple[int, int, int] | None:
         try:
@@ -265,12 +290,44 @@ class _FileBacking:
             return fn(self.load())
 
     def write(self, fn: Callable[[_StateData], Any]) -> Any:
-        with self.lock:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        with self.lock, _directory_lock(self.path.parent):
             data = self.load()
             out = fn(data)
             if out is not _UNCHANGED:
                 self.save(data)
             return out
+
+
+@contextlib.contextmanager
+def _directory_lock(directory: Path) -> Iterator[None]:
+    """Hold an exclusive ``flock`` on ``directory`` (the lock file of the state files in it):
+    processes writing the same state file take turns. Waits up to 30 s, then fails clearly."""
+    try:
+        import fcntl
+    except ImportError:  # not a POSIX system: writes are coordinated within the process only
+        yield
+        return
+    fd = os.open(directory, os.O_RDONLY)
+    try:
+        deadline = time.monotonic() + _LOCK_TIMEOUT
+        while True:
+            try:
+                fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+                break
+            except BlockingIOError:
+                if time.monotonic() > deadline:
+                    raise TimeoutError(
+                        f"the state files in {directory} are locked by another process for "
+                        f"more than {_LOCK_TIMEOUT:g}s"
+                    ) from None
+                time.sleep(0.002)
+        try:
+            yield
+        finally:
+            fcntl.flock(fd, fcntl.LOCK_UN)
+    finally:
+        os.close(fd)
 
 
 _UNCHANGED = object()
@@ -302,8 +359,14 @@ class JsonFileStateStore:
     is small beside a run but bounds how many trivial runs per second can be recorded. Instances
     for one path share the largest ``max_runs`` given.
 
-    The file may be shared by several processes for reading; writes from two processes at once
-    are not coordinated (the last one wins).
+    Meant for one process. Several processes may share the file: each write holds an exclusive
+    lock on the file's directory while it reads the latest file, changes it and renames the new
+    one into place, so writers take turns and no update is lost (a writer that cannot get the
+    lock within 30 s fails with ``TimeoutError``); but every write rewrites the whole file, so
+    for several busy processes :class:`~ductwork.SqliteStateStore` is the store to use.
+
+    Opening the store removes temporary files left by a writer that was killed, and reads the
+    file: a corrupt one raises :class:`~ductwork.ConfigError` naming it, before any run.
 
     Args:
         path: the JSON file; it and its directory are created on the first write.
@@ -313,6 +376,7 @@ class JsonFileStateStore:
     def __init__(self, path: str | os.PathLike[str], *, max_runs: int = 100) -> None:
         self.path = Path(path)
         self._backing = _backing_for(self.path.resolve(), _check_max_runs(max_runs))
+        self._backing.open()
 
     def __repr__(self) -> str:
         return f"JsonFileStateStore({str(self.path)!r})"
@@ -457,8 +521,9 @@ async def record_run(
     """
     record = run_record(pipeline, result, window=window, params=params, trigger=trigger)
     succeeded = window if window is not None and result.succeeded else None
-    if isinstance(store, (MemoryStateStore, JsonFileStateStore)):
-        await store._record_run(pipeline, record, succeeded)  # both at once: one file write
+    record_both = getattr(store, "_record_run", None)
+    if record_both is not None:
+        await record_both(pipeline, record, succeeded)  # both at once: one write
         return record
     await store.append_run(pipeline, record)
     if succeeded is not None:

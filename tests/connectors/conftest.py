@@ -1,18 +1,35 @@
 """Fixtures for the connector tests.
 
-ClickHouse: the ``clickhouse`` fixture starts one real ``clickhouse-server`` per session, the first
-time a test asks for it (so tests that do not need it never start it), from a config file in a
-temporary directory with free loopback ports, and stops it at the end. Set ``CLICKHOUSE_URL``
-(``http://user:password@host:8123``) to run the tests against an existing server instead. A missing
-server is a test failure, never a skip.
+ClickHouse runs on two legs, and every test that uses the ``clickhouse`` or ``clickhouse_url``
+fixture runs on both (ids ``[server-18.16]`` and ``[chdb-26.9]``):
+
+- **server**: one real ``clickhouse-server`` (Debian's 18.16) per session, started the first time a
+  test asks for it, from a config file in a temporary directory with free loopback ports, and
+  stopped at the end. Set ``CLICKHOUSE_URL`` (``http://user:password@host:8123``) to run this leg
+  against an existing server instead.
+- **chdb**: the modern engine (chdb-core, ClickHouse 26.x) behind ``tests/chdb_front.py``, which
+  speaks ClickHouse's HTTP interface: one subprocess per session on a temporary data directory.
+
+A missing server or chdb-core is a test failure, never a skip. ``@pytest.mark.clickhouse_legs(
+"chdb")`` runs a test on the named legs only (for what only one of the engines has).
+
+Tests that need a server process of their own, to kill and restart it (``local_clickhouse``), run
+on the server leg only: the front cannot be restarted on the same port. Their faults have an
+equivalent on the chdb leg that needs no restart: the front's drop hooks (``x_front_drop=body``
+resets the connection while an insert's body is sent, ``x_front_drop=response`` commits the insert
+and closes the connection without answering), which the exactly-once tests use.
 """
 
 from __future__ import annotations
 
+import functools
+import importlib.metadata
 import os
+import re
 import shutil
 import socket
 import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Callable, Iterator
@@ -22,6 +39,12 @@ import httpx
 import pytest
 
 from ductwork import ClickHouseConfig
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from chdb_front import start_front, stop_front
+
+# The legs every ClickHouse test runs on (see the module docstring).
+LEGS = ("server", "chdb")
 
 SERVER_CONFIG = """<?xml version="1.0"?>
 <yandex>
@@ -169,9 +192,82 @@ def _auth(config: ClickHouseConfig) -> dict[str, str]:
     return headers
 
 
+def pytest_configure(config: pytest.Config) -> None:
+    config.addinivalue_line(
+        "markers",
+        "clickhouse_legs(*legs): run a ClickHouse test on these legs only ('server', 'chdb')",
+    )
+
+
+@functools.cache
+def leg_label(leg: str) -> str:
+    """The id of a leg in test names: the engine and its major.minor version."""
+    if leg == "chdb":
+        try:
+            version = importlib.metadata.version("chdb-core")
+        except importlib.metadata.PackageNotFoundError:
+            return "chdb"
+        return "chdb-" + ".".join(version.split(".")[:2])
+    text = ""
+    if os.environ.get("CLICKHOUSE_URL"):
+        config = ClickHouseConfig(url=os.environ["CLICKHOUSE_URL"])
+        try:
+            text = httpx.post(
+                config.url, content=b"SELECT version()", headers=_auth(config), timeout=5.0
+            ).text
+        except httpx.HTTPError:
+            pass
+    else:
+        client = shutil.which("clickhouse-client")
+        single = shutil.which("clickhouse")
+        args = [client] if client else [single, "client"] if single else []
+        try:
+            if args:
+                text = subprocess.run(
+                    [*args, "--version"], capture_output=True, text=True, timeout=10
+                ).stdout
+        except (OSError, subprocess.TimeoutExpired):
+            pass
+    match = re.search(r"(\d+)\.(\d+)", text)
+    return f"server-{match.group(1)}.{match.group(2)}" if match else "server"
+
+
+def pytest_generate_tests(metafunc: pytest.Metafunc) -> None:
+    """Run every test that uses ``clickhouse_leg`` (through ``clickhouse`` or ``clickhouse_url``)
+    on each leg, or on those its ``clickhouse_legs`` marker names."""
+    if "clickhouse_leg" not in metafunc.fixturenames:
+        return
+    marker = metafunc.definition.get_closest_marker("clickhouse_legs")
+    legs = marker.args if marker else LEGS
+    unknown = set(legs) - set(LEGS)
+    if unknown:
+        raise pytest.UsageError(f"unknown ClickHouse leg(s) {sorted(unknown)}: use {LEGS}")
+    metafunc.parametrize(
+        "clickhouse_leg", legs, indirect=True, scope="session", ids=[leg_label(leg) for leg in legs]
+    )
+
+
 @pytest.fixture(scope="session")
-def clickhouse_url(tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
-    """The URL of the session's ClickHouse server (started here unless CLICKHOUSE_URL is set)."""
+def clickhouse_leg(request: pytest.FixtureRequest) -> str:
+    """The leg a ClickHouse test runs on: ``"server"`` or ``"chdb"``."""
+    leg: str = request.param
+    return leg
+
+
+@pytest.fixture(scope="session")
+def clickhouse_url(clickhouse_leg: str, tmp_path_factory: pytest.TempPathFactory) -> Iterator[str]:
+    """The URL of the session's ClickHouse on this leg: the server (started here unless
+    CLICKHOUSE_URL is set), or the chdb front (always started here)."""
+    if clickhouse_leg == "chdb":
+        try:
+            process, url = start_front(str(tmp_path_factory.mktemp("chdb")))
+        except RuntimeError as exc:
+            pytest.fail(f"the chdb leg cannot start: {exc} (run `make test`, which installs it)")
+        try:
+            yield url
+        finally:
+            stop_front(process)
+        return
     external = os.environ.get("CLICKHOUSE_URL")
     if external:
         config = ClickHouseConfig(url=external)

@@ -1,4 +1,8 @@
-"""The ClickHouse extractor and loader against a real server (started by ``conftest.py``)."""
+"""The ClickHouse extractor and loader against a real server (started by ``conftest.py``).
+
+Every test taking ``clickhouse`` runs on both legs (the 18.16 server and the chdb front); those
+taking ``local_clickhouse`` kill and restart a server of their own, so they run on the 18.16
+server only (their faults on the chdb leg: ``test_clickhouse_modern.py``)."""
 
 from __future__ import annotations
 
@@ -441,6 +445,7 @@ async def test_loader_flushes_on_bytes_and_on_interval(
         create_table={"id": "UInt32", "pad": "String"},
         max_bytes=2048,
         flush_interval=0.2,
+        deduplication=False,  # with deduplication tokens, inserts are cut by rows alone
     )
     rows = [{"id": i, "pad": "x" * 100} for i in range(30)]
     async with loader.open(RunContext()) as sink:
@@ -473,6 +478,7 @@ async def test_loader_flushes_on_interval_while_the_input_pauses(
         connection_config=clickhouse,
         create_table={"id": "UInt32", "pad": "String"},
         flush_interval=0.2,
+        deduplication=False,  # with deduplication tokens, inserts are cut by rows alone
     )
     result = await create_el_pipeline(extract, loader, logging=False).run()
     assert seen_during_pause == [5]

@@ -29,11 +29,11 @@ from ductwork.connectors.clickhouse.codec import (
     encode_records,
     has_naive_datetime,
     quote_identifier,
-    render_query,
-    sql_literal,
     valid_type,
 )
-from ductwork.connectors.clickhouse.loader import _ClickHouseSink, _engine_version
+from ductwork.connectors.clickhouse.loader import _ClickHouseSink
+from ductwork.connectors.clickhouse.query import render_query, sql_literal
+from ductwork.connectors.clickhouse.tables import engine_version
 
 # --------------------------------------------------------------------------- configuration
 
@@ -301,7 +301,7 @@ def test_server_error_knows_the_rejected_row() -> None:
     ],
 )
 def test_engine_version_column(engine_full: str, version: str | None) -> None:
-    assert _engine_version(engine_full) == version
+    assert engine_version(engine_full) == version
 
 
 # --------------------------------------------------------------------------- retry rules

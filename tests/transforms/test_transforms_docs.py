@@ -1,4 +1,5 @@
-"""The README shows one example of each transformer (tests/test_docs.py runs every README block)."""
+"""The README shows one example of each transformer, and their use on Arrow tables with polars and
+DuckDB (tests/test_docs.py runs every README block)."""
 
 from __future__ import annotations
 
@@ -11,7 +12,15 @@ README = Path(__file__).resolve().parents[2] / "README.md"
 def readme_examples() -> list[str]:
     text = README.read_text(encoding="utf-8")
     start = text.index("### Transformers", text.index("## Features"))
-    end = min(i for i in (text.find("\n### ", start + 1), text.find("\n## ", start + 1)) if i > 0)
+    ends = (text.find(f"\n{level} ", start + 1) for level in ("####", "###", "##"))
+    end = min(i for i in ends if i > 0)
+    return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
+
+
+def arrow_examples() -> list[str]:
+    text = README.read_text(encoding="utf-8")
+    start = text.index("#### On Arrow tables", text.index("### Transformers"))
+    end = text.index("\n### ", start)
     return re.findall(r"```python\n(.*?)```", text[start:end], flags=re.DOTALL)
 
 
@@ -25,3 +34,11 @@ def test_the_readme_has_one_example_per_transformer() -> None:
         "validate_records",
     ):
         assert sum(name in example for example in examples) == 1, name
+
+
+def test_the_readme_shows_transformers_on_arrow_tables_with_polars_and_duckdb() -> None:
+    examples = arrow_examples()
+    assert len(examples) == 2
+    assert "pa.table(" in examples[0]
+    for call in ("pl.from_arrow", ".to_arrow()", "duckdb.arrow(", "duckdb.sql(", "to_arrow_table"):
+        assert call in examples[1], call

@@ -1,4 +1,4 @@
-"""A bounded single-producer, single-consumer channel for batches between two stages.
+"""A bounded multi-producer, single-consumer channel for batches between two stages.
 
 It has the semantics of an anyio memory object stream of ``max_buffer_size`` items (a full
 channel blocks the sender, an empty one the receiver; closing the send side ends the stream with
@@ -12,6 +12,11 @@ channel blocks the sender, an empty one the receiver; closing the send side ends
 * A blocked sender is woken when the buffer has drained to its low-water mark (half full), not after
   every item, so the two stages trade the event loop once per ``max_buffer_size / 2`` batches
   instead of once per batch.
+
+Several tasks may send at once (a push extractor's ``emit`` called from a task group): each
+blocked sender waits on its own waiter, all of them are woken at the low-water mark (and when
+the receive side closes), and those that find the buffer full again wait again. Items of one
+sender keep their order; items of different senders interleave.
 """
 
 from __future__ import annotations
@@ -56,7 +61,7 @@ def _waiter_factory() -> Callable[[], Any]:
 
 
 class Channel(Generic[T]):
-    """A bounded SPSC channel; see the module docstring."""
+    """A bounded channel, several senders and one receiver; see the module docstring."""
 
     __slots__ = (
         "_buffer",
@@ -66,7 +71,7 @@ class Channel(Generic[T]):
         "_receive_closed",
         "_receiver_waiting",
         "_send_closed",
-        "_sender_waiting",
+        "_senders_waiting",
     )
 
     def __init__(self, max_buffer_size: int) -> None:
@@ -79,7 +84,7 @@ class Channel(Generic[T]):
         self._low_water = max_buffer_size // 2
         self._send_closed = False
         self._receive_closed = False
-        self._sender_waiting: Any = None
+        self._senders_waiting: list[Any] = []
         self._receiver_waiting: Any = None
 
     def __len__(self) -> int:
@@ -111,12 +116,13 @@ class Channel(Generic[T]):
                 return
             except WouldBlock:
                 pass
-            waiter = self._sender_waiting = self._new_waiter()
+            waiter = self._new_waiter()
+            self._senders_waiting.append(waiter)
             try:
                 await waiter
             finally:
-                if self._sender_waiting is waiter:
-                    self._sender_waiting = None
+                if waiter in self._senders_waiting:  # cancelled before it was woken
+                    self._senders_waiting.remove(waiter)
 
     def close_send(self) -> None:
         """Close the send side: the receiver gets ``EndOfStream`` once the buffer is drained."""
@@ -134,11 +140,8 @@ class Channel(Generic[T]):
         buffer = self._buffer
         if buffer:
             item = buffer.popleft()
-            waiter = self._sender_waiting
-            if waiter is not None and len(buffer) <= self._low_water:
-                self._sender_waiting = None
-                if not waiter.done():
-                    waiter.set_result(None)
+            if self._senders_waiting and len(buffer) <= self._low_water:
+                self._wake_senders()
             return item
         if self._receive_closed:
             raise ClosedResourceError
@@ -164,8 +167,10 @@ class Channel(Generic[T]):
         """Close the receive side: pending and later sends raise ``BrokenResourceError``."""
         self._receive_closed = True
         self._buffer.clear()
-        waiter = self._sender_waiting
-        if waiter is not None:
-            self._sender_waiting = None
+        self._wake_senders()
+
+    def _wake_senders(self) -> None:
+        waiting, self._senders_waiting = self._senders_waiting, []
+        for waiter in waiting:
             if not waiter.done():
                 waiter.set_result(None)

@@ -15,6 +15,7 @@ import anyio
 from .._exceptions import PipelineError, RunTimeoutError
 from .context import RunContext, TimeWindow, new_run_id
 from .errors import unwrap_group
+from .instrument import observe_run
 from .result import RunResult
 from .types import RunStatus
 
@@ -101,6 +102,11 @@ class Runnable(ABC):
         """
         if result is None:
             result = self.new_result(ctx)
+        with observe_run(self, ctx, result):
+            return await self._run(ctx, result)
+
+    async def _run(self, ctx: RunContext, result: RunResult) -> RunResult:
+        """The body of :meth:`execute`: run, time, log and record the outcome in ``result``."""
         result.status = RunStatus.RUNNING
         result.started_at = datetime.now(UTC)
         level = self.log_level

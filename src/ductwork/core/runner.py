@@ -41,6 +41,7 @@ from .batch import BatchShapeError, batch_rows, normalize
 from .channel import Channel
 from .context import RunContext
 from .errors import unwrap_group
+from .instrument import observe_stage
 from .result import StageStats
 from .stages import Extractor, Loader, Transformer, is_async_callable
 from .types import Batch
@@ -52,6 +53,11 @@ _ERROR_CLASSES: dict[str, type[PipelineError]] = {
     "transform": TransformError,
     "load": LoadError,
 }
+
+
+_INTERRUPTS = (KeyboardInterrupt, SystemExit)
+"""Caught in the stage's task and raised again in the caller's: escaping a task, asyncio would
+raise them out of the event loop, past the code awaiting the run."""
 
 
 class _Port:
@@ -71,6 +77,7 @@ class _Port:
         "_pipeline",
         "_recv",
         "debug",
+        "failed_at",
         "finished",
         "idle_seconds",
         "produced",
@@ -93,6 +100,7 @@ class _Port:
         self.what = "extractor" if stats.kind == "extract" else f"transformer {stats.name!r}"
         self.produced = 0  # batches an extractor's source gave, empty ones included
         self.finished = False
+        self.failed_at: int | None = None  # a concurrent transformer's failed batch
         self.idle_seconds = 0.0  # time a loader's sink spent in on_idle() while input paused
         self.debug = runner.debug
         self._pipeline = runner.pipeline
@@ -113,6 +121,8 @@ class _Port:
         """The batch the stage is working on, for error messages (0 once it has finished)."""
         if self.finished:
             return 0
+        if self.failed_at is not None:
+            return self.failed_at
         return self.produced if self.stats.kind == "extract" else self.stats.batches_in
 
     # ------------------------------------------------------------------ input
@@ -196,10 +206,11 @@ async def _receive_or_idle(recv: Channel[Batch], sink: Any, port: _Port) -> Batc
 class _Slot:
     """One batch in flight in a concurrent transformer: filled by a worker, read in order."""
 
-    __slots__ = ("batch", "error", "event", "out")
+    __slots__ = ("batch", "error", "event", "number", "out")
 
-    def __init__(self, batch: Batch) -> None:
+    def __init__(self, batch: Batch, number: int) -> None:
         self.batch = batch
+        self.number = number  # the batch's 1-based number in the stage's input
         self.event = anyio.Event()
         self.out: Any = None
         self.error: BaseException | None = None
@@ -233,6 +244,7 @@ class StageRunner:
         self.logger = ctx.logger
         self.debug = ctx.logger.isEnabledFor(logging.DEBUG)
         self.error: PipelineError | None = None
+        self.interrupt: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._on_success: list[Any] = []
 
@@ -248,6 +260,8 @@ class StageRunner:
             for i, _ in enumerate(self.transformers):
                 tg.start_soon(self._guard, self._transform, i + 1, channels[i + 1], channels[i])
             tg.start_soon(self._guard, self._load, n_streams, None, channels[-1])
+        if self.interrupt is not None:
+            raise self.interrupt
         if self.error is not None:
             raise self.error
         for on_success in self._on_success:
@@ -270,9 +284,14 @@ class StageRunner:
         try:
             # A stage started after another already failed must not touch any batch.
             await anyio.lowlevel.checkpoint_if_cancelled()
-            await body(index, port)
+            with observe_stage(self.ctx, port.stats):
+                await body(index, port)
         except Exception as exc:
             self._fail(stats, exc, port.position())
+        except _INTERRUPTS as exc:
+            self.interrupt = self.interrupt or exc
+            if self._tg is not None:
+                self._tg.cancel_scope.cancel()
         finally:
             if send is not None:
                 send.close_send()
@@ -548,34 +567,47 @@ class StageRunner:
                 if is_async or inspect.isawaitable(out):
                     out = await out
                 slot.out = out
-            except Exception as exc:
+            except (Exception, *_INTERRUPTS) as exc:
                 slot.error = exc
             finally:
                 workers.release()
                 slot.event.set()
 
+        # The first failure, with its batch number. The collector records it and cancels the
+        # stage's tasks, so the stage raises that error alone: raised inside the task group it
+        # would be wrapped in a group beside the dispatcher's errors, at the dispatcher's batch.
+        failure: list[tuple[BaseException, int]] = []
+
         async def collect() -> None:
-            with slots_recv:
+            number = 0
+            try:
                 async for slot in slots_recv:
+                    number = slot.number
                     if not slot.event.is_set():
                         await slot.event.wait()  # the stage is working: not counted as blocked
                     if slot.error is not None:
-                        if not skip:
+                        if not skip or not isinstance(slot.error, Exception):
                             raise slot.error
                         self._skip_batch(port.stats, slot.batch, slot.error)
                     elif (held := port.put(slot.out)) is not None:
                         await port.send_held(held)
+            except (Exception, *_INTERRUPTS) as exc:
+                failure.append((exc, number))
+                tg.cancel_scope.cancel()
 
-        async with anyio.create_task_group() as tg:
+        async with slots_recv, anyio.create_task_group() as tg:
             tg.start_soon(collect)
             with slots_send:
                 while (batch := await port.wait_input()) is not None:
                     port.stats.batches_in += 1
                     port.stats.records_in += len(batch)
-                    slot = _Slot(batch)
+                    slot = _Slot(batch, port.stats.batches_in)
                     await slots_send.send(slot)  # waits while `concurrency` results are pending
                     await workers.acquire()
                     tg.start_soon(work, slot)
+        if failure:
+            error, port.failed_at = failure[0]
+            raise error
 
     # ------------------------------------------------------------------ load
 
@@ -603,6 +635,18 @@ class StageRunner:
         except BaseException as exc:
             # Tell the loader the run did not succeed, so it cleans up instead of committing.
             await self._exit_failed(cm, exc, f"loader {stats.name!r}")
+            _count_committed(stats, sink)
             raise
         port.finished = True
-        await cm.__aexit__(None, None, None)
+        try:
+            await cm.__aexit__(None, None, None)
+        finally:
+            _count_committed(stats, sink)
+
+
+def _count_committed(stats: StageStats, sink: Any) -> None:
+    """A sink that knows what it committed (``records_committed``) has that as its records out,
+    rather than what it was handed (see :class:`~ductwork.core.stages.Loader`)."""
+    committed = getattr(sink, "records_committed", None)
+    if isinstance(committed, int) and not isinstance(committed, bool):
+        stats.records_out = committed

@@ -339,6 +339,10 @@ class Loader(ABC):
     ``idle_after`` attribute or property (seconds until it wants to be called, or ``None`` for
     "not now") and an ``async def on_idle()`` method; the runner calls ``on_idle()`` when that
     long has passed without a batch arriving.
+
+    The stage's ``records_out`` counts the records written to the sink, or, when the sink has a
+    ``records_committed`` attribute or property (an ``int``), what that says once the sink is
+    closed: the records it committed, also after a failure.
     """
 
     name: str = "load"

@@ -26,6 +26,11 @@ partial output.
 
 A transformer object may be used by several runs at once: per-run state (the position counter, the
 open sink) lives in the :class:`TransformRun` that :meth:`RecordTransformer.open` yields.
+
+Every transformer here takes both kinds of batch (its ``batch_format`` is ``"any"``): lists of
+records and Arrow tables (a ``pyarrow.RecordBatch`` is taken as a table of one chunk). Positions
+count rows alike, and a bad row of an Arrow batch is made into a record for its dead letter (only
+the bad rows are converted).
 """
 
 from __future__ import annotations
@@ -41,10 +46,12 @@ from typing import Annotated, Any, Literal, NamedTuple
 import anyio
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator
 
+from ..core.arrow import BatchFormat
 from ..core.config import Options
 from ..core.context import RunContext
 from ..core.stages import Loader, Sink, Transformer, as_loader
-from ..core.types import Batch, ErrorHandling, Record
+from ..core.types import ErrorHandling, Record
+from ._arrow import AnyBatch, num_rows
 
 __all__ = [
     "Failure",
@@ -115,8 +122,12 @@ class RecordTransformer(Transformer):
 
     A pipeline opens the transformer once per run (:meth:`open`); called directly,
     :meth:`transform` treats each call as a run of its own.
+
+    Attributes:
+        batch_format: ``"any"``: the transformer takes records and Arrow tables as they come.
     """
 
+    batch_format: BatchFormat = "any"
     error_handling: TransformErrorHandling = "raise"
     dead_letter_sink: Loader | None = None
 
@@ -130,17 +141,17 @@ class RecordTransformer(Transformer):
         """Open the transformer for one run; yields the run's :class:`TransformRun`."""
         return _RunScope(self, ctx)
 
-    async def transform(self, batch: Batch, ctx: RunContext) -> Batch | None:
+    async def transform(self, batch: AnyBatch, ctx: RunContext) -> AnyBatch | None:
         """Transform one batch as a run of its own (pipelines use :meth:`open` instead)."""
         async with _RunScope(self, ctx) as run:
             return await run.transform(batch, ctx)
 
     @abstractmethod
-    async def apply(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
+    async def apply(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
         """Transform one batch of a run.
 
         Args:
-            batch: the records.
+            batch: the records, or an Arrow table or record batch.
             start: the position in the run of the batch's first record.
             run: the run, for :meth:`TransformRun.reject` and its context.
         """
@@ -155,11 +166,13 @@ class TransformRun(Transformer):
         records_seen: how many records reached the stage so far in this run.
         raise_errors: whether the error policy is ``"raise"`` (then a bad record's error is
             raised at once, without finishing the batch).
+        batch_format: that of the transformer.
     """
 
     def __init__(self, owner: RecordTransformer, ctx: RunContext) -> None:
         self.owner = owner
         self.ctx = ctx
+        self.batch_format = owner.batch_format
         self.name = owner.name
         self.concurrency = owner.concurrency
         self.records_seen = 0
@@ -170,12 +183,12 @@ class TransformRun(Transformer):
         self._sink: Any = None
         self._sink_lock = anyio.Lock()
 
-    async def transform(self, batch: Batch, ctx: RunContext) -> Batch | None:
+    async def transform(self, batch: AnyBatch, ctx: RunContext) -> AnyBatch | None:
         """Transform one batch of this run."""
         if self._closed:
             raise RuntimeError(f"run of transformer {self.name!r} is closed")
         start = self.records_seen
-        self.records_seen = start + len(batch)
+        self.records_seen = start + num_rows(batch)
         return await self.owner.apply(batch, start, self)
 
     async def reject(self, failures: Sequence[Failure]) -> None:

@@ -39,6 +39,14 @@ Speed: one converter is built per column when the transformer is made. Each batc
 column by column, in C-level ``map`` calls over the column's values where the values allow (the
 common case: strings that all parse), with a per-value path only for the columns of a batch that
 hold ``None``, empty strings, mixed types or bad values. Records are updated in place.
+
+Arrow batches (a :class:`pyarrow.Table`, or a ``RecordBatch``, taken as a table of one chunk) are
+converted column by column with :mod:`pyarrow.compute`, without making records, into a new table
+(other columns and the column order kept): the same values convert, to the same values, with the
+same errors, the same ``None`` and empty-string rules and the same ``error_handling``; bad rows
+are dropped with one ``Table.filter``, and only they are made into records, for dead letters.
+What Arrow's column types change (``int`` is ``int64``, the scale of decimals, naive and aware
+datetimes in one column...) is listed in :mod:`ductwork.transforms.arrow_converters`.
 """
 
 from __future__ import annotations
@@ -46,11 +54,15 @@ from __future__ import annotations
 from collections.abc import Mapping
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import Field, field_validator
 
 from .._exceptions import TypeConversionError
 from ..core.config import validate_config
 from ..core.types import Batch
+from ._arrow import AnyBatch, is_arrow, mask_of, rows_of, to_arrow
+from .arrow_converters import ArrowColumnConverter
 from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
 from .column_type import ColumnType
 from .converters import MISSING, ColumnConverter, InvalidValue
@@ -83,7 +95,8 @@ class TypeConversionConfig(PolicyConfig):
 
 
 class TypeConverter(RecordTransformer):
-    """The transformer :func:`convert_types` makes. Converts records in place."""
+    """The transformer :func:`convert_types` makes. Converts records in place, and Arrow
+    batches into a new table."""
 
     def __init__(self, config: TypeConversionConfig) -> None:
         super().__init__(config)
@@ -93,13 +106,55 @@ class TypeConverter(RecordTransformer):
             ColumnConverter(name, spec, config.empty_as_none)
             for name, spec in config.type_mapping.items()
         ]
+        self.arrow_columns = [
+            ArrowColumnConverter(column, spec)
+            for column, spec in zip(self.columns, config.type_mapping.values(), strict=True)
+        ]
 
     def __repr__(self) -> str:
         mapping = {name: spec.type for name, spec in self.config.type_mapping.items()}
         return f"TypeConverter(name={self.name!r}, types={mapping!r})"
 
-    async def apply(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
-        """Convert one batch in place; bad records go to the error policy."""
+    async def apply(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
+        """Convert one batch (records in place); bad records go to the error policy."""
+        if is_arrow(batch):
+            return await self._apply_arrow(to_arrow(batch), start, run)
+        return await self._apply_records(batch, start, run)
+
+    async def _apply_arrow(self, table: pa.Table, start: int, run: TransformRun) -> pa.Table:
+        strict = self.strict_mode
+        original = table
+        failures: dict[int, tuple[str, Any, str]] = {}
+        nulled = 0
+        for converter in self.arrow_columns:
+            name = converter.name
+            index = table.schema.get_field_index(name)
+            if index < 0:
+                if name not in table.column_names:
+                    continue  # columns missing from the batch stay missing
+                index = table.column_names.index(name)
+            converted = converter.convert(table.column(index))
+            for row, (value, message) in sorted(converted.failures.items()):
+                if not strict and converter.column.nullable:
+                    nulled += 1
+                elif row not in failures:
+                    failures[row] = (name, value, message)
+            if not converted.unchanged:
+                table = table.set_column(index, name, converted.array)
+        if nulled:
+            run.ctx.add_metric("conversion_failures", nulled)
+        if not failures:
+            return table
+        rows = sorted(failures)
+        rejected = []
+        for row, record in zip(rows, rows_of(original, rows), strict=True):
+            name, value, message = failures[row]
+            error = TypeConversionError(message, column=name, value=value, position=start + row)
+            rejected.append(Failure(start + row, record, error))
+        await run.reject(rejected)
+        return table.filter(pc.invert(mask_of(table.num_rows, rows)))
+
+    async def _apply_records(self, batch: Batch, start: int, run: TransformRun) -> Batch:
         strict = self.strict_mode
         failures: dict[int, tuple[str, Any, str]] = {}
         originals: list[tuple[str, list[Any]]] = []
@@ -171,10 +226,19 @@ def convert_types(
 
     Example:
         >>> import anyio
+        >>> import pyarrow as pa
         >>> from ductwork import RunContext
         >>> stage = convert_types({"id": int, "price": "decimal", "day": "date"})
         >>> batch = [{"id": "7", "price": "9.90", "day": "2024-05-01"}]
         >>> anyio.run(stage.transform, batch, RunContext())
+        [{'id': 7, 'price': Decimal('9.90'), 'day': datetime.date(2024, 5, 1)}]
+        >>> table = pa.table({"id": ["7"], "price": ["9.90"], "day": ["2024-05-01"]})
+        >>> out = anyio.run(stage.transform, table, RunContext())
+        >>> out.schema
+        id: int64
+        price: decimal128(38, 2)
+        day: date32[day]
+        >>> out.to_pylist()
         [{'id': 7, 'price': Decimal('9.90'), 'day': datetime.date(2024, 5, 1)}]
     """
     config = validate_config(

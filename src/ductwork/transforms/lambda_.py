@@ -1,4 +1,10 @@
-"""Function transformers: :func:`create_lambda_transformer` applies a function to records."""
+"""Function transformers: :func:`create_lambda_transformer` applies a function to records.
+
+On an Arrow batch (a :class:`pyarrow.Table`, or a ``RecordBatch``): with ``per="batch"`` the
+function gets the batch as it is, and returns a batch of either kind; with ``per="record"`` the
+batch is converted to records once (``Table.to_pylist``), the function gets each record, and the
+stage passes on the records it returned.
+"""
 
 from __future__ import annotations
 
@@ -16,6 +22,7 @@ from ..core.stages import (
     positional_arity,
 )
 from ..core.types import Batch
+from ._arrow import AnyBatch, is_arrow, num_rows, to_records
 from .base import Failure, PolicyConfig, RecordTransformer, TransformErrorHandling, TransformRun
 
 __all__ = ["LambdaConfig", "LambdaTransformer", "create_lambda_transformer"]
@@ -28,7 +35,8 @@ class LambdaConfig(PolicyConfig):
     """``(record[, ctx]) -> record | None`` or ``(batch[, ctx]) -> batch | None``, sync or
     async."""
     per: Literal["record", "batch"] = "record"
-    """``"record"`` or ``"batch"``: what the function is called with."""
+    """``"record"`` or ``"batch"``: what the function is called with. With ``"batch"`` an
+    Arrow batch is passed as it is; with ``"record"`` it is converted to records once."""
     concurrency: Annotated[int, Field(ge=1, le=100_000, strict=True)] = 1
     """For async functions, how many calls may be in flight at once (I/O-bound work such as
     enrichment calls); output order is the input order. With ``per="record"`` the records of
@@ -73,10 +81,12 @@ class LambdaTransformer(RecordTransformer):
             f"concurrency={self.config.concurrency})"
         )
 
-    async def apply(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
-        """Apply the function to one batch."""
+    async def apply(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
+        """Apply the function to one batch (records: an Arrow batch is converted once)."""
         if self.per == "batch":
             return await self._apply_batch(batch, start, run)
+        if is_arrow(batch):
+            batch = to_records(batch)
         if not self.is_async:
             return await self._apply_sync(batch, start, run)
         if self.record_concurrency > 1 and len(batch) > 1:
@@ -182,23 +192,23 @@ class LambdaTransformer(RecordTransformer):
         await run.reject(failures)
         return out
 
-    async def _apply_batch(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
+    async def _apply_batch(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
         fn = self.function
         try:
             result = fn(batch, run.ctx) if self.pass_ctx else fn(batch)
             if self.is_async:
                 result = await result
         except Exception as exc:
-            where = (
-                f"record {start}"
-                if len(batch) == 1
-                else f"records {start}-{start + len(batch) - 1}"
-            )
+            rows = num_rows(batch)
+            where = f"record {start}" if rows == 1 else f"records {start}-{start + rows - 1}"
             error = TransformError(f"{where}: {type(exc).__name__}: {exc}")
             if run.raise_errors:
                 raise error from exc
             error.__cause__ = exc
-            await run.reject([Failure(start + i, record, error) for i, record in enumerate(batch)])
+            records = to_records(batch)
+            await run.reject(
+                [Failure(start + i, record, error) for i, record in enumerate(records)]
+            )
             return None
         return result
 
@@ -214,8 +224,10 @@ def create_lambda_transformer(
     Args:
         function: with ``per="record"`` (default), ``(record[, ctx]) -> record | None``:
             return the new record, or ``None`` to drop it (counted in the stage's
-            ``records_dropped`` metric). With ``per="batch"``, ``(batch[, ctx]) -> batch | None``.
-            Sync or async; the run context is passed when the function takes two arguments.
+            ``records_dropped`` metric); an Arrow batch is converted to records once, and the
+            stage passes on records. With ``per="batch"``, ``(batch[, ctx]) -> batch | None``,
+            called with the batch as it is (a list of records or a ``pyarrow.Table``). Sync or
+            async; the run context is passed when the function takes two arguments.
         name: the stage name (default: the function's name, or ``"lambda"``).
         error_handling: what to do when the function raises: ``"raise"``, ``"skip"`` (the
             record, or with ``per="batch"`` the batch's records) or ``"dead_letter"``.

@@ -1,15 +1,26 @@
-"""Record validation: :func:`validate_records` checks each record against a pydantic model."""
+"""Record validation: :func:`validate_records` checks each record against a pydantic model.
+
+An Arrow batch (a :class:`pyarrow.Table`, or a ``RecordBatch``) is validated as records: it is
+converted to records once (``Table.to_pylist``), validated like a list of records, and the records
+that pass are made back into a table of the batch's own schema: each column the model's output
+has takes the model's values (so coercions and validators apply, cast to the column's type), the
+other columns keep their values, and fields of the model that are not columns of the batch are
+left out. This is the one transformer that handles an Arrow batch row by row in Python.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated, Any
 
+import pyarrow as pa
+import pyarrow.compute as pc
 from pydantic import BaseModel, Field, TypeAdapter, ValidationError, field_validator
 from pydantic.errors import PydanticSchemaGenerationError, PydanticUserError
 
-from .._exceptions import RecordValidationError
+from .._exceptions import RecordValidationError, TransformError
 from ..core.config import validate_config
 from ..core.types import Batch
+from ._arrow import AnyBatch, is_arrow, mask_of, to_arrow
 from .base import Failure, PolicyConfig, RecordTransformer, TransformRun
 
 __all__ = [
@@ -74,9 +85,22 @@ class RecordValidator(RecordTransformer):
     def __repr__(self) -> str:
         return f"RecordValidator(name={self.name!r}, model={self.model.__name__})"
 
-    async def apply(self, batch: Batch, start: int, run: TransformRun) -> Batch | None:
-        """Validate one batch with one TypeAdapter call; return the model-coerced dicts."""
+    async def apply(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
+        """Validate one batch with one TypeAdapter call; return the model-coerced dicts (for an
+        Arrow batch, a table of its schema)."""
+        if is_arrow(batch):
+            table = to_arrow(batch)
+            out, rejected = await self._validate(table.to_pylist(), start, run)
+            return self._to_table(table, out, rejected, start)
+        out, _ = await self._validate(batch, start, run)
+        return out
+
+    async def _validate(
+        self, batch: Batch, start: int, run: TransformRun
+    ) -> tuple[Batch, list[int]]:
+        """The model's dicts of the records that pass, and the indices of those that do not."""
         adapter = self.adapter
+        rejected: list[int] = []
         try:
             validated = adapter.validate_python(batch, strict=self.strict)
         except ValidationError as exc:
@@ -86,13 +110,14 @@ class RecordValidator(RecordTransformer):
                 if not loc or not isinstance(loc[0], int):
                     raise  # not a per-record problem (e.g. the batch is not a list)
                 problems.setdefault(loc[0], []).append(_describe(error))
+            rejected = sorted(problems)
             failures = [
                 Failure(
                     start + i,
                     batch[i],
                     RecordValidationError(problems[i], position=start + i),
                 )
-                for i in sorted(problems)
+                for i in rejected
             ]
             if run.raise_errors:
                 raise failures[0].error from None
@@ -100,7 +125,33 @@ class RecordValidator(RecordTransformer):
             batch = [record for i, record in enumerate(batch) if i not in problems]
             validated = adapter.validate_python(batch, strict=self.strict)
         out: Batch = adapter.dump_python(validated, by_alias=self.by_alias)
-        return out
+        return out, rejected
+
+    def _to_table(self, table: pa.Table, out: Batch, rejected: list[int], start: int) -> pa.Table:
+        """The rows of ``table`` that passed, with the model's values (see the module docs)."""
+        if rejected:
+            table = table.filter(pc.invert(mask_of(table.num_rows, rejected)))
+        if not out:
+            return table
+        columns = []
+        for index, field in enumerate(table.schema):
+            name = field.name
+            if not all(name in record for record in out):
+                columns.append(table.column(index))
+                continue
+            values = [record[name] for record in out]
+            try:
+                try:
+                    column = pa.array(values, type=field.type)
+                except (pa.ArrowInvalid, pa.ArrowTypeError):
+                    column = pa.array(values).cast(field.type)
+            except (pa.ArrowInvalid, pa.ArrowTypeError, pa.ArrowNotImplementedError) as exc:
+                raise TransformError(
+                    f"records {start}-{start + len(rejected) + len(out) - 1}: column {name!r}: "
+                    f"the model's values do not fit the column's type {field.type}: {exc}"
+                ) from exc
+            columns.append(column)
+        return pa.Table.from_arrays(columns, schema=table.schema)
 
 
 def validate_records(model: type[BaseModel] | type[Any], **options: Any) -> RecordValidator:
@@ -110,6 +161,8 @@ def validate_records(model: type[BaseModel] | type[Any], **options: Any) -> Reco
     the model's dicts (coerced values, defaults filled in, unknown fields handled as the model's
     ``extra`` setting says). A record that does not match fails with a
     :class:`RecordValidationError` naming each field at fault, handled by ``error_handling``.
+    An Arrow batch is validated as records and passed on as a table of its own schema (see
+    :mod:`ductwork.transforms.validation`).
 
     Args:
         model: a pydantic model class (a dataclass or TypedDict works too).

@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import io
 import re
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncGenerator, AsyncIterator, Sequence
 from typing import Literal
 
 import anyio
@@ -34,7 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
 from ...core.arrow import Rebatcher
-from .codec import quote_identifier, split_args
+from .codec import ServerError, quote_identifier, split_args
 
 __all__ = [
     "CsvSplitter",
@@ -47,8 +47,10 @@ __all__ = [
     "encode_csv",
     "has_nested",
     "insert_body",
+    "records_to_table",
     "result_format",
     "stream_tables",
+    "wire_select",
 ]
 
 _INTEGERS = {
@@ -280,21 +282,39 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
 # --------------------------------------------------------------------------- older servers
 
 
-def csv_select(sql: str, columns: Sequence[tuple[str, str]]) -> str:
-    """Wrap ``sql`` so that its result reads cleanly as CSV: dates and times as numbers."""
-    if not any(_date_like(type_name) for _, type_name in columns):
-        return sql
+def wire_select(sql: str, columns: Sequence[tuple[str, str]], wire: str) -> str:
+    """Wrap ``sql`` so that its result reads cleanly in ``wire`` format: on ``CSVWithNames``
+    dates and times arrive as numbers; on ``ArrowStream``, types the server writes as raw bytes
+    (``UUID``, ``IPv4``/``IPv6``, 128- and 256-bit integers, ``Enum``) arrive as their text."""
     parts = []
+    changed = False
     for name, type_name in columns:
         quoted = quote_identifier(name)
         head, _ = _parse(_strip_nullable(type_name))
-        if head == "DateTime":
-            parts.append(f"toUnixTimestamp({quoted}) AS {quoted}")
-        elif head == "Date":
-            parts.append(f"toUInt16({quoted}) AS {quoted}")
-        else:
-            parts.append(quoted)
+        expression = quoted
+        if wire == "CSVWithNames" and head == "DateTime":
+            expression = f"toUnixTimestamp({quoted})"
+        elif wire == "CSVWithNames" and head == "Date":
+            expression = f"toUInt16({quoted})"
+        elif wire == "ArrowStream" and head in _AS_TEXT_ON_ARROW:
+            expression = f"toString({quoted})"
+        if expression != quoted:
+            changed = True
+            expression = f"{expression} AS {quoted}"
+        parts.append(expression)
+    if not changed:
+        return sql
     return f"SELECT {', '.join(parts)} FROM ({sql}\n)"
+
+
+def csv_select(sql: str, columns: Sequence[tuple[str, str]]) -> str:
+    """Wrap ``sql`` so that its result reads cleanly as CSV: dates and times as numbers."""
+    return wire_select(sql, columns, "CSVWithNames")
+
+
+_AS_TEXT_ON_ARROW = frozenset(
+    {"UUID", "IPv4", "IPv6", "Int128", "Int256", "UInt128", "UInt256", "Enum8", "Enum16"}
+)
 
 
 def _strip_nullable(type_name: str) -> str:
@@ -352,10 +372,14 @@ class CsvSplitter:
         self._quotes = self._buffer.count(b'"')
         return [piece]
 
+    @property
+    def rest(self) -> bytes:
+        """What is buffered and not yet handed out."""
+        return bytes(self._buffer)
+
     def finish(self) -> bytes:
         """The rest of the body (the last rows); raises ValueError if a row is cut off."""
         rest = bytes(self._buffer)
-        self._buffer.clear()
         if rest and (not rest.endswith(b"\n") or rest.count(b'"') % 2):
             raise ValueError(f"the result ended with an incomplete row {rest[:80]!r}")
         return rest
@@ -526,7 +550,7 @@ async def stream_tables(
     columns: Sequence[tuple[str, str]],
     schema: pa.Schema,
     batch_size: int,
-) -> AsyncIterator[pa.Table]:
+) -> AsyncGenerator[pa.Table]:
     """Decode a streamed result into tables of ``batch_size`` rows of ``schema``."""
     rebatcher = Rebatcher(batch_size)
     if wire == "ArrowStream":
@@ -543,13 +567,21 @@ async def stream_tables(
 
         async def parse(piece: bytes) -> pa.Table:
             header = splitter.header or b""
-            return await anyio.to_thread.run_sync(decode_csv, header, piece, columns, schema)
+            try:
+                return await anyio.to_thread.run_sync(decode_csv, header, piece, columns, schema)
+            except pa.ArrowInvalid:
+                _raise_server_error(piece)  # an old server appends its error to the body
+                raise
 
         async for chunk in chunks:
             for piece in splitter.feed(chunk):
                 for table in rebatcher.add(await parse(piece)):
                     yield table
-        rest = splitter.finish()
+        try:
+            rest = splitter.finish()
+        except ValueError:
+            _raise_server_error(splitter.rest)
+            raise
         if rest:
             for table in rebatcher.add(await parse(rest)):
                 yield table
@@ -571,6 +603,17 @@ def insert_body(table: pa.Table, arrow_stream: bool) -> tuple[WireFormat, bytes]
     return "CSVWithNames", encode_csv(table)
 
 
+_SERVER_ERROR = re.compile(rb"(?:^|\n)(Code: \d+[.,] .*)\Z", re.S)
+
+
+def _raise_server_error(data: bytes) -> None:
+    """Raise the server's error if ``data`` ends with one (how servers before 25.11 report an
+    error in mid-result: its text appended to the rows)."""
+    found = _SERVER_ERROR.search(data[-65536:])
+    if found:
+        raise ServerError(found.group(1).decode("utf-8", "replace").strip())
+
+
 def _is_nested_arrow(kind: pa.DataType) -> bool:
     return bool(
         pa.types.is_list(kind)
@@ -578,3 +621,36 @@ def _is_nested_arrow(kind: pa.DataType) -> bool:
         or pa.types.is_map(kind)
         or pa.types.is_struct(kind)
     )
+
+
+def records_to_table(records: list[dict[str, object]], schema: pa.Schema) -> pa.Table:
+    """Records decoded from ``JSONEachRow`` (naive datetimes in their column's zone) as a table
+    of ``schema``: the slower path, for nested results on servers without ``ArrowStream``.
+    DateTime values nested inside arrays or maps are taken as UTC."""
+    naive = pa.schema(
+        [
+            field.with_type(pa.timestamp(field.type.unit))
+            if pa.types.is_timestamp(field.type) and field.type.tz
+            else field
+            for field in schema
+        ]
+    )
+    texts = [field.name for field in schema if pa.types.is_string(field.type)]
+    if texts and records:
+        # UUIDs and IP addresses arrive as Python objects; the schema holds them as text
+        for record in records:
+            for name in texts:
+                value = record.get(name)
+                if value is not None and type(value) is not str:
+                    record[name] = str(value)
+    table = pa.Table.from_pylist(records, schema=naive)
+    if naive.equals(schema):
+        return table
+    arrays = []
+    for field, column in zip(schema, table.columns, strict=True):
+        if pa.types.is_timestamp(field.type) and field.type.tz:
+            column = pc.assume_timezone(
+                column, field.type.tz, ambiguous="earliest", nonexistent="earliest"
+            )
+        arrays.append(column)
+    return pa.Table.from_arrays(arrays, schema=schema)

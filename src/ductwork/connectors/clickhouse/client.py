@@ -1,29 +1,53 @@
-"""ClickHouse connection settings and the per-run HTTP connection shared by the connector."""
+"""ClickHouse connection settings and the per-run HTTP connection shared by the connector.
+
+:class:`Connection` is the one place where the connector makes HTTP requests: metadata queries,
+DDL, streamed results and inserts all go through its httpx client.
+
+**Errors in mid-result.** Once a result has started streaming the server can no longer change the
+status code, so when the query fails later it appends the error to the body and (25.11 and later)
+closes the connection without ending the body. 25.11+ frame it as ``\r\n__exception__\r\n<TAG>
+\r\n<message>\n<N> <TAG>\r\n__exception__\r\n``, ``TAG`` being the response's
+``X-ClickHouse-Exception-Tag``; somewhat older servers wrote ``__exception__\r\n<message>\n``,
+and the oldest (18.16) just the ``Code: ...`` line. Every body read through
+:class:`ResultStream` is scanned for the framed forms (the ``Code:`` line is left to the line
+decoders), and the server's error is raised as :class:`~.codec.ServerError` instead of the broken
+connection. A compressed response starts only once 1 MiB is compressed (the server buffers it),
+so that a query failing before hands back an ordinary error status; uncompressed responses
+(``compression=False`` asks for ``Accept-Encoding: identity``, also of servers that compress by
+default) stream block by block.
+"""
 
 from __future__ import annotations
 
 import functools
 import gzip
-from collections.abc import Mapping
+import re
+from collections.abc import AsyncIterator, Mapping
+from contextlib import asynccontextmanager
 from types import TracebackType
 from typing import Annotated, Any
 
 import anyio
 import httpx
+import orjson
 from aiochclient import ChClient  # type: ignore[import-untyped]
 from aiochclient.exceptions import ChClientError  # type: ignore[import-untyped]
 from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_validator, model_validator
 
 from ...core.config import Options
+from . import capabilities as _capabilities
+from .capabilities import Capabilities
 from .codec import ServerError, valid_identifier
+from .embedded import EmbeddedTransport
+from .embedded_engine import embedded_url
 
 __all__ = [
     "ClickHouseConfig",
     "Connection",
+    "ResultStream",
     "SettingValue",
     "StageOptions",
     "check_settings",
-    "server_version",
     "short_repr",
 ]
 
@@ -50,10 +74,12 @@ def check_settings(settings: Mapping[str, Any]) -> dict[str, SettingValue]:
 
 
 class ClickHouseConfig(Options):
-    """How to reach a ClickHouse server over HTTP.
+    """How to reach a ClickHouse server over HTTP, or an embedded engine in this process.
 
     Credentials in the URL (``http://user:password@host:8123``) are moved to ``user`` and
     ``password``; the password is a ``SecretStr``, never shown in reprs, errors or logs.
+    ``chdb:///abs/path`` (or ``chdb://``, in memory) runs ClickHouse in-process on chDB (see
+    :mod:`ductwork.connectors.clickhouse.embedded`).
 
     Example:
         >>> config = ClickHouseConfig(url="http://ada:s3cret@db.example:8123", database="sales")
@@ -64,7 +90,8 @@ class ClickHouseConfig(Options):
     model_config = ConfigDict(hide_input_in_errors=True)
 
     url: str = "http://localhost:8123"
-    """The server's HTTP endpoint."""
+    """The server's HTTP endpoint; or ``chdb:///abs/path`` for the embedded engine on that data
+    directory, ``chdb://`` for one in memory (one data path per process)."""
     user: Annotated[str, Field(min_length=1)] = "default"
     """The user name."""
     password: SecretStr = SecretStr("")
@@ -79,7 +106,9 @@ class ClickHouseConfig(Options):
     """Seconds to wait for the next bytes of a response (a query may compute for this long
     before its first row arrives); ``None`` waits forever."""
     compression: bool = False
-    """Gzip responses and insert bodies (worth it over slow networks)."""
+    """Compress responses and gzip insert bodies (worth it over slow networks). Off, responses
+    are asked for uncompressed, also of servers that compress by default (26.x), so that a result
+    streams as the server produces it."""
 
     @model_validator(mode="before")
     @classmethod
@@ -103,12 +132,14 @@ class ClickHouseConfig(Options):
     @field_validator("url")
     @classmethod
     def _check_url(cls, value: str) -> str:
+        if value[:5].lower() == "chdb:":
+            return embedded_url(value)
         try:
             url = httpx.URL(value)
         except (httpx.InvalidURL, TypeError, ValueError) as exc:
             raise ValueError(f"not a URL: {exc}") from None
         if url.scheme not in ("http", "https") or not url.host:
-            raise ValueError("must be an http:// or https:// URL with a host")
+            raise ValueError("must be an http:// or https:// URL with a host, or a chdb:// URL")
         return value.rstrip("/")
 
     @field_validator("database")
@@ -162,42 +193,42 @@ class StageOptions(Options):
 # --------------------------------------------------------------------------- connection
 
 
-def server_version(text: str) -> tuple[int, ...]:
-    parts = []
-    for piece in text.split(".")[:3]:
-        digits = "".join(ch for ch in piece if ch.isdigit())
-        parts.append(int(digits) if digits else 0)
-    return tuple(parts)
-
-
 class Connection:
     """One httpx client per run, shared by aiochclient (metadata, DDL) and the bulk paths."""
 
     def __init__(self, config: ClickHouseConfig, settings: Mapping[str, SettingValue]) -> None:
+        self.config = config
         headers = {"X-ClickHouse-User": config.user}
         password = config.password.get_secret_value()
         if password:
             headers["X-ClickHouse-Key"] = password
+        if not config.compression:
+            headers["Accept-Encoding"] = "identity"
+        # chdb:// runs the same requests on the embedded engine, in-process (uncompressed).
+        embedded = EmbeddedTransport.for_url(config.url)
         self.http = httpx.AsyncClient(
             headers=headers,
             timeout=httpx.Timeout(config.read_timeout, connect=config.connect_timeout),
             # Below the server's keep_alive_timeout (3 s by default), so an idle pooled
             # connection is never one the server has just closed.
             limits=httpx.Limits(keepalive_expiry=2.0),
+            transport=embedded,
         )
-        self.url = config.url + "/"
+        self.url = config.url + "/" if embedded is None else embedded.url
         merged = {**config.settings, **settings}
+        self.settings: dict[str, SettingValue] = merged
         self.params: dict[str, Any] = {"database": config.database, **merged}
-        self.compression = config.compression
-        if config.compression:
+        self.compression = config.compression and embedded is None
+        if self.compression:
             self.params["enable_http_compression"] = 1
         self.client = ChClient(
             self.http,
             url=self.url,
             database=config.database,
-            compress_response=config.compression,
+            compress_response=self.compression,
             **merged,
         )
+        self._capabilities: Capabilities | None = None
 
     async def __aenter__(self) -> Connection:
         return self
@@ -209,6 +240,41 @@ class Connection:
         tb: TracebackType | None,
     ) -> None:
         await self.http.aclose()
+
+    async def capabilities(self) -> Capabilities:
+        """What the server can do: detected on the first connection to this URL as this user,
+        then cached (see :mod:`.capabilities`).
+
+        Raises:
+            ServerError: the server rejected the detection query.
+            httpx.TransportError: the server cannot be reached.
+        """
+        if self._capabilities is None:
+            found = _capabilities.cached(self.config.url, self.config.user)
+            if found is None:
+                found = await self._detect()
+                _capabilities.store(self.config.url, self.config.user, found)
+            self._capabilities = found
+        return self._capabilities
+
+    async def _detect(self) -> Capabilities:
+        # Without this run's settings: what is cached holds for every stage of this user.
+        plain = {"database": self.config.database}
+        try:
+            rows = await self.rows(_capabilities.detection_query(), plain, settings=False)
+        except ServerError as exc:
+            if exc.code != 60:  # UNKNOWN_TABLE: a server without system.formats
+                raise
+            query = _capabilities.detection_query(with_formats=False)
+            rows = await self.rows(query, plain, settings=False)
+        probed = None
+        if _capabilities.needs_parameter_probe(str(rows[0]["version"])):
+            probe = "SELECT {p:UInt8} AS p FORMAT JSONEachRow"
+            try:
+                probed = await self.rows(probe, {**plain, "param_p": 1}, settings=False)
+            except ServerError:
+                probed = []
+        return _capabilities.from_row(rows[0], None if probed is None else bool(probed))
 
     async def fetch(self, sql: str) -> list[Any]:
         """Run a query through aiochclient and return its rows."""
@@ -225,28 +291,174 @@ class Connection:
         except ChClientError as exc:
             raise ServerError(str(exc)) from None
 
-    def stream(self, sql: str, params: Mapping[str, Any]) -> Any:
-        """Send a query and stream its response (an async context manager)."""
-        return self.http.stream(
-            "POST", self.url, params={**self.params, **params}, content=sql.encode()
-        )
+    async def rows(
+        self, sql: str, params: Mapping[str, Any] | None = None, *, settings: bool = True
+    ) -> list[dict[str, Any]]:
+        """Run a query ending in ``FORMAT JSONEachRow`` (with request parameters such as
+        ``param_*``) and return its rows as parsed JSON.
+
+        Raises:
+            ServerError: the server rejected the query or failed in mid-result.
+        """
+        async with self.stream(sql, params or {}, settings=settings) as result:
+            body = await result.aread()
+        return [orjson.loads(line) for line in body.splitlines() if line.strip()]
+
+    @asynccontextmanager
+    async def stream(
+        self, sql: str, params: Mapping[str, Any], *, settings: bool = True
+    ) -> AsyncIterator[ResultStream]:
+        """Send a query and stream its result; with ``settings=False`` only ``params`` go with
+        it, not the connection's and the stage's settings.
+
+        Raises:
+            ServerError: the server rejected the query (an error status), or failed after the
+                result started (raised while the body is read).
+        """
+        base = self.params if settings else {}
+        async with self.http.stream(
+            "POST", self.url, params={**base, **params}, content=sql.encode()
+        ) as response:
+            result = ResultStream(response)
+            await result.check()
+            yield result
 
     async def insert(self, query: str, body: bytes, params: Mapping[str, Any]) -> None:
-        """POST an insert body; raise ServerError when the server rejects it."""
+        """POST an insert body.
+
+        Raises:
+            ServerError: the server rejected the insert.
+            httpx.TransportError: the connection failed (before, while or after the body was
+                sent: whether the server wrote the rows is then unknown, unless nothing was sent,
+                ``httpx.ConnectError``).
+        """
         headers = {}
         if self.compression:
             body = await anyio.to_thread.run_sync(
                 functools.partial(gzip.compress, body, compresslevel=1)
             )
             headers["Content-Encoding"] = "gzip"
-        response = await self.http.post(
+        async with self.http.stream(
+            "POST",
             self.url,
             params={**self.params, **params, "query": query},
             content=body,
             headers=headers,
-        )
-        if response.status_code != 200:
-            raise ServerError(response.text, response.status_code)
+        ) as response:
+            result = ResultStream(response)
+            await result.check()
+            await result.aread()
+
+
+class ResultStream:
+    """A streamed response whose body raises the server's error where the server appended one
+    (see the module docs), instead of ending early or breaking off."""
+
+    def __init__(self, response: httpx.Response) -> None:
+        self.response = response
+        self.status_code = response.status_code
+        self.headers = response.headers
+        self._scanner = _ExceptionScanner(response.headers.get("X-ClickHouse-Exception-Tag"))
+
+    @property
+    def num_bytes_downloaded(self) -> int:
+        """Bytes received so far (compressed, if the response is)."""
+        return self.response.num_bytes_downloaded
+
+    async def check(self) -> None:
+        """Raise the server's error if the response has an error status."""
+        if self.status_code != 200:
+            await self.response.aread()
+            raise ServerError(self.response.text, self.status_code)
+
+    async def aiter_bytes(self) -> AsyncIterator[bytes]:
+        """The body as it arrives, without the error block.
+
+        Raises:
+            ServerError: the server failed in mid-result.
+            httpx.TransportError: the connection broke with no error from the server.
+        """
+        scanner = self._scanner
+        try:
+            async for chunk in self.response.aiter_bytes():
+                data = scanner.feed(chunk)
+                if data:
+                    yield data
+        except httpx.TransportError:
+            scanner.raise_found()
+            raise
+        data = scanner.end()
+        if data:
+            yield data
+
+    async def aread(self) -> bytes:
+        """The whole body (see :meth:`aiter_bytes`)."""
+        return b"".join([chunk async for chunk in self.aiter_bytes()])
+
+
+_MARK = b"__exception__\r\n"
+# The largest error block: the server's MAX_EXCEPTION_SIZE (16 KiB) with the framing.
+_BLOCK_LIMIT = 16 * 1024 + 256
+
+
+def _overlap(data: bytes, needle: bytes) -> int:
+    """The length of the longest end of ``data`` that begins ``needle`` (shorter than it)."""
+    for n in range(min(len(needle) - 1, len(data)), 0, -1):
+        if data.endswith(needle[:n]):
+            return n
+    return 0
+
+
+class _ExceptionScanner:
+    """Finds the error block in a body passing through, holding back only what may begin one."""
+
+    def __init__(self, tag: str | None) -> None:
+        self.tag = tag.encode() if tag else b""
+        self.needle = _MARK + (self.tag + b"\r\n" if self.tag else b"")
+        self.prefix = b"\r\n" + self.needle
+        self.held = b""
+        self.block: bytearray | None = None
+
+    def feed(self, chunk: bytes) -> bytes:
+        """Take the next piece of body; return what is certainly data."""
+        if self.block is not None:
+            self.block += chunk
+            if self.tag or len(self.block) <= _BLOCK_LIMIT:
+                return b""
+            # Untagged, and longer than any error: the marker was data. Look past it.
+            data = bytes(self.block)
+            self.block = None
+            past = data.index(self.needle) + len(self.needle)
+            return data[:past] + self.feed(data[past:])
+        data = self.held + chunk if self.held else chunk
+        found = data.find(self.needle)
+        if found >= 0:
+            start = found - 2 if data[max(0, found - 2) : found] == b"\r\n" else found
+            self.block = bytearray(data[start:])
+            self.held = b""
+            return data[:start]
+        keep = max(_overlap(data, self.prefix), _overlap(data, self.needle))
+        self.held = data[len(data) - keep :] if keep else b""
+        return data[: len(data) - keep] if keep else data
+
+    def raise_found(self) -> None:
+        """Raise the server's error if a block has begun."""
+        if self.block is None:
+            return
+        block = bytes(self.block).removeprefix(b"\r\n").removeprefix(_MARK)
+        if self.tag:
+            block = block.removeprefix(self.tag + b"\r\n")
+            trailer = re.search(rb"\n(\d+) " + re.escape(self.tag) + rb"\r\n", block)
+            if trailer:
+                block = block[: trailer.start()]
+        raise ServerError(block.decode("utf-8", "replace"))
+
+    def end(self) -> bytes:
+        """The body ended: raise the server's error if it ended with one, else return what was
+        held back."""
+        self.raise_found()
+        held, self.held = self.held, b""
+        return held
 
 
 def short_repr(value: Any, limit: int = 300) -> str:

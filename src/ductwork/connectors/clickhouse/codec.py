@@ -1,4 +1,5 @@
-"""ClickHouse wire helpers: identifiers, SQL literals, query templates, row decoding and encoding.
+"""ClickHouse wire helpers: identifiers, server errors, row decoding and encoding (query templates
+and literals are in :mod:`.query`).
 
 The bulk data paths use ClickHouse's ``JSONEachRow`` format read and written with orjson:
 
@@ -15,10 +16,8 @@ The bulk data paths use ClickHouse's ``JSONEachRow`` format read and written wit
 from __future__ import annotations
 
 import json
-import math
 import re
-import string
-from collections.abc import Callable, Iterable, Mapping
+from collections.abc import Callable, Iterable
 from datetime import date, datetime, timedelta
 from decimal import Decimal
 from enum import Enum
@@ -31,21 +30,14 @@ import orjson
 
 from ...core.types import Batch
 
-try:  # aiochclient's compiled literal encoder, or its pure-Python twin
-    from aiochclient._types import py2ch as _py2ch  # type: ignore[import-untyped]
-except ImportError:  # pragma: no cover - depends on how aiochclient was built
-    from aiochclient.types import py2ch as _py2ch  # type: ignore[import-untyped]
-
 __all__ = [
+    "TRANSIENT_CODES",
     "ServerError",
     "decode_error_text",
     "encode_records",
     "quote_identifier",
-    "render_query",
     "split_args",
     "split_table",
-    "sql_literal",
-    "template_fields",
     "valid_column",
     "valid_identifier",
     "valid_type",
@@ -104,72 +96,30 @@ def split_table(table: str, default_database: str) -> tuple[str, str]:
     return database, name
 
 
-# --------------------------------------------------------------------------- literals and templates
-
-
-def sql_literal(value: Any) -> str:
-    """Render ``value`` as a ClickHouse SQL literal, safely escaped.
-
-    Uses aiochclient's own encoder (strings are quoted with ``\\`` and ``'`` escaped; lists, tuples
-    and dicts recursively). An aware datetime becomes ``toDateTime(<unix seconds>)`` so it means the
-    same instant whatever the server's time zone.
-
-    Raises:
-        TypeError: the value has no SQL literal form.
-    """
-    if isinstance(value, datetime) and value.utcoffset() is not None:
-        return f"toDateTime({math.floor(value.timestamp())})"
-    try:
-        encoded: bytes = _py2ch(value)
-    except Exception as exc:  # aiochclient raises ChClientError for unsupported types
-        raise TypeError(
-            f"cannot bind a {type(value).__name__} as a ClickHouse literal: {exc}"
-        ) from None
-    return encoded.decode()
-
-
-def template_fields(template: str) -> list[str]:
-    """The ``{name}`` placeholders of a query template, in order of appearance.
-
-    Raises:
-        ValueError: unbalanced braces, or a placeholder that is not a plain name.
-    """
-    names: list[str] = []
-    for _, field, spec, conversion in string.Formatter().parse(template):
-        if field is None:
-            continue
-        if not _IDENTIFIER.fullmatch(field) or spec or conversion:
-            raise ValueError(
-                f"placeholder {{{field}{'!' + conversion if conversion else ''}"
-                f"{':' + spec if spec else ''}}} is not a plain {{name}}; "
-                f"write literal braces as '{{{{' and '}}}}'"
-            )
-        if field not in names:
-            names.append(field)
-    return names
-
-
-def render_query(template: str, values: Mapping[str, Any]) -> str:
-    """Fill the ``{name}`` placeholders of ``template`` with escaped SQL literals.
-
-    Raises:
-        KeyError: a placeholder has no value (the name is the key).
-        ValueError: the template is malformed.
-        TypeError: a value has no SQL literal form.
-    """
-    names = template_fields(template)
-    literals = {}
-    for name in names:
-        if name not in values:
-            raise KeyError(name)
-        literals[name] = sql_literal(values[name])
-    return template.format_map(literals)
-
-
 # --------------------------------------------------------------------------- server errors
 
 _CODE = re.compile(r"Code: (\d+)")
 _AT_ROW = re.compile(r"\(at row (\d+)\)")
+# The end of the exception block 25.11+ servers close a failed result with: "<size> <tag>".
+_EXCEPTION_END = re.compile(r"\s\d+ [a-z]{16}\s+__exception__$")
+
+# Server error codes of conditions that pass: a query failing with one may succeed when run again.
+TRANSIENT_CODES = frozenset(
+    {
+        159,  # TIMEOUT_EXCEEDED (a busy server)
+        202,  # TOO_MANY_SIMULTANEOUS_QUERIES
+        203,  # NO_FREE_CONNECTION
+        209,  # SOCKET_TIMEOUT
+        210,  # NETWORK_ERROR
+        241,  # MEMORY_LIMIT_EXCEEDED
+        242,  # TABLE_IS_READ_ONLY (a replica lost its keeper session)
+        252,  # TOO_MANY_PARTS
+        285,  # TOO_FEW_LIVE_REPLICAS
+        319,  # UNKNOWN_STATUS_OF_INSERT
+        425,  # SYSTEM_ERROR
+        999,  # KEEPER_EXCEPTION
+    }
+)
 
 
 class ServerError(Exception):
@@ -194,6 +144,12 @@ class ServerError(Exception):
     def __str__(self) -> str:
         return f"ClickHouse error {self.code}: {self.message}" if self.code else self.message
 
+    @property
+    def transient(self) -> bool:
+        """Whether the code says the condition passes (overload, network, keeper), so that
+        running the query again may succeed."""
+        return self.code in TRANSIENT_CODES
+
 
 def decode_error_text(text: str) -> tuple[int | None, str]:
     """Split a ClickHouse error body into ``(code, message)``.
@@ -201,7 +157,7 @@ def decode_error_text(text: str) -> tuple[int | None, str]:
     Understands both ``Code: 27, e.displayText() = DB::Exception: ..., e.what() = ...`` (old
     servers) and ``Code: 27. DB::Exception: ... (CANNOT_PARSE_INPUT...) (version ...)`` (new ones).
     """
-    text = text.strip()
+    text = _EXCEPTION_END.sub("", text.strip())
     match = _CODE.search(text)
     code = int(match.group(1)) if match else None
     message = text

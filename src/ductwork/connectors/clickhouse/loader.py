@@ -1,46 +1,48 @@
-"""The ClickHouse loader: buffered, batched inserts; upsert into ReplacingMergeTree; dead letters.
+"""The ClickHouse loader: buffered, batched inserts; upsert into ReplacingMergeTree; dead letters;
+exactly-once inserts into deduplicating tables.
 
 See :mod:`ductwork.connectors.clickhouse` for the semantics of ``upsert``, retries and duplicates.
 """
 
 from __future__ import annotations
 
+import hashlib
 import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime
 from pathlib import Path
 from time import monotonic
 from typing import Annotated, Any, Literal
 
 import anyio
 import httpx
+import orjson
+import pyarrow as pa
 from pydantic import Field, field_validator, model_validator
 
 from ..._exceptions import ClickHouseLoadError
+from ...core.arrow import concat
 from ...core.backoff import Backoff
 from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Loader
 from ...core.types import Batch
-from .client import (
-    ClickHouseConfig,
-    Connection,
-    StageOptions,
-    server_version,
-    short_repr,
-)
+from .arrow import insert_body
+from .capabilities import Capabilities
+from .client import ClickHouseConfig, Connection, StageOptions, short_repr
 from .codec import (
     ServerError,
     encode_for_file,
     encode_records,
     quote_identifier,
-    render_query,
-    split_args,
     split_table,
     valid_column,
     valid_identifier,
     valid_type,
 )
+from .query import render_query
+from .tables import deduplication_window, engine_version, sorting_key_columns
 
 __all__ = ["ClickHouseLoader", "ClickHouseLoaderConfig", "create_clickhouse_loader"]
 
@@ -68,17 +70,40 @@ class ClickHouseLoaderConfig(StageOptions):
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 100_000
     """Rows per insert."""
     max_bytes: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
-    """Flush when the encoded buffer reaches this many bytes."""
+    """Flush when the encoded buffer reaches this many bytes (not with deduplication tokens:
+    then inserts are cut by ``batch_size`` alone, so that a rerun cuts them alike)."""
     flush_interval: Annotated[float, Field(gt=0)] | None = 30.0
     """Flush when the oldest buffered record is this many seconds old, also while the input
-    pauses (the rest is flushed when the run ends); ``None`` never."""
+    pauses (the rest is flushed when the run ends); ``None`` never. Not with deduplication
+    tokens (see ``max_bytes``)."""
+    deduplication: bool = True
+    """Exactly-once inserts where the server can do them: into a table that deduplicates
+    (``Replicated*``, or ``non_replicated_deduplication_window`` above 0) on a server with
+    ``insert_deduplication_token`` (22.2 and later), every insert carries a token made of the
+    pipeline, the run's window and parameters, the insert's number and a digest of its rows, so
+    that a retry, or a rerun of the same window, re-sending a batch the server already committed
+    is discarded; and a failure after the data was sent is retried. ``False``: no tokens, and
+    inserts cut also by ``max_bytes`` and ``flush_interval``."""
+    deduplication_window: Annotated[int, Field(ge=0, strict=True)] = 1000
+    """The ``non_replicated_deduplication_window`` (blocks remembered) of a table made by
+    ``create_table``, on servers that have the setting (21.x and later) and with
+    ``deduplication``; ``0`` leaves it out. It must exceed the number of inserts a rerun can
+    re-send (the run's rows / ``batch_size``), or the earliest are not recognised. Like a
+    Replicated table, the table then also drops an insert of any client that repeats one of its
+    last blocks byte for byte."""
+    async_insert: bool = False
+    """Insert with ``async_insert=1`` and ``wait_for_async_insert=1``: the server gathers many
+    small concurrent inserts into one part (for many small loads at once), and each insert still
+    returns once its rows are written. Needs ClickHouse 21.11 or later; exactly-once only where
+    the server deduplicates async inserts (23.7 and later)."""
     upsert_key: tuple[str, ...] | None = None
     """For ``upsert``: the key columns; must be the table's sorting key."""
     version_column: str | None = None
     """For ``upsert``: the engine's version column (checked against the table's engine)."""
     create_table: dict[str, str] | None = None
     """``{column: type}``: create the table when it does not exist (a ``MergeTree``, or for
-    ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``)."""
+    ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``), deduplicating
+    inserts (see ``deduplication_window``)."""
     order_by: tuple[str, ...] | None = None
     """The sorting key of a created table (default: ``upsert_key``, else the first column)."""
     dead_letter: Path | None = None
@@ -160,8 +185,10 @@ class ClickHouseLoaderConfig(StageOptions):
 
 
 class ClickHouseLoader(Loader):
-    """Inserts records into a ClickHouse table in batches. Made by
+    """Inserts batches (records or Arrow tables) into a ClickHouse table. Made by
     :func:`create_clickhouse_loader`; see there and the module docs."""
+
+    batch_format = "any"
 
     def __init__(self, config: ClickHouseLoaderConfig) -> None:
         self.config = config
@@ -198,6 +225,8 @@ class _ClickHouseSink:
         self.conn = conn
         self.ctx = ctx
         self.parts: list[tuple[Batch, bytes]] = []
+        self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
+        self.caps: Capabilities | None = None
         self.rows = 0
         self.nbytes = 0
         self.since: float | None = None
@@ -205,21 +234,35 @@ class _ClickHouseSink:
         self.rows_inserted = 0
         self.dead = 0
         self.dead_file: Any = None
+        # Whether inserts carry deduplication tokens that the table honours (then a failure
+        # after the data was sent can be retried), and if not, why.
         self.dedup_tokens = False
+        self.no_dedup = "the server was not asked yet"
+        self.window: int | None = None  # blocks the table remembers for deduplication
+        self.scope = ""
         self.key: tuple[str, ...] = ()
         self.version: str | None = None
         self.query = ""
         self.params: dict[str, Any] = {}
+
+    @property
+    def records_committed(self) -> int:
+        """Rows the server committed in this run (the stage's ``records_out``)."""
+        return self.rows_inserted
 
     # ------------------------------------------------------------------ setup
 
     async def prepare(self) -> None:
         loader, config = self.loader, self.config
         try:
-            version = (await self.conn.fetch("SELECT version()"))[0][0]
-            self.dedup_tokens = server_version(version) >= (22, 2)
+            caps = self.caps = await self.conn.capabilities()
+            if config.async_insert and not caps.async_insert:
+                raise self._setup_error(
+                    f"async_insert=True needs ClickHouse 21.11 or later; "
+                    f"{loader.connection.url} runs {caps.version_text}"
+                )
             if config.create_table is not None:
-                await self.conn.execute(self._create_sql())
+                await self.conn.execute(self._create_sql(caps))
             info = await self.conn.fetch(
                 render_query(
                     "SELECT engine, engine_full, sorting_key FROM system.tables "
@@ -260,6 +303,7 @@ class _ClickHouseSink:
                 )
         if config.mode == "upsert":
             self._check_upsert(engine, engine_full, sorting_key)
+        self._plan_deduplication(caps, engine, engine_full)
         columns = ""
         if config.columns is not None:
             columns = " (" + ", ".join(quote_identifier(c) for c in config.columns) + ")"
@@ -268,8 +312,44 @@ class _ClickHouseSink:
             "date_time_input_format": "best_effort",
             "input_format_skip_unknown_fields": 1 if config.columns is not None else 0,
         }
+        if config.async_insert:
+            self.params.update(async_insert=1, wait_for_async_insert=1)
+            if self.dedup_tokens:
+                self.params["async_insert_deduplicate"] = 1
 
-    def _create_sql(self) -> str:
+    def _plan_deduplication(self, caps: Capabilities, engine: str, engine_full: str) -> None:
+        """Decide whether inserts carry tokens the table honours (see the config's
+        ``deduplication``), and say why not where they cannot."""
+        table = self.loader.qualified
+        window = deduplication_window(engine, engine_full, caps)
+        setting = self.conn.settings.get("insert_deduplicate")
+        if setting is None:
+            setting = caps.settings.get("insert_deduplicate", "1")
+        if not self.config.deduplication:
+            self.no_dedup = "deduplication=False"
+        elif not caps.dedup_tokens:
+            self.no_dedup = (
+                f"ClickHouse {caps.version_text} has no insert_deduplication_token (22.2 and later)"
+            )
+        elif not window:
+            self.no_dedup = (
+                f"{table} does not deduplicate inserts ({engine} without "
+                f"non_replicated_deduplication_window; create_table sets it)"
+            )
+        elif str(setting).lower() in ("0", "false"):
+            self.no_dedup = "insert_deduplicate is 0"
+        elif self.config.async_insert and not caps.async_insert_dedup:
+            self.no_dedup = (
+                f"ClickHouse {caps.version_text} does not deduplicate async inserts "
+                f"(23.7 and later)"
+            )
+        else:
+            self.dedup_tokens = True
+            self.no_dedup = ""
+            self.window = window
+            self.scope = _scope(self.ctx)
+
+    def _create_sql(self, caps: Capabilities) -> str:
         config = self.config
         assert config.create_table is not None
         columns = ", ".join(f"{quote_identifier(c)} {t}" for c, t in config.create_table.items())
@@ -280,9 +360,18 @@ class _ClickHouseSink:
         else:
             engine = "MergeTree()"
         order_sql = ", ".join(quote_identifier(c) for c in order)
+        settings = ""
+        if (
+            config.deduplication
+            and config.deduplication_window
+            and caps.dedup_tokens
+            and "non_replicated_deduplication_window" in caps.merge_tree
+        ):
+            window = config.deduplication_window
+            settings = f" SETTINGS non_replicated_deduplication_window = {window}"
         return (
             f"CREATE TABLE IF NOT EXISTS {self.loader.quoted} ({columns}) "
-            f"ENGINE = {engine} ORDER BY ({order_sql})"
+            f"ENGINE = {engine} ORDER BY ({order_sql}){settings}"
         )
 
     def _check_upsert(self, engine: str, engine_full: str, sorting_key: str) -> None:
@@ -292,8 +381,8 @@ class _ClickHouseSink:
                 f"mode='upsert' needs a ReplacingMergeTree table (rows with equal sorting key "
                 f"replace each other); {table} is {engine}"
             )
-        key = tuple(part.strip().strip("`") for part in sorting_key.split(","))
-        if not all(valid_column(part) for part in key):
+        key = tuple(sorting_key_columns(sorting_key))
+        if not key or not all(valid_column(part) for part in key):
             raise self._setup_error(
                 f"mode='upsert' needs a sorting key of plain columns; {table} is ordered by "
                 f"({sorting_key})"
@@ -304,7 +393,7 @@ class _ClickHouseSink:
                 f"{table} ({', '.join(key)}): ReplacingMergeTree replaces rows whose sorting "
                 f"keys are equal"
             )
-        version = _engine_version(engine_full)
+        version = engine_version(engine_full)
         if self.config.version_column is not None and self.config.version_column != version:
             have = f"version column {version!r}" if version else "no version column"
             raise self._setup_error(
@@ -321,28 +410,35 @@ class _ClickHouseSink:
 
     async def write(self, batch: Batch) -> None:
         config = self.config
+        table: pa.Table | None = batch if isinstance(batch, pa.Table) else None
+        if table is not None and (config.mode == "upsert" or config.dead_letter is not None):
+            batch = table.to_pylist()  # per-record work: the records path (see the docs)
+            table = None
+        if self.tables if table is None else self.parts:
+            await self.flush()  # one kind per insert
+        by_bytes = not self.dedup_tokens  # with tokens, inserts are cut by rows alone
         start = 0
         total = len(batch)
         while start < total:
             take = min(total - start, config.batch_size - self.rows)
-            part = batch if take == total else batch[start : start + take]
-            await self._add(part, start)
+            if table is not None:
+                self._add_table(table.slice(start, take) if take != total else table)
+            else:
+                part = batch if take == total else batch[start : start + take]
+                await self._add(part, start)
             start += take
-            if self.rows >= config.batch_size or self.nbytes >= config.max_bytes:
+            if self.rows >= config.batch_size or (by_bytes and self.nbytes >= config.max_bytes):
                 await self.flush()
-        if (
-            config.flush_interval is not None
-            and self.since is not None
-            and monotonic() - self.since >= config.flush_interval
-        ):
+        if self.idle_after == 0.0:
             await self.flush()
 
     @property
     def idle_after(self) -> float | None:
-        """Seconds until the buffer is ``flush_interval`` old (``None``: nothing buffered); the
-        runner calls :meth:`on_idle` then if no batch arrived meanwhile."""
+        """Seconds until the buffer is ``flush_interval`` old (``None``: nothing buffered, or
+        inserts are cut by rows alone); the runner calls :meth:`on_idle` then if no batch
+        arrived meanwhile."""
         interval = self.config.flush_interval
-        if interval is None or self.since is None:
+        if interval is None or self.since is None or self.dedup_tokens:
             return None
         return max(0.0, self.since + interval - monotonic())
 
@@ -350,6 +446,53 @@ class _ClickHouseSink:
         """Flush a buffer that has waited ``flush_interval`` while the input paused."""
         if self.idle_after == 0.0:
             await self.flush()
+
+    def _add_table(self, table: pa.Table) -> None:
+        if self.since is None:
+            self.since = monotonic()
+        self.tables.append(table)
+        self.rows += table.num_rows
+        self.nbytes += table.nbytes
+
+    async def _flush_tables(self) -> None:
+        """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
+        written by pyarrow on older servers, JSONEachRow for nested columns there."""
+        tables, self.tables = self.tables, []
+        count = self.rows
+        self.rows = self.nbytes = 0
+        self.since = None
+        self.inserts += 1
+        batch_no = self.inserts
+        table = concat(tables)
+        if self.config.columns is not None:
+            missing = [c for c in self.config.columns if c not in table.column_names]
+            if missing:
+                raise ClickHouseLoadError(
+                    f"batch {batch_no} has no column(s) {', '.join(missing)} for "
+                    f"{self.loader.qualified}",
+                    table=self.loader.qualified,
+                    batch=batch_no,
+                    retryable=False,
+                )
+            table = table.select(list(self.config.columns))
+        arrow_stream = self.caps is not None and self.caps.arrow_stream
+        encoded = await anyio.to_thread.run_sync(insert_body, table, arrow_stream)
+        if encoded is None:
+            wire, body = "JSONEachRow", encode_records(table.to_pylist())[1:-1]
+        else:
+            wire, body = encoded
+        names = ", ".join(quote_identifier(name) for name in table.column_names)
+        query = f"INSERT INTO {self.loader.quoted} ({names}) FORMAT {wire}"
+        params = self._token(batch_no, body)
+        if wire == "CSVWithNames":
+            params["date_time_input_format"] = "basic"  # times are Unix seconds: no guessing
+        try:
+            await self._send(body, params, query)
+        except ServerError as exc:
+            raise self._insert_error(exc, batch_no, _TableRows(table), query) from None
+        except httpx.TransportError as exc:
+            raise self._connection_error(exc, batch_no, count) from exc
+        self._inserted(count, len(body))
 
     async def _add(self, part: Batch, offset: int) -> None:
         try:
@@ -389,6 +532,9 @@ class _ClickHouseSink:
     async def flush(self) -> None:
         """Insert what is buffered, as one insert (or, with a dead-letter file, as few as needed
         to set the rejected records aside)."""
+        if self.tables:
+            await self._flush_tables()
+            return
         if not self.parts:
             return
         parts, self.parts = self.parts, []
@@ -411,7 +557,7 @@ class _ClickHouseSink:
                 count = len(kept)
                 body = encode_records(kept)[1:-1]
         try:
-            await self._send(body, self._token(batch_no))
+            await self._send(body, self._token(batch_no, body))
         except ServerError as exc:
             if records is None:
                 records = [record for part, _ in parts for record in part]
@@ -429,11 +575,13 @@ class _ClickHouseSink:
         self.ctx.add_metric("inserts", 1)
         self.ctx.add_metric("bytes_sent", nbytes)
 
-    def _token(self, batch_no: int, piece: str = "") -> dict[str, Any]:
+    def _token(self, batch_no: int, body: bytes, piece: str = "") -> dict[str, Any]:
+        """The deduplication token of an insert: the same for the same rows at the same place
+        of a rerun of the same window (or parameters), different for different rows."""
         if not self.dedup_tokens:
             return {}
-        token = f"{self.ctx.run_id}:{self.loader.qualified}:{batch_no}{piece}"
-        return {"insert_deduplication_token": token}
+        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        return {"insert_deduplication_token": f"{self.scope}:{batch_no}{piece}:{digest}"}
 
     def _latest_per_key(self, records: Batch, batch_no: int) -> Batch:
         """Keep one record per upsert key: the highest version, or the last one."""
@@ -460,12 +608,12 @@ class _ClickHouseSink:
             latest[k] = record
         return list(latest.values())
 
-    async def _send(self, body: bytes, params: Mapping[str, Any]) -> None:
+    async def _send(self, body: bytes, params: Mapping[str, Any], query: str | None = None) -> None:
         """One insert, retried where that cannot duplicate rows (see the module docs)."""
         retries = self.loader.backoff.retries(self.config.retries)
         while True:
             try:
-                await self.conn.insert(self.query, body, {**self.params, **params})
+                await self.conn.insert(query or self.query, body, {**self.params, **params})
                 return
             except ServerError as exc:
                 if exc.code not in _OVERLOADED or not retries.left:
@@ -503,8 +651,9 @@ class _ClickHouseSink:
             offset, chunk, error = stack.pop()
             if error is None:
                 body = encode_records(chunk)[1:-1]
+                token = self._token(batch_no, body, f":{offset}:{len(chunk)}")
                 try:
-                    await self._send(body, self._token(batch_no, f":{offset}:{len(chunk)}"))
+                    await self._send(body, token)
                 except ServerError as exc:
                     if exc.code not in _BAD_DATA:
                         raise self._insert_error(exc, batch_no, chunk) from None
@@ -550,7 +699,9 @@ class _ClickHouseSink:
         await self.dead_file.write(line + b"\n")
         self.ctx.add_metric("rows_dead_lettered", 1)
 
-    def _insert_error(self, exc: ServerError, batch_no: int, records: Batch) -> ClickHouseLoadError:
+    def _insert_error(
+        self, exc: ServerError, batch_no: int, records: Any, query: str | None = None
+    ) -> ClickHouseLoadError:
         record = None
         where = ""
         if exc.row is not None and 1 <= exc.row <= len(records):
@@ -561,24 +712,37 @@ class _ClickHouseSink:
             f"insert into {self.loader.qualified} failed at batch {batch_no} "
             f"({len(records)} rows): {exc}{where}; {done}",
             code=exc.code,
-            query=self.query,
+            query=query or self.query,
             table=self.loader.qualified,
             batch=batch_no,
             record=record,
+            rows_committed=self.rows_inserted,
             retryable=exc.code in _OVERLOADED,
         )
 
     def _connection_error(
         self, exc: httpx.TransportError, batch_no: int, count: int
     ) -> ClickHouseLoadError:
+        """A failed connection: retryable if nothing was sent, or if the table deduplicates the
+        re-sent rows; otherwise the server may have written them, and a retry could again."""
+        unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
+        what = (
+            ""
+            if unsent or self.dedup_tokens
+            else (
+                f"; the rows were sent, so the server may have written them, and a retry could "
+                f"write them twice ({self.no_dedup}): not retryable"
+            )
+        )
         return ClickHouseLoadError(
             f"insert into {self.loader.qualified} failed at batch {batch_no} ({count} rows): "
             f"connection to {self.loader.connection.url} failed: {type(exc).__name__}: {exc}; "
-            f"{self._done()}",
+            f"{self._done()}{what}",
             query=self.query,
             table=self.loader.qualified,
             batch=batch_no,
-            retryable=True,
+            rows_committed=self.rows_inserted,
+            retryable=unsent or self.dedup_tokens,
         )
 
     def _done(self) -> str:
@@ -589,6 +753,16 @@ class _ClickHouseSink:
     async def finish(self) -> None:
         """Flush the rest and optimise the table if asked to (a clean end of the run)."""
         await self.flush()
+        if self.window is not None and self.inserts > self.window:
+            logger.warning(
+                "%s: %d inserts into %s exceed the %d blocks it remembers for deduplication: a "
+                "rerun would insert the earliest again (raise its deduplication window, or "
+                "batch_size)",
+                self.ctx.pipeline,
+                self.inserts,
+                self.loader.qualified,
+                self.window,
+            )
         if self.config.optimize_final:
             try:
                 await self.conn.execute(f"OPTIMIZE TABLE {self.loader.quoted} FINAL")
@@ -598,31 +772,43 @@ class _ClickHouseSink:
     async def close(self) -> None:
         """Drop what is still buffered (after a failure) and close the dead-letter file."""
         self.parts = []
+        self.tables = []
         if self.dead_file is not None:
             await self.dead_file.aclose()
             self.dead_file = None
 
 
-def _engine_version(engine_full: str) -> str | None:
-    """The version column of a ``ReplacingMergeTree(...)`` engine definition, if it has one.
+class _TableRows:
+    """The rows of an Arrow batch as an error names them: one converted when asked for."""
 
-    Understands ``ReplacingMergeTree(ver)``, ``ReplacingMergeTree(ver, is_deleted)``, the
-    replicated form with its two quoted arguments first, and the old
-    ``ReplacingMergeTree(date, key, granularity[, ver])`` syntax.
-    """
-    head, paren, rest = engine_full.partition("(")
-    if not paren or " " in head.strip():
-        return None  # "ReplacingMergeTree ORDER BY ...": the engine has no arguments
-    depth = 1
-    end = 0
-    while end < len(rest) and depth:
-        depth += {"(": 1, ")": -1}.get(rest[end], 0)
-        end += 1
-    args = [arg for arg in split_args(rest[: end - 1]) if not arg.startswith("'")]
-    if len(args) >= 3:  # the old syntax: the version, if any, comes after the granularity
-        last = args[-1].strip("`")
-        return None if last.isdigit() else last
-    return args[0].strip("`") if args else None
+    def __init__(self, table: pa.Table) -> None:
+        self.table = table
+
+    def __len__(self) -> int:
+        return int(self.table.num_rows)
+
+    def __getitem__(self, index: int) -> Any:
+        return self.table.slice(index, 1).to_pylist()[0]
+
+
+def _scope(ctx: RunContext) -> str:
+    """What a rerun has in common with the run it repeats: the pipeline, and its window and
+    parameters; a run with neither repeats only itself (its retries, within a composition that
+    retries it, share the parent's run id)."""
+    basis: list[Any] = []
+    if ctx.window is not None:
+        basis.append(["window", *(_instant(t) for t in (ctx.window.start, ctx.window.end))])
+    if ctx.params:
+        basis.append(["params", dict(ctx.params)])
+    if not basis:
+        basis.append(["run", ctx.parent_run_id or ctx.run_id])
+    data = orjson.dumps(basis, default=repr, option=orjson.OPT_SORT_KEYS | orjson.OPT_NON_STR_KEYS)
+    return f"{ctx.pipeline}:{hashlib.blake2b(data, digest_size=8).hexdigest()}"
+
+
+def _instant(moment: datetime) -> str:
+    """A datetime as text that is the same for the same instant in any time zone."""
+    return (moment.astimezone(UTC) if moment.utcoffset() is not None else moment).isoformat()
 
 
 def create_clickhouse_loader(

@@ -10,12 +10,13 @@ from typing import Annotated, Any, Literal, cast
 import pyarrow as pa
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
-from ..._exceptions import PipelineError
+from ..._exceptions import ConfigError, PipelineError
 from ...core.config import Options, warn_deprecated
 from ...core.context import RunContext
+from ...core.templates import check_path_value, fill_confined
 from ...core.types import ErrorHandling
-from .compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
-from .parsers import text_codec
+from ..compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
+from ..parsers import text_codec
 
 FileFormat = Literal["csv", "jsonl", "json", "parquet", "arrow"]
 CompressionSetting = Literal["infer", "none", "gzip", "bz2", "zstd", "snappy"]
@@ -36,6 +37,7 @@ _FORMAT_EXTENSIONS: dict[str, FileFormat] = {
     ".ipc": "arrow",
 }
 _MIB = 1024 * 1024
+_RUN_VALUES = frozenset({"pipeline", "run_id", "window", "date"})
 
 
 def _infer_format(path: str) -> FileFormat | None:
@@ -74,14 +76,39 @@ def _template_fields(path: str) -> list[str]:
     return [name for _, name, _, _ in string.Formatter().parse(path) if name is not None]
 
 
-def fill_path(path: str, ctx: RunContext, what: type[PipelineError]) -> str:
-    """Fill ``{placeholders}`` in ``path`` from the run (see ``RunContext.template_values``)."""
+def fill_path(
+    path: str,
+    ctx: RunContext,
+    what: type[PipelineError],
+    *,
+    glob: bool = False,
+    allow_subpaths: bool = False,
+) -> str:
+    """Fill ``{placeholders}`` in ``path`` from the run (see ``RunContext.template_values``).
+
+    Run parameters are confined to their placeholder: a value holding a path separator (unless
+    ``allow_subpaths``), ``..``, or, in a glob, glob characters fails the run, naming the
+    parameter.
+    """
     if "{" not in path and "}" not in path:
         return path
     values = ctx.template_values()
+    params = ctx.params
+
+    def check(name: str, text: str, before: str) -> str:
+        if name == "params" or (name in params and name not in _RUN_VALUES):
+            return check_path_value(name, text, glob=glob, subpaths=allow_subpaths)
+        return text
+
     try:
-        return path.format_map(values)
+        return fill_confined(path, values, check)
     except (KeyError, AttributeError, IndexError, ValueError) as exc:
+        if isinstance(exc, ValueError) and len(exc.args) == 2:
+            name, problem = exc.args
+            raise what(
+                f"run parameter {name!r} cannot fill file_path {path!r}: {problem}",
+                retryable=False,
+            ) from ConfigError.for_field(f"params.{name}", problem)
         known = ", ".join(sorted(key for key in values if isinstance(key, str)))
         raise what(
             f"cannot fill the placeholders of file_path {path!r}: {type(exc).__name__}: {exc} "
@@ -97,7 +124,13 @@ class _PathOptions(Options):
     """The file to read or write. May hold ``{placeholders}`` filled from the run: ``{date}``
     (the start of the run's window, or today), ``{pipeline}``, ``{run_id}``,
     ``{window.start:%Y%m%d}`` and run parameters by name. The extractor also takes a glob
-    (``data/*.jsonl.gz``; ``**`` recurses), whose matches it reads in sorted order."""
+    (``data/*.jsonl.gz``; ``**`` recurses), whose matches it reads in sorted order. A run
+    parameter fills one path component: a value holding ``/``, ``\\``, ``..`` (or, for the
+    extractor, ``*?[]``) fails the run with an error naming it."""
+    allow_subpaths: bool = False
+    """Let run parameters fill relative sub-paths (``region=eu/west``): ``/`` is then allowed in
+    their values, still never ``..``, a leading ``/`` or ``~``, so the path stays under the
+    template's directory."""
     encoding: str = "utf-8"
     """The text encoding; a UTF-8 byte-order mark is dropped on reading."""
     delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","

@@ -23,10 +23,8 @@ from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Extractor
 from ...core.types import Batch, Record
-from .columnar import iter_arrow_stream, iter_parquet
-from .compression import Codec, CorruptDataError, codec_for, make_decoder
-from .config import COLUMNAR, FileExtractorConfig, FileFormat, fill_path
-from .parsers import (
+from ..compression import Codec, CorruptDataError, codec_for, make_decoder
+from ..parsers import (
     CsvParser,
     JsonArrayParser,
     JsonlParser,
@@ -34,6 +32,8 @@ from .parsers import (
     RecordParser,
     text_codec,
 )
+from .columnar import iter_arrow_stream, iter_parquet
+from .config import COLUMNAR, FileExtractorConfig, FileFormat, fill_path
 
 _GLOB_MAGIC = re.compile(r"[*?[]")
 _SKIPS_LOGGED = 10
@@ -188,7 +188,13 @@ class FileExtractor(Extractor):
         return FileFormatError(f"pyarrow cannot read it: {exc}", file=path)
 
     async def _paths(self, ctx: RunContext) -> list[str]:
-        pattern = fill_path(self.config.file_path, ctx, ExtractError)
+        pattern = fill_path(
+            self.config.file_path,
+            ctx,
+            ExtractError,
+            glob=True,
+            allow_subpaths=self.config.allow_subpaths,
+        )
 
         def matches() -> list[str]:
             expanded = os.path.expanduser(pattern)

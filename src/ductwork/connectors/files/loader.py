@@ -33,7 +33,11 @@ class FileLoader(Loader):
 
     def open(self, ctx: RunContext) -> FileSink:
         """Open the loader for one run (an async context manager yielding the sink)."""
-        path = os.path.expanduser(fill_path(self.config.file_path, ctx, LoadError))
+        path = os.path.expanduser(
+            fill_path(
+                self.config.file_path, ctx, LoadError, allow_subpaths=self.config.allow_subpaths
+            )
+        )
         return FileSink(self.config, path, ctx)
 
 

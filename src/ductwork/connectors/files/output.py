@@ -24,9 +24,9 @@ from aiofiles.threadpool.binary import AsyncBufferedIOBase
 from ..._exceptions import LoadError
 from ...core.context import RunContext
 from ...core.types import Batch
+from ..compression import Codec, Encoder, codec_for, make_encoder
+from ..parsers import text_codec
 from .columnar import ArrowStreamWriter, ParquetWriter
-from .compression import Codec, Encoder, codec_for, make_encoder
-from .parsers import text_codec
 from .writers import CsvWriter, JsonArrayWriter, JsonlWriter, RecordWriter
 
 if TYPE_CHECKING:

@@ -20,7 +20,7 @@ import pyarrow.csv as pacsv
 
 from ..._exceptions import LoadError
 from ...core.types import Batch, Record
-from .parsers import snippet
+from ..parsers import snippet
 
 __all__ = ["CsvWriter", "JsonArrayWriter", "JsonlWriter", "RecordWriter"]
 

@@ -16,7 +16,15 @@ from typing import Annotated, Any, Literal
 from urllib.parse import urlsplit
 
 import httpx
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationInfo, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationInfo,
+    field_serializer,
+    field_validator,
+)
 
 from ...core.config import Options
 from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, coerce_rate_limit
@@ -29,6 +37,11 @@ __all__ = [
     "HeaderAuth",
     "HttpExtractorConfig",
     "IncrementalConfig",
+    "config_secrets",
+    "credential_headers",
+    "looks_secret",
+    "mask_secrets",
+    "origin",
     "redact_httpx_logs",
     "redact_url",
     "ssl_context",
@@ -36,6 +49,40 @@ __all__ = [
 
 _SECRET_PARAM_PARTS = ("token", "secret", "password", "passwd", "apikey", "api_key", "signature")
 _SECRET_PARAMS = frozenset({"key", "sig", "auth", "authorization", "credential", "credentials"})
+_SECRET_HEADER_PARTS = ("auth", "cookie", "key", "session", *_SECRET_PARAM_PARTS)
+_DEFAULT_PORTS = {"http": 80, "https": 443}
+
+
+def origin(url: str | httpx.URL) -> tuple[str, str, int | None]:
+    """The origin of a URL: scheme, host and port (the scheme's default port when none is
+    given). Credentials go only to the origin of the configured URL."""
+    parsed = httpx.URL(url)
+    scheme = parsed.scheme.lower()
+    return scheme, parsed.host.lower(), parsed.port or _DEFAULT_PORTS.get(scheme)
+
+
+def _secret_param(name: str) -> bool:
+    lowered = name.lower()
+    return lowered in _SECRET_PARAMS or any(part in lowered for part in _SECRET_PARAM_PARTS)
+
+
+def _secret_header(name: str) -> bool:
+    lowered = name.lower()
+    return any(part in lowered for part in _SECRET_HEADER_PARTS)
+
+
+def looks_secret(name: str) -> bool:
+    """Whether a parameter called ``name`` probably holds a secret (its value is masked).
+
+    Names containing ``token``, ``secret``, ``password``, ``api_key``, ``signature`` (or being
+    ``key``, ``sig``, ``auth`` ...), in any case.
+
+    Example:
+        >>> looks_secret("api_key"), looks_secret("Access_Token"), looks_secret("page")
+        (True, True, False)
+    """
+    lowered = name.lower()
+    return lowered in _SECRET_PARAMS or any(part in lowered for part in _SECRET_PARAM_PARTS)
 
 
 def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()) -> str:
@@ -61,12 +108,7 @@ def redact_url(url: str | httpx.URL, secret_params: frozenset[str] = frozenset()
         pairs = []
         secret_query = False
         for name, value in parsed.params.multi_items():
-            lowered = name.lower()
-            if (
-                lowered in _SECRET_PARAMS
-                or lowered in secret_params
-                or any(part in lowered for part in _SECRET_PARAM_PARTS)
-            ):
+            if name.lower() in secret_params or _secret_param(name):
                 value = "***"
                 secret_query = True
             pairs.append((name, value))
@@ -164,6 +206,64 @@ class HeaderAuth(BaseModel):
 AuthConfig = Annotated[BearerAuth | BasicAuth | HeaderAuth, Field(discriminator="type")]
 
 
+def credential_headers(
+    headers: dict[str, str], auth: BearerAuth | BasicAuth | HeaderAuth | None
+) -> tuple[dict[str, str], dict[str, str]]:
+    """Split request headers into ``(plain, credentials)``.
+
+    The credentials are the ``auth`` headers and every header of ``headers`` whose name looks
+    like one (``Authorization``, ``Cookie``, names holding ``auth``, ``key``, ``token``,
+    ``secret``, ``session``, ``password`` or ``signature``): they are sent only to the
+    configured URL's origin, never after a redirect or a next-page link to another one.
+    """
+    plain: dict[str, str] = {}
+    secret: dict[str, str] = {}
+    for name, value in headers.items():
+        (secret if _secret_header(name) else plain)[name] = value
+    if auth is not None:
+        secret.update(auth.headers())
+    return plain, secret
+
+
+_MIN_SECRET = 4
+"""Shorter values are not masked in quoted bodies: they would turn ordinary text into ``***``."""
+
+
+def config_secrets(config: HttpExtractorConfig, params: dict[str, Any] | None = None) -> set[str]:
+    """Every secret the configuration holds, as it may appear in a response: the ``auth``
+    secrets and header values, credential-like headers, the URL's password and secret-looking
+    query values (of the URL, of ``params`` and of a run's filled ``params``)."""
+    found: set[str] = set()
+    auth = config.auth
+    if auth is not None:
+        found.update(auth.headers().values())
+        for field in ("token", "password", "value"):
+            secret = getattr(auth, field, None)
+            if isinstance(secret, SecretStr):
+                found.add(secret.get_secret_value())
+    found.update(value for name, value in config.headers.items() if _secret_header(name))
+    for name, value in {**config.params, **(params or {})}.items():
+        if _secret_param(name) and isinstance(value, str) and "{" not in value:
+            found.add(value)
+    try:
+        url = httpx.URL(config.url)
+    except httpx.InvalidURL:
+        url = None
+    if url is not None:
+        if url.password:
+            found.add(url.password)
+        found.update(value for name, value in url.params.multi_items() if _secret_param(name))
+    return {value for value in found if len(value) >= _MIN_SECRET}
+
+
+def mask_secrets(text: str, secrets: set[str] | frozenset[str]) -> str:
+    """``text`` with every occurrence of each secret replaced by ``***`` (longest first)."""
+    for secret in sorted(secrets, key=len, reverse=True):
+        if secret in text:
+            text = text.replace(secret, "***")
+    return text
+
+
 class IncrementalConfig(Options):
     """Fetch only new records on each run, using a cursor field such as ``updated_at``.
 
@@ -210,6 +310,11 @@ class HttpExtractorConfig(Options):
     ``"type"``); secrets are held as ``SecretStr``."""
     timeout: Annotated[float, Field(gt=0)] = 30.0
     """Seconds allowed to connect, and for each read and write."""
+    request_deadline: Annotated[float, Field(gt=0)] | None = None
+    """Seconds allowed for a whole request: sending it, following its redirects and reading its
+    body to the end, however slowly the bytes come; past it the request fails as a timeout
+    (retried while no batch of it was passed on). ``None`` (the default): no overall limit,
+    only ``timeout`` for each connect, read and write."""
     retry_logic: HttpRetryConfig = HttpRetryConfig()
     """When and how requests are retried: a :class:`HttpRetryConfig` (or dict); default: 3 retries
     with backoff."""
@@ -234,12 +339,17 @@ class HttpExtractorConfig(Options):
     """Records per batch for streamed bodies and large JSON pages."""
     incremental: IncrementalConfig | None = None
     """An :class:`IncrementalConfig` (or dict) to fetch only new records."""
+    max_record_size: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
+    """JSON Lines and CSV: the longest record (line, or CSV record with its quoted line
+    breaks) accepted, in bytes; a longer one fails the run instead of growing memory."""
     csv_delimiter: Annotated[str, Field(min_length=1, max_length=1)] = ","
     """The CSV field delimiter."""
     encoding: str = "utf-8"
     """The text encoding of CSV bodies whose response names no charset."""
     follow_redirects: bool = True
-    """Follow 3xx redirects."""
+    """Follow 3xx redirects (at most 20 in a row). Credentials (``auth`` and credential-like
+    ``headers``) go only to the configured URL's origin: a redirect or a next-page URL to
+    another scheme, host or port is sent without them."""
     verify: bool | Annotated[str, Field(min_length=1)] = True
     """Verify TLS certificates: ``True``, ``False`` to skip, or the path of a CA bundle file or
     directory."""
@@ -249,6 +359,18 @@ class HttpExtractorConfig(Options):
     def __repr_args__(self) -> Any:
         for name, value in super().__repr_args__():
             yield name, redact_url(value) if name == "url" else value
+
+    @field_serializer("url")
+    def _serialize_url(self, value: str) -> str:
+        return redact_url(value)
+
+    @field_serializer("headers")
+    def _serialize_headers(self, value: dict[str, str]) -> dict[str, str]:
+        return {name: "***" if _secret_header(name) else v for name, v in value.items()}
+
+    @field_serializer("params")
+    def _serialize_params(self, value: dict[str, Any]) -> dict[str, Any]:
+        return {name: "***" if _secret_param(name) else v for name, v in value.items()}
 
     @field_validator("url")
     @classmethod

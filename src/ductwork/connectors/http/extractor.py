@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import logging
-from collections.abc import AsyncGenerator, Awaitable, Callable, Mapping
+import math
+from collections.abc import AsyncGenerator, AsyncIterator, Awaitable, Callable, Mapping
 from contextlib import aclosing
 from dataclasses import dataclass
 from typing import Any
@@ -12,14 +13,21 @@ import anyio
 import httpx
 from anyio.abc import TaskGroup
 
-from ..._exceptions import ExtractError, HttpError
+from ..._exceptions import ConfigError, ExtractError, HttpError
 from ...core.backoff import Retries
 from ...core.config import validate_config
 from ...core.context import RunContext
+from ...core.instrument import operation
 from ...core.stages import Extractor
+from ...core.templates import fill_confined, url_value_encoder
 from ...core.types import Batch
+from ..compression import Codec, CorruptDataError, make_decoder
 from .config import (
     HttpExtractorConfig,
+    config_secrets,
+    credential_headers,
+    mask_secrets,
+    origin,
     redact_httpx_logs,
     redact_url,
     ssl_context,
@@ -37,6 +45,7 @@ from .paging import (
 Emit = Callable[[Batch], Awaitable[None]]
 
 _SNIPPET = 200
+_MAX_REDIRECTS = 20
 
 
 # --------------------------------------------------------------------------- the extractor
@@ -49,6 +58,7 @@ class _Run:
     ctx: RunContext
     url: str
     params: dict[str, Any]
+    origin: tuple[str, str, int | None] = ("", "", None)
     state_key: str | None = None
     last_value: Any = None
     max_value: Any = None
@@ -90,6 +100,8 @@ class HttpExtractor(Extractor):
         self._format = "ndjson" if config.response_format == "jsonl" else config.response_format
         pagination = config.pagination
         self._concurrent = config.concurrency > 1 and pagination.predictable
+        self._headers, self._credentials = credential_headers(config.headers, config.auth)
+        self._credential_names = frozenset(name.lower() for name in self._credentials)
 
     def __repr__(self) -> str:
         return (
@@ -142,6 +154,7 @@ class HttpExtractor(Extractor):
             run.last_value = await ctx.state.get(run.state_key, inc.initial_value)
         values["last_value"] = "" if run.last_value is None else run.last_value
         run.url = _fill(config.url, values, "url")
+        run.origin = origin(run.url)
         for key, value in config.params.items():
             if isinstance(value, str):
                 value = _fill(value, values, f"params.{key}")
@@ -152,15 +165,13 @@ class HttpExtractor(Extractor):
 
     def _client(self) -> httpx.AsyncClient:
         config = self.config
-        headers = dict(config.headers)
-        if config.auth is not None:
-            headers.update(config.auth.headers())
         connections = max(10, config.concurrency)
+        # Redirects are followed by ``_send``, which decides per hop where credentials go.
         return httpx.AsyncClient(
-            headers=headers,
+            headers=self._headers,
             verify=ssl_context(config.verify),
             timeout=httpx.Timeout(config.timeout),
-            follow_redirects=config.follow_redirects,
+            follow_redirects=False,
             limits=httpx.Limits(max_connections=connections, max_keepalive_connections=connections),
         )
 
@@ -339,7 +350,7 @@ class HttpExtractor(Extractor):
         """
         tries = self.config.retry_logic.retries()
         while True:
-            response = await self._open(client, request, run, tries)
+            response, deadline = await self._open(client, request, run, tries)
             started = False
             failure: httpx.TransportError
             collected: list[Batch] = []
@@ -348,7 +359,7 @@ class HttpExtractor(Extractor):
                 info.headers = response.headers
                 info.links = response.links
                 info.records = 0
-                async with aclosing(self._parse(response, info)) as batches:
+                async with aclosing(self._parse(response, info, deadline)) as batches:
                     async for batch in batches:
                         if buffered:
                             collected.append(batch)
@@ -385,10 +396,13 @@ class HttpExtractor(Extractor):
         for batch in collected:
             yield batch
 
-    async def _parse(self, response: httpx.Response, info: PageInfo) -> AsyncGenerator[Batch, None]:
+    async def _parse(
+        self, response: httpx.Response, info: PageInfo, deadline: float | None
+    ) -> AsyncGenerator[Batch, None]:
         size = self.config.batch_size
+        body = _body(response, deadline)
         if self._format == "json":
-            raw = await response.aread()
+            raw = b"".join([chunk async for chunk in body])
             records, info.body = json_records(raw, self.config.records_path)
             info.records = len(records)
             if len(records) <= size:
@@ -399,13 +413,14 @@ class HttpExtractor(Extractor):
                     yield records[start : start + size]
             return
         if self._format == "ndjson":
-            stream = iter_ndjson(response.aiter_bytes(), size)
+            stream = iter_ndjson(body, size, max_record_size=self.config.max_record_size)
         else:
             stream = iter_csv(
-                response.aiter_bytes(),
+                body,
                 size,
                 encoding=response.charset_encoding or self.config.encoding,
                 delimiter=self.config.csv_delimiter,
+                max_record_size=self.config.max_record_size,
             )
         async with aclosing(stream) as batches:
             async for batch in batches:
@@ -414,8 +429,9 @@ class HttpExtractor(Extractor):
 
     async def _open(
         self, client: httpx.AsyncClient, request: PageRequest, run: _Run, tries: Retries
-    ) -> httpx.Response:
-        """Send ``request`` until a 2xx response arrives; return it with its body unread."""
+    ) -> tuple[httpx.Response, float | None]:
+        """Send ``request`` until a 2xx response arrives; return it with its body unread, and
+        the deadline (``request_deadline`` from the start of the attempt) for reading it."""
         config = self.config
         limiter = self.rate_limiter
         ctx = run.ctx
@@ -429,18 +445,70 @@ class HttpExtractor(Extractor):
                 config.method, _request_url(request), json=config.json_body
             )
             ctx.add_metric("http_requests")
+            deadline = None
+            if config.request_deadline is not None:
+                deadline = anyio.current_time() + config.request_deadline
             try:
-                response = await client.send(outgoing, stream=True)
+                with operation(
+                    config.method,
+                    {
+                        "http.request.method": config.method,
+                        "url.full": redact_url(outgoing.url),
+                        "http.request.resend_count": tries.spent,
+                    },
+                    "client",
+                ) as op:
+                    try:
+                        with anyio.move_on_after(config.request_deadline or math.inf) as scope:
+                            response = await self._send(client, outgoing, request, run)
+                        if scope.cancelled_caught:
+                            raise _DeadlineExceeded
+                    except httpx.TransportError as exc:
+                        op.set_attribute("error.type", type(exc).__name__)
+                        raise
+                    op.set_attribute("http.response.status_code", response.status_code)
+                    if not response.is_success:
+                        op.set_attribute("error.type", str(response.status_code))
             except httpx.TransportError as exc:
+                ctx.add_metric("http_status_error")
                 await self._retry_or_raise(request, run, tries, exc=exc)
                 continue
+            ctx.add_metric(f"http_status_{response.status_code}")
             if response.is_success:
-                return response
+                return response, deadline
             try:
-                snippet = await _read_snippet(response)
+                snippet = await _read_snippet(response, deadline)
             finally:
                 await response.aclose()
             await self._retry_or_raise(request, run, tries, response=response, snippet=snippet)
+
+    async def _send(
+        self, client: httpx.AsyncClient, outgoing: httpx.Request, request: PageRequest, run: _Run
+    ) -> httpx.Response:
+        """Send ``outgoing``, following redirects when configured; credentials are attached to
+        each hop whose origin is the configured URL's, and stripped from every other."""
+        seen: set[str] = set()
+        while True:
+            for name in self._credential_names:
+                outgoing.headers.pop(name, None)
+            if self._credentials and origin(outgoing.url) == run.origin:
+                outgoing.headers.update(self._credentials)
+            response = await client.send(outgoing, stream=True)
+            following = response.next_request
+            if not self.config.follow_redirects or following is None:
+                return response
+            await response.aclose()
+            seen.add(str(outgoing.url))
+            target = str(following.url)
+            if target in seen or len(seen) > _MAX_REDIRECTS:
+                problem = (
+                    f"redirect loop: {redact_url(target)} redirects back to a URL already visited"
+                    if target in seen
+                    else f"more than {_MAX_REDIRECTS} redirects in a row"
+                )
+                raise self._error(request, problem, response=response, retryable=False)
+            run.ctx.add_metric("http_redirects")
+            outgoing = following
 
     async def _retry_or_raise(
         self,
@@ -460,7 +528,7 @@ class HttpExtractor(Extractor):
             retryable = status in retry.retry_statuses
         else:
             assert exc is not None
-            what = _describe_transport_error(exc, self.config.timeout)
+            what = _describe_transport_error(exc, self.config.timeout, self.config.request_deadline)
             retryable = isinstance(
                 exc, (httpx.TimeoutException, httpx.NetworkError, httpx.RemoteProtocolError)
             )
@@ -486,6 +554,7 @@ class HttpExtractor(Extractor):
                 ) from exc
         wait = tries.take(retry_after=asked)
         run.ctx.add_metric("http_retries")
+        run.ctx.add_metric(f"http_retries_{response.status_code if response else 'error'}")
         run.ctx.logger.info(
             "%s: %s %s failed (%s); retry %d of %d in %.2fs",
             run.ctx.pipeline,
@@ -514,6 +583,11 @@ class HttpExtractor(Extractor):
             url = redact_url(response.url)
         else:
             url = redact_url(_request_url(request))
+        # A body may echo what was sent: mask every secret of the configuration and the request.
+        secrets = config_secrets(self.config, request.params)
+        problem = mask_secrets(problem, secrets)
+        if snippet:
+            snippet = mask_secrets(snippet, secrets)
         message = f"{method} {url}: {problem}"
         if snippet:
             message += f"; body: {snippet!r}"
@@ -541,8 +615,12 @@ def _request_url(request: PageRequest) -> str:
         return request.url
 
 
-def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
+def _describe_transport_error(
+    exc: httpx.TransportError, timeout: float, deadline: float | None
+) -> str:
     detail = f"{type(exc).__name__}: {exc}" if str(exc) else type(exc).__name__
+    if isinstance(exc, _DeadlineExceeded):
+        return f"{exc}={deadline:g}s" if deadline is not None else str(exc)
     if isinstance(exc, httpx.TimeoutException):
         return f"timed out after {timeout:g}s ({detail})"
     if isinstance(exc, httpx.ConnectError):
@@ -552,11 +630,69 @@ def _describe_transport_error(exc: httpx.TransportError, timeout: float) -> str:
     return detail
 
 
-async def _read_snippet(response: httpx.Response) -> str:
+class _DeadlineExceeded(httpx.TimeoutException):
+    """A request (sending it, its redirects and reading its body) took longer than
+    ``request_deadline``; retried as a timeout is."""
+
+    def __init__(self) -> None:
+        super().__init__("the request took longer than request_deadline")
+
+
+async def _until(deadline: float | None, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    """The chunks of a body, raising :class:`_DeadlineExceeded` once ``deadline`` passes.
+
+    Each wait for a chunk is bounded by its own cancel scope, which never spans a ``yield``."""
+    if deadline is None:
+        async for chunk in chunks:
+            yield chunk
+        return
+    iterator = chunks.__aiter__()
+    while True:
+        with anyio.move_on_after(deadline - anyio.current_time()) as scope:
+            try:
+                chunk = await iterator.__anext__()
+            except StopAsyncIteration:
+                return
+        if scope.cancelled_caught:
+            raise _DeadlineExceeded
+        yield chunk
+
+
+_DECODED_PIECE = 1024 * 1024
+"""Bytes of a compressed body decoded at a time (the parsers' bound per chunk)."""
+_CONTENT_CODECS: dict[str, Codec] = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd"}
+
+
+def _body(response: httpx.Response, deadline: float | None) -> AsyncIterator[bytes]:
+    """The decoded chunks of a response body, within ``deadline``.
+
+    A body with ``Content-Encoding: gzip`` or ``zstd`` is decoded here in pieces of at most
+    a MiB (httpx's own decoders turn each network chunk into all of its output at once, which a
+    highly compressible body makes arbitrarily large); other encodings are left to httpx.
+    """
+    codec = _CONTENT_CODECS.get(response.headers.get("content-encoding", "").strip().lower())
+    if codec is None:
+        return _until(deadline, response.aiter_bytes())
+    return _decoded(codec, _until(deadline, response.aiter_raw()))
+
+
+async def _decoded(codec: Codec, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
+    decoder = make_decoder(codec)
+    try:
+        async for chunk in chunks:
+            decoder.feed(chunk)
+            while piece := decoder.read(_DECODED_PIECE):
+                yield piece
+        decoder.finish()
+    except CorruptDataError as exc:
+        raise ResponseFormatError(f"the {codec} response body is corrupt: {exc}") from None
+
+
+async def _read_snippet(response: httpx.Response, deadline: float | None) -> str:
     """The start of an error response's body, without reading a large body whole."""
     data = b""
     try:
-        async for chunk in response.aiter_bytes():
+        async for chunk in _body(response, deadline):
             data += chunk
             if len(data) >= _SNIPPET:
                 break
@@ -567,10 +703,17 @@ async def _read_snippet(response: httpx.Response) -> str:
 
 
 def _fill(template: str, values: Mapping[str, Any], field: str) -> str:
-    """Fill ``{name}`` placeholders from the run's template values."""
+    """Fill ``{name}`` placeholders from the run's template values.
+
+    In the URL every value is percent-encoded for the part it fills, so a value is one path
+    segment or one query value (``../admin?x=1#`` stays inside its segment); query parameters
+    given in ``params`` are encoded by httpx.
+    """
     if "{" not in template:
         return template
     try:
+        if field == "url":
+            return fill_confined(template, values, url_value_encoder)
         return template.format_map(values)
     except KeyError as exc:
         known = ", ".join(sorted(k for k in values if isinstance(k, str)))
@@ -578,7 +721,18 @@ def _fill(template: str, values: Mapping[str, Any], field: str) -> str:
             f"{field} template names {{{exc.args[0]}}}, which is not a run value (known: {known})",
             retryable=False,
         ) from None
-    except (ValueError, IndexError, AttributeError) as exc:
+    except ValueError as exc:
+        if len(exc.args) == 2:
+            name, problem = exc.args
+            raise ExtractError(
+                f"run value {name!r} cannot fill the {field} template: {problem}",
+                retryable=False,
+            ) from ConfigError.for_field(f"params.{name}", problem)
+        raise ExtractError(
+            f"{field} template is malformed: {exc} (write literal braces as {{{{ and }}}})",
+            retryable=False,
+        ) from None
+    except (IndexError, AttributeError) as exc:
         raise ExtractError(
             f"{field} template is malformed: {exc} (write literal braces as {{{{ and }}}})",
             retryable=False,

@@ -1,28 +1,32 @@
 """Response body decoders of the HTTP extractor: JSON, JSON Lines (NDJSON) and CSV.
 
 JSON bodies are parsed whole (the records are found at a dotted ``records_path``). JSON Lines and
-CSV bodies are decoded chunk by chunk as they arrive and handed on in batches of ``batch_size``
-records, so memory stays constant whatever the size of the body. Work is done per chunk (one
-``split`` and one list comprehension of ``orjson.loads``), falling back to a line-by-line pass
-only to report the number of a malformed line.
+CSV bodies are decoded chunk by chunk as they arrive, by the incremental parsers the file
+connector uses (:mod:`ductwork.connectors.parsers`), and handed on in batches of
+``batch_size`` records: memory holds a chunk and at most ``max_record_size`` bytes of a record
+that goes on, and time is linear in the body. Every record must be a JSON object.
 """
 
 from __future__ import annotations
 
-import codecs
-import csv
-import io
-from collections.abc import AsyncGenerator, AsyncIterator
+import re
+from collections.abc import AsyncGenerator, AsyncIterator, Callable
+from contextlib import aclosing
 from typing import Any
 
 import orjson
 
+from ..._exceptions import FileFormatError
 from ...core.types import Batch
+from ..parsers import CsvParser, JsonlParser, RecordParser, text_codec
 from .paging import get_path
 
 __all__ = ["ResponseFormatError", "iter_csv", "iter_ndjson", "json_records"]
 
 _SNIPPET = 120
+_BODY = "response body"
+_MAX_RECORD = 64 * 1024 * 1024
+_WIDTH = re.compile(r"expected (?P<expected>\d+) fields, got (?P<got>\d+)")
 
 
 class ResponseFormatError(ValueError):
@@ -63,6 +67,14 @@ def json_records(raw: bytes, records_path: str | None) -> tuple[list[Any], Any]:
         if isinstance(data, dict):
             return [data], body
     if isinstance(data, list):
+        if data and set(map(type, data)) != {dict}:
+            where = f"at records_path {records_path!r}" if records_path else "in the response body"
+            for index, item in enumerate(data):
+                if type(item) is not dict:
+                    raise ResponseFormatError(
+                        f"record {index + 1} {where} is a {type(item).__name__}, not a JSON object",
+                        snippet=_snippet(orjson.dumps(item)),
+                    )
         return data, body
     if isinstance(data, dict):
         raise ResponseFormatError(
@@ -83,136 +95,99 @@ def _keys(body: Any) -> str:
     return ""
 
 
-async def iter_ndjson(chunks: AsyncIterator[bytes], batch_size: int) -> AsyncGenerator[Batch, None]:
+async def iter_ndjson(
+    chunks: AsyncIterator[bytes], batch_size: int, *, max_record_size: int = _MAX_RECORD
+) -> AsyncGenerator[Batch, None]:
     """Decode a JSON Lines stream into batches of up to ``batch_size`` records.
 
-    Blank lines are skipped; a malformed line raises :class:`ResponseFormatError` with its
-    1-based line number.
+    Blank lines are skipped; a malformed line, or one that is not a JSON object, raises
+    :class:`ResponseFormatError` with its 1-based line number, as does a line longer than
+    ``max_record_size`` bytes.
     """
-    loads = orjson.loads
-    tail = b""
-    lines_done = 0
-    batch: Batch = []
-    async for chunk in chunks:
-        if tail:
-            chunk = tail + chunk
-        lines = chunk.split(b"\n")
-        tail = lines.pop()
-        try:
-            records = [loads(line) for line in lines]
-        except orjson.JSONDecodeError:
-            records = _ndjson_slow(lines, lines_done)
-        lines_done += len(lines)
-        if batch:
-            batch.extend(records)
-        else:
-            batch = records
-        while len(batch) >= batch_size:
-            if len(batch) == batch_size:
-                yield batch
-                batch = []
-            else:
-                yield batch[:batch_size]
-                batch = batch[batch_size:]
-    if tail.strip():
-        batch.extend(_ndjson_slow([tail], lines_done))
-    if batch:
-        yield batch
+    parser = JsonlParser(_BODY, text_codec("utf-8"), None, max_record_size)
 
+    def describe(exc: FileFormatError) -> ResponseFormatError:
+        return ResponseFormatError(
+            f"malformed JSON Lines record at line {exc.line}: {exc.reason}",
+            line=exc.line,
+            snippet=exc.snippet,
+        )
 
-def _ndjson_slow(lines: list[bytes], lines_done: int) -> list[Any]:
-    """Parse line by line: skip blank lines, report the number of a malformed one."""
-    records = []
-    for number, line in enumerate(lines, lines_done + 1):
-        if not line.strip():
-            continue
-        try:
-            records.append(orjson.loads(line))
-        except orjson.JSONDecodeError as exc:
-            raise ResponseFormatError(
-                f"malformed JSON Lines record at line {number}: {exc}",
-                line=number,
-                snippet=_snippet(line),
-            ) from None
-    return records
+    async with aclosing(_batches(parser, chunks, batch_size, describe)) as batches:
+        async for batch in batches:
+            yield batch
 
 
 async def iter_csv(
-    chunks: AsyncIterator[bytes], batch_size: int, *, encoding: str, delimiter: str
+    chunks: AsyncIterator[bytes],
+    batch_size: int,
+    *,
+    encoding: str,
+    delimiter: str,
+    max_record_size: int = _MAX_RECORD,
 ) -> AsyncGenerator[Batch, None]:
     """Decode a CSV stream (header row first) into batches of dicts of strings.
 
     Quoted fields may hold delimiters, quotes and line breaks, also across chunk boundaries. A
-    row whose number of fields differs from the header raises :class:`ResponseFormatError`.
+    row whose number of fields differs from the header, bad quoting, or a record longer than
+    ``max_record_size`` bytes raises :class:`ResponseFormatError`.
     """
-    decoder = codecs.getincrementaldecoder(encoding)(errors="strict")
-    state = _CsvState(delimiter)
-    pending = ""
+    parser = CsvParser(
+        _BODY,
+        text_codec(encoding),
+        None,
+        max_record_size,
+        delimiter=delimiter,
+        quotechar='"',
+        header=True,
+        field_names=None,
+    )
+
+    def describe(exc: FileFormatError) -> ResponseFormatError:
+        reason = exc.reason
+        width = _WIDTH.fullmatch(reason)
+        if width is not None:
+            reason = (
+                f"CSV record {parser.records} has {width['got']} fields, the header has "
+                f"{width['expected']}"
+            )
+        elif reason.startswith("cannot decode"):
+            reason = f"CSV body is not valid {encoding}: {reason}"
+        else:
+            reason = f"malformed CSV at line {exc.line}: {reason}"
+        return ResponseFormatError(reason, line=exc.line, snippet=exc.snippet)
+
+    async with aclosing(_batches(parser, chunks, batch_size, describe)) as batches:
+        async for batch in batches:
+            yield batch
+
+
+async def _batches(
+    parser: RecordParser,
+    chunks: AsyncIterator[bytes],
+    batch_size: int,
+    describe: Callable[[FileFormatError], ResponseFormatError],
+) -> AsyncGenerator[Batch, None]:
+    """Feed the chunks of a body to ``parser``; yield its records in batches."""
     batch: Batch = []
-    async for chunk in chunks:
-        try:
-            text = pending + decoder.decode(chunk)
-        except UnicodeDecodeError as exc:
-            raise ResponseFormatError(f"CSV body is not valid {encoding}: {exc}") from None
-        cut = _last_record_end(text)
-        if cut < 0:
-            pending = text
-            continue
-        pending = text[cut + 1 :]
-        batch.extend(state.rows(text[: cut + 1]))
-        while len(batch) >= batch_size:
-            yield batch[:batch_size]
-            batch = batch[batch_size:]
     try:
-        rest = pending + decoder.decode(b"", final=True)
-    except UnicodeDecodeError as exc:
-        raise ResponseFormatError(f"CSV body is not valid {encoding}: {exc}") from None
-    if rest.strip():
-        batch.extend(state.rows(rest))
+        async for chunk in chunks:
+            records = parser.feed(chunk)
+            if not records:
+                continue
+            if batch:
+                batch.extend(records)
+            else:
+                batch = records
+            while len(batch) >= batch_size:
+                if len(batch) == batch_size:
+                    yield batch
+                    batch = []
+                else:
+                    yield batch[:batch_size]
+                    batch = batch[batch_size:]
+        batch.extend(parser.finish())
+    except FileFormatError as exc:
+        raise describe(exc) from None
     for start in range(0, len(batch), batch_size):
         yield batch[start : start + batch_size]
-
-
-def _last_record_end(text: str) -> int:
-    """Index of the last newline that ends a record (outside quotes), or -1."""
-    index = text.rfind("\n")
-    while index >= 0 and text.count('"', 0, index) % 2:
-        index = text.rfind("\n", 0, index)
-    return index
-
-
-class _CsvState:
-    __slots__ = ("delimiter", "header", "rows_done")
-
-    def __init__(self, delimiter: str) -> None:
-        self.delimiter = delimiter
-        self.header: list[str] | None = None
-        self.rows_done = 0
-
-    def rows(self, text: str) -> Batch:
-        reader = csv.reader(io.StringIO(text, newline=""), delimiter=self.delimiter)
-        out: Batch = []
-        header = self.header
-        width = len(header) if header is not None else 0
-        try:
-            for row in reader:
-                if not row:
-                    continue
-                if header is None:
-                    header = self.header = row
-                    width = len(row)
-                    continue
-                self.rows_done += 1
-                if len(row) != width:
-                    raise ResponseFormatError(
-                        f"CSV record {self.rows_done} has {len(row)} fields, the header has "
-                        f"{width}",
-                        line=self.rows_done,
-                        snippet=_snippet(self.delimiter.join(row)),
-                    )
-                out.append(dict(zip(header, row, strict=True)))
-        except csv.Error as exc:
-            raise ResponseFormatError(
-                f"malformed CSV after record {self.rows_done}: {exc}", line=self.rows_done
-            ) from None
-        return out

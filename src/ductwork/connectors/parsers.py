@@ -1,11 +1,15 @@
-"""Incremental record parsers of the file connector: CSV, JSON Lines and JSON arrays.
+"""Incremental record parsers: CSV, JSON Lines and JSON arrays, for files and HTTP bodies.
 
-Parsers are fed decompressed bytes a block at a time (about a MiB) and return the records complete
-in that block, so the work per call is one C-level split, one ``csv.reader`` pass or one ijson
-``send`` per block, not one Python call per line. When a fast pass meets anything unusual (a
-malformed line, a blank line, a row of the wrong width, a CSV record split across blocks) the
-block is parsed again line by line to name the exact line, and to skip the bad record when
-``error_handling="skip"``.
+Parsers are fed decompressed bytes a block at a time (a MiB of a file, a chunk of a response)
+and return the records complete in that block, so the work per call is one C-level split, one
+``csv.reader`` pass or one ijson ``send`` per block, not one Python call per line. When a fast
+pass meets anything unusual (a malformed line, a blank line, a row of the wrong width, a CSV
+record split across blocks) the block is parsed again line by line to name the exact line, and
+to skip the bad record when ``error_handling="skip"``.
+
+Work is linear in the input: a record that spans many blocks (a long line, a quoted CSV field,
+or a quote never closed) is kept as a list of the blocks it spans, each scanned once for a record
+end, and joined once when the record is complete; past ``max_record_size`` it is an error.
 
 Line numbers are 1-based and count ``\\n``; byte offsets are positions in the decompressed file.
 """
@@ -23,8 +27,8 @@ from typing import Any
 import ijson  # type: ignore[import-untyped]
 import orjson
 
-from ..._exceptions import FileFormatError
-from ...core.types import Record
+from .._exceptions import FileFormatError
+from ..core.types import Record
 
 __all__ = [
     "CsvParser",
@@ -157,14 +161,15 @@ class RecordParser(ABC):
             raise err
         self.on_bad(err)
 
-    def _transcode(self, data: bytes, pending: bytes, final: bool = False) -> bytes:
-        """Decode ``data`` incrementally and re-encode it as UTF-8 (non-ASCII-compatible text)."""
+    def _transcode(self, data: bytes, pending: Sequence[bytes], final: bool = False) -> bytes:
+        """Decode ``data`` incrementally and re-encode it as UTF-8 (non-ASCII-compatible text);
+        ``pending`` is the input before ``data`` not yet parsed (to number lines)."""
         assert self._decoder is not None
         try:
             text = self._decoder.decode(data, final)
         except UnicodeDecodeError as exc:
             head = data[: max(exc.start, 0)].decode(self.codec.name, "replace")
-            line = self.line + pending.count(b"\n") + head.count("\n")
+            line = self.line + sum(part.count(b"\n") for part in pending) + head.count("\n")
             raise self.error(
                 f"cannot decode as {self.codec.encoding}: {exc.reason}",
                 line,
@@ -176,7 +181,13 @@ class RecordParser(ABC):
 
 
 class _LineParser(RecordParser):
-    """Frames the input into units of complete records, cut at a line end."""
+    """Frames the input into units of complete records, cut at a line end.
+
+    The input not yet parsed (the start of a record that goes on) is held as the list of blocks
+    it arrived in, ``_parts``; each block is searched for a record end once, when it arrives,
+    so a record spanning many blocks costs time linear in its size. ``scanned`` counts the bytes
+    searched and parsed, for tests of that bound.
+    """
 
     def __init__(
         self,
@@ -186,38 +197,60 @@ class _LineParser(RecordParser):
         max_record_size: int,
     ) -> None:
         super().__init__(file, codec, on_bad, max_record_size)
-        self._tail = b""
+        self._parts: list[bytes] = []
+        self._size = 0  # bytes in ``_parts``
         self._bom_pending = codec.utf8
+        self.scanned = 0
 
     def feed(self, data: bytes) -> list[Record]:
         if self._decoder is not None:
-            data = self._transcode(data, self._tail)
-        buf = self._tail + data if self._tail else data
-        cut = self._boundary(buf)
+            data = self._transcode(data, self._parts)
+        if not data:
+            return []
+        self.scanned += len(data)
+        cut = self._boundary(data)
         if cut < 0:
-            self._tail = buf
+            self._parts.append(data)
+            self._size += len(data)
             self._check_size()
             return []
-        self._tail = buf[cut + 1 :]
-        return self._unit(buf[: cut + 1], final=False)
+        head = data[: cut + 1]
+        unit = b"".join([*self._parts, head]) if self._parts else head
+        rest = data[cut + 1 :]
+        self._parts = [rest] if rest else []
+        self._size = len(rest)
+        self._restart(rest)
+        return self._unit(unit, final=False)
 
     def finish(self) -> list[Record]:
         if self._decoder is not None:
-            self._tail += self._transcode(b"", self._tail, final=True)
-        unit, self._tail = self._tail, b""
+            tail = self._transcode(b"", self._parts, final=True)
+            if tail:
+                self._parts.append(tail)
+        unit = b"".join(self._parts)
+        self._parts, self._size = [], 0
         if not unit:
             return []
         return self._unit(unit, final=True)
 
     def _check_size(self) -> None:
-        if len(self._tail) > self.max_record_size:
+        if self._size > self.max_record_size:
             raise self.error(
                 f"no complete record within max_record_size={self.max_record_size} bytes "
                 f"(a missing line end or an unterminated quote?)",
                 self.line,
                 self.offset,
-                snippet(self._tail[:_SNIPPET], self.codec.unit),
+                snippet(self._parts[0][:_SNIPPET], self.codec.unit),
             )
+
+    def _restart(self, rest: bytes) -> None:
+        """The pending input is now ``rest``, the input after a record end."""
+
+    def _carry(self, leftover: bytes) -> None:
+        """``leftover``, the start of a record the parser found incomplete, goes back in front
+        of the pending input."""
+        self._parts.insert(0, leftover)
+        self._size += len(leftover)
 
     def _unit(self, unit: bytes, final: bool) -> list[Record]:
         if self._bom_pending:
@@ -225,18 +258,20 @@ class _LineParser(RecordParser):
                 unit = unit[len(_BOM) :]
                 self.offset += len(_BOM)
             self._bom_pending = False
+        self.scanned += len(unit)
         records, leftover = self._parse(unit, self.line, self.offset, final)
         consumed = len(unit) - len(leftover)
         self.line += unit.count(b"\n", 0, consumed)
         self.offset += consumed
         if leftover:
-            self._tail = leftover + self._tail
+            self._carry(leftover)
             self._check_size()
         return records
 
-    def _boundary(self, buf: bytes) -> int:
-        """Index of the line end that closes the last complete record in ``buf``, or -1."""
-        return buf.rfind(b"\n")
+    def _boundary(self, data: bytes) -> int:
+        """Index in ``data``, the block just fed, of the line end that closes the last complete
+        record of the pending input and ``data``, or -1."""
+        return data.rfind(b"\n")
 
     @abstractmethod
     def _parse(
@@ -365,6 +400,9 @@ class CsvParser(_LineParser):
         field_names: Sequence[str] | None,
     ) -> None:
         super().__init__(file, codec, on_bad, max_record_size)
+        if csv.field_size_limit() < max_record_size:
+            # the csv module's own limit (128 KiB) would refuse fields max_record_size allows
+            csv.field_size_limit(max_record_size)
         self._format: dict[str, Any] = {
             "delimiter": delimiter,
             "strict": True,
@@ -377,26 +415,49 @@ class CsvParser(_LineParser):
         self._given_names = tuple(field_names) if field_names is not None else None
         self._header_pending = header
         self._names: tuple[str, ...] | None = None if header else self._given_names
+        self.records = 0  # records (rows after the header) read, the bad ones included
+        self._odd = 0  # parity of the quotes in the pending input
+        self._open = False  # the reader found the pending input ends inside a quoted field
 
-    def _boundary(self, buf: bytes) -> int:
-        """The last line end outside quotes (quote parity), else the last line end."""
-        last = buf.rfind(b"\n")
+    def _boundary(self, data: bytes) -> int:
+        """The last line end of ``data`` outside quotes, by the parity of the quotes since the
+        pending input started.
+
+        When no line end passes that test, the parity may be thrown off by a stray quote
+        inside an unquoted field (which is data): then the strict reader parses up to the last
+        line end and finds where the last record starts. Once it has said the pending input
+        ends inside a quoted field, the parity is exact and blocks are only scanned.
+        """
         quote = self._quote
-        if last < 0 or not quote:
+        last = data.rfind(b"\n")
+        if not quote:
             return last
-        total = buf.count(quote)
-        if not total:
-            return last
-        end, after = len(buf), 0
-        while True:
-            cut = buf.rfind(b"\n", 0, end)
-            if cut < 0:
-                # A stray quote: let the strict reader find where the last record starts.
+        total = data.count(quote)
+        odd = self._odd
+        if last >= 0:
+            end, after = len(data), 0
+            while True:
+                cut = data.rfind(b"\n", 0, end)
+                if cut < 0:
+                    break
+                after += data.count(quote, cut, end)
+                if (odd + total - after) % 2 == 0:
+                    return cut
+                end = cut
+            if not self._open:
                 return last
-            after += buf.count(quote, cut, end)
-            if (total - after) % 2 == 0:
-                return cut
-            end = cut
+        self._odd = (odd + total) % 2
+        return -1
+
+    def _restart(self, rest: bytes) -> None:
+        self._odd = rest.count(self._quote) % 2 if self._quote else 0
+        self._open = False
+
+    def _carry(self, leftover: bytes) -> None:
+        super()._carry(leftover)
+        # inside a quoted field at the end of the leftover, then the rest's quotes
+        self._odd = (1 + self._odd) % 2
+        self._open = True
 
     def _header(self, row: list[str], line: int) -> tuple[str, ...]:
         if self._given_names is not None:
@@ -436,6 +497,7 @@ class CsvParser(_LineParser):
             return self._parse_slowly(text, unit, first_line, offset, final)
         self._names = names
         self._header_pending = False
+        self.records += len(records)
         return records, b""
 
     def _parse_slowly(
@@ -471,6 +533,7 @@ class CsvParser(_LineParser):
                 continue
             names = self._names
             assert names is not None
+            self.records += 1
             if len(row) != len(names):
                 self.bad(
                     f"expected {len(names)} fields, got {len(row)}",
@@ -533,7 +596,7 @@ class JsonArrayParser(RecordParser):
 
     def feed(self, data: bytes) -> list[Record]:
         if self._decoder is not None:
-            data = self._transcode(data, b"")
+            data = self._transcode(data, ())
         self._feed_utf8(data)
         return self._take()
 
@@ -610,7 +673,7 @@ class JsonArrayParser(RecordParser):
 
     def finish(self) -> list[Record]:
         if self._decoder is not None:
-            tail = self._transcode(b"", b"", final=True)
+            tail = self._transcode(b"", (), final=True)
             if tail:
                 self._feed_utf8(tail)
         try:

@@ -1,9 +1,11 @@
-"""Streaming compression codecs for the file connector: gzip, bz2 (stdlib) and zstd (zstandard).
+"""Streaming compression codecs: gzip, bz2 (stdlib) and zstd (zstandard), for files and for
+HTTP bodies sent with ``Content-Encoding: gzip`` or ``zstd``.
 
 Decoders take compressed input a piece at a time and return decompressed output in bounded pieces,
-so memory does not grow with the file. They read concatenated members (``cat a.gz b.gz``, or a
-file the loader appended to) and tell a truncated stream from a complete one. Encoders turn a run's
-output into one member (frame) each, so appending to an existing file is a plain concatenation.
+so memory does not grow with the file, however compressible it is. They read concatenated members
+(``cat a.gz b.gz``, or a file the loader appended to) and tell a truncated stream from a complete
+one. Encoders turn a run's output into one member (frame) each, so appending to an existing file
+is a plain concatenation.
 
 The heavy calls (``decompress``/``compress``) release the GIL, so the file connector runs them in
 worker threads while the event loop parses and encodes records.
@@ -46,8 +48,10 @@ LEVELS: dict[Codec, tuple[int, int, int]] = {
     "zstd": (-7, 22, 3),
 }
 
-_ZSTD_PIECE = 64 * 1024
-"""zstd decompression has no output bound, so compressed input is fed in pieces of this size."""
+_ZSTD_MAGIC = 0xFD2FB528
+_ZSTD_SKIPPABLE = 0x184D2A50  # 0x184D2A50 .. 0x184D2A5F, the low nibble masked
+_ZSTD_BLOCK_MAX = 128 * 1024
+"""The most a zstd block decompresses to (``ZSTD_BLOCKSIZE_MAX``; libzstd rejects larger)."""
 
 
 class CorruptDataError(Exception):
@@ -113,8 +117,12 @@ class _NoDecoder:
         self._input = self._input + data if self._input else data
 
     def read(self, max_length: int) -> bytes:
-        data, self._input = self._input, b""
-        return data
+        data = self._input
+        if len(data) <= max_length:
+            self._input = b""
+            return data
+        self._input = data[max_length:]
+        return data[:max_length]
 
     def finish(self) -> None:
         return None
@@ -203,38 +211,149 @@ class _Bz2Decoder:
 
 
 class _ZstdDecoder:
-    """zstd frames, one decompression object each, fed in bounded pieces."""
+    """zstd frames with output bounded by ``max_length``.
 
-    __slots__ = ("_d", "_dctx", "_input", "_started")
+    zstandard's decompression objects take no output bound: one call turns all the input it is
+    given into output, and a few bytes of compressed input can stand for many MiB. So the
+    decoder walks the frame structure itself (frame header, 3-byte block headers, checksum) and
+    hands the library at most as many whole blocks per call as fit in ``max_length``: libzstd
+    never decompresses a block to more than 128 KiB, which bounds every call's output. Skippable
+    frames are passed over; anything else is corrupt data.
+    """
+
+    __slots__ = (
+        "_checksum",
+        "_d",
+        "_dctx",
+        "_input",
+        "_last_block",
+        "_left",
+        "_pending",
+        "_pos",
+        "_started",
+        "_state",
+    )
 
     def __init__(self) -> None:
         self._dctx = zstandard.ZstdDecompressor()
         self._d = self._dctx.decompressobj()
         self._input = b""
+        self._pos = 0  # the walk has reached this index of ``_input``
+        self._state = "magic"  # what ``_input[_pos:]`` starts with
+        self._left = 0  # bytes left of the current block body, checksum or skippable frame
+        self._pending = b""  # output past the last ``max_length``
+        self._checksum = False  # the current frame ends with a 4-byte checksum
+        self._last_block = False  # the current block is the frame's last
         self._started = False
 
     def feed(self, data: bytes) -> None:
-        self._input = self._input + data if self._input else data
+        rest = self._input[self._pos :]
+        self._input = rest + data if rest else data
+        self._pos = 0
 
     def read(self, max_length: int) -> bytes:
-        while self._input:
-            if self._d.eof:
-                self._d = self._dctx.decompressobj()
-            data = self._input[:_ZSTD_PIECE]
-            self._input = self._input[_ZSTD_PIECE:]
+        if self._pending:
+            out, self._pending = self._pending[:max_length], self._pending[max_length:]
+            return out
+        budget = max(1, max_length // _ZSTD_BLOCK_MAX)
+        while True:
+            start = self._pos
+            blocks = self._walk(budget)
+            if self._pos == start:
+                return b""
             self._started = True
             try:
-                out = self._d.decompress(data)
+                out = self._d.decompress(self._input[start : self._pos])
             except zstandard.ZstdError as exc:
                 raise CorruptDataError(f"corrupt zstd data: {exc}") from exc
-            if self._d.eof and self._d.unused_data:
-                self._input = self._d.unused_data + self._input
+            if self._state == "magic" and blocks >= 0:
+                self._end_frame()
             if out:
+                if len(out) > max_length:
+                    out, self._pending = out[:max_length], out[max_length:]
                 return out
-        return b""
+
+    def _walk(self, budget: int) -> int:
+        """Advance ``_pos`` over frame parts to feed, at most ``budget`` blocks' worth.
+
+        Returns the number of blocks entered, or -1 when the walk stopped inside a frame
+        whose end has not been reached."""
+        data = self._input
+        size = len(data)
+        blocks = 0
+        while True:
+            state = self._state
+            pos = self._pos
+            if state in ("block", "checksum"):
+                step = min(self._left, size - pos)
+                self._pos = pos + step
+                self._left -= step
+                if self._left:
+                    return -1
+                if state == "checksum" or self._last_block:
+                    if state == "block" and self._checksum:
+                        self._state, self._left = "checksum", 4
+                        continue
+                    self._state = "magic"
+                    return blocks
+                self._state = "block_header"
+            elif state == "skip":
+                step = min(self._left, size - pos)
+                # skippable frames are not fed to the decompressor: drop them from the input
+                self._input = data = data[:pos] + data[pos + step :]
+                size = len(data)
+                self._left -= step
+                if self._left:
+                    return -1
+                self._state = "magic"
+            elif state == "magic":
+                if blocks or size - pos < 4:
+                    return blocks
+                magic = int.from_bytes(data[pos : pos + 4], "little")
+                if magic & 0xFFFFFFF0 == _ZSTD_SKIPPABLE:
+                    if size - pos < 8:
+                        return blocks
+                    self._left = int.from_bytes(data[pos + 4 : pos + 8], "little")
+                    self._input = data = data[:pos] + data[pos + 8 :]
+                    size = len(data)
+                    self._state = "skip"
+                    continue
+                if magic != _ZSTD_MAGIC:
+                    raise CorruptDataError("corrupt zstd data: not a zstd frame")
+                if size - pos < 5:
+                    return -1
+                descriptor = data[pos + 4]
+                single_segment = descriptor & 0x20
+                header = 5 + (0 if single_segment else 1)
+                header += (0, 1, 2, 4)[descriptor & 0x03]
+                header += ((1 if single_segment else 0), 2, 4, 8)[descriptor >> 6]
+                if size - pos < header:
+                    return -1
+                self._checksum = bool(descriptor & 0x04)
+                self._pos = pos + header
+                self._state = "block_header"
+            else:  # block_header
+                if blocks >= budget:
+                    return -1
+                if size - pos < 3:
+                    return -1
+                head = int.from_bytes(data[pos : pos + 3], "little")
+                kind = (head >> 1) & 0x03
+                if kind == 3:
+                    raise CorruptDataError("corrupt zstd data: reserved block type")
+                self._last_block = bool(head & 0x01)
+                self._left = 1 if kind == 1 else head >> 3
+                self._pos = pos + 3
+                self._state = "block"
+                blocks += 1
+
+    def _end_frame(self) -> None:
+        if not self._d.eof:
+            raise CorruptDataError("corrupt zstd data: the frame did not end where it should")
+        self._d = self._dctx.decompressobj()
 
     def finish(self) -> None:
-        if self._started and not self._d.eof:
+        if self._state != "magic" or self._pos < len(self._input):
             raise CorruptDataError("truncated zstd stream (the file ends inside a frame)")
 
 
