@@ -226,3 +226,32 @@ async def test_a_loader_function_taking_arrow(clickhouse: ClickHouseConfig) -> N
     stage = loader(lambda table: counted.append(table.num_rows), batch_format="arrow")
     await create_el_pipeline(extractor, stage, logging=False).run()
     assert counted == [300, 300, 300, 100]
+
+
+async def test_create_table_from_an_arrow_schema(clickhouse: ClickHouseConfig) -> None:
+    schema = pa.schema(
+        [
+            pa.field("id", pa.uint64(), nullable=False),  # the sorting key: not nullable
+            pa.field("name", pa.string()),
+            pa.field("ok", pa.bool_(), nullable=False),
+            pa.field("at", pa.timestamp("s", "UTC"), nullable=False),
+        ]
+    )
+    batch = pa.table(
+        {"id": [1, 2], "name": ["a", None], "ok": [True, False], "at": [3600, 86_400]},
+        schema=schema,
+    )
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    sink = create_clickhouse_loader(name, connection_config=clickhouse, create_table=batch.schema)
+
+    async def extract() -> Any:
+        yield batch
+
+    await create_el_pipeline(extract, sink, logging=False).run()
+    described = await sql(
+        clickhouse, f"SELECT name, type FROM system.columns WHERE table = '{name}' FORMAT TSV"
+    )
+    assert described == ("id\tUInt64\nname\tNullable(String)\nok\tUInt8\nat\tDateTime(\\'UTC\\')\n")
+    assert await sql(clickhouse, f"SELECT * FROM {name} ORDER BY id FORMAT TSV") == (
+        "1\ta\t1\t1970-01-01 01:00:00\n2\t\\N\t0\t1970-01-02 00:00:00\n"
+    )

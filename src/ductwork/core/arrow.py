@@ -66,8 +66,14 @@ def to_records(batch: Any) -> list[dict[str, Any]]:
 
 
 def concat(tables: Sequence[pa.Table]) -> pa.Table:
-    """One table of ``tables`` (no copy for one)."""
-    return tables[0] if len(tables) == 1 else pa.concat_tables(tables)
+    """One table of ``tables`` (no copy for one); tables whose schemas differ (a column missing,
+    or null-typed, in some) are promoted to a common schema."""
+    if len(tables) == 1:
+        return tables[0]
+    try:
+        return pa.concat_tables(tables)
+    except pa.ArrowInvalid:
+        return pa.concat_tables(tables, promote_options="permissive")
 
 
 class Rebatcher:

@@ -34,6 +34,7 @@ import pyarrow.csv as pacsv
 import pyarrow.ipc as ipc
 
 from ...core.arrow import Rebatcher
+from ..arrow_text import CsvSplitter
 from .codec import ServerError, quote_identifier, split_args
 
 __all__ = [
@@ -337,78 +338,6 @@ def _csv_read_type(type_name: str, target: pa.DataType) -> pa.DataType:
     return target
 
 
-class CsvSplitter:
-    """Cuts a streamed ``CSVWithNames`` body into pieces that end at a row boundary.
-
-    A row ends at a line break outside quotes; ClickHouse doubles a quote inside a quoted field,
-    so a line break is outside quotes exactly when the number of quote characters before it is
-    even. Counting is done by ``bytes.count``, in C.
-    """
-
-    def __init__(self, piece_bytes: int) -> None:
-        self.piece_bytes = piece_bytes
-        self.header: bytes | None = None
-        self._buffer = bytearray()
-        self._quotes = 0  # quote characters in the buffer (its start is outside quotes)
-
-    def feed(self, chunk: bytes) -> list[bytes]:
-        """Add a chunk of the body; return the complete pieces now available."""
-        self._buffer += chunk
-        self._quotes += chunk.count(b'"')
-        if self.header is None:
-            end = self._row_end(0, len(self._buffer))
-            if end is None:
-                return []
-            self.header = bytes(self._buffer[:end])
-            del self._buffer[:end]
-            self._quotes = self._buffer.count(b'"')
-        if len(self._buffer) < self.piece_bytes:
-            return []
-        end = self._last_row_end()
-        if end is None:
-            return []
-        piece = bytes(self._buffer[:end])
-        del self._buffer[:end]
-        self._quotes = self._buffer.count(b'"')
-        return [piece]
-
-    @property
-    def rest(self) -> bytes:
-        """What is buffered and not yet handed out."""
-        return bytes(self._buffer)
-
-    def finish(self) -> bytes:
-        """The rest of the body (the last rows); raises ValueError if a row is cut off."""
-        rest = bytes(self._buffer)
-        if rest and (not rest.endswith(b"\n") or rest.count(b'"') % 2):
-            raise ValueError(f"the result ended with an incomplete row {rest[:80]!r}")
-        return rest
-
-    def _row_end(self, start: int, stop: int) -> int | None:
-        index = start
-        buffer = self._buffer
-        while True:
-            newline = buffer.find(b"\n", index, stop)
-            if newline < 0:
-                return None
-            if buffer.count(b'"', start, newline) % 2 == 0:
-                return newline + 1
-            index = newline + 1
-
-    def _last_row_end(self) -> int | None:
-        buffer = self._buffer
-        stop = len(buffer)
-        quotes_after = 0
-        while True:
-            newline = buffer.rfind(b"\n", 0, stop)
-            if newline < 0:
-                return None
-            quotes_after += buffer.count(b'"', newline, stop)
-            if (self._quotes - quotes_after) % 2 == 0:
-                return newline + 1
-            stop = newline
-
-
 def decode_csv(
     header: bytes, piece: bytes, columns: Sequence[tuple[str, str]], schema: pa.Schema
 ) -> pa.Table:
@@ -449,7 +378,8 @@ def encode_csv(table: pa.Table) -> bytes:
             seconds = pc.divide(
                 column.cast(pa.timestamp(kind.unit)).cast(pa.int64()), _per_second(kind.unit)
             )
-            column = seconds
+            # ten digits: what every server version reads as Unix seconds ("0" is not)
+            column = pc.utf8_lpad(seconds.cast(pa.string()), width=10, padding="0")
         elif pa.types.is_boolean(kind):
             column = column.cast(pa.uint8())
         arrays.append(column)

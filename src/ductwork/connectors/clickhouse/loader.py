@@ -28,7 +28,7 @@ from ...core.config import validate_config
 from ...core.context import RunContext
 from ...core.stages import Loader
 from ...core.types import Batch
-from .arrow import insert_body
+from .arrow import clickhouse_type, insert_body
 from .capabilities import Capabilities
 from .client import ClickHouseConfig, Connection, StageOptions, short_repr
 from .codec import (
@@ -103,7 +103,9 @@ class ClickHouseLoaderConfig(StageOptions):
     create_table: dict[str, str] | None = None
     """``{column: type}``: create the table when it does not exist (a ``MergeTree``, or for
     ``upsert`` a ``ReplacingMergeTree`` on ``upsert_key`` and ``version_column``), deduplicating
-    inserts (see ``deduplication_window``)."""
+    inserts (see ``deduplication_window``). A ``pyarrow.Schema`` works too: its fields become
+    columns of the types every server version has (``UInt8`` for booleans, ``Date`` for dates,
+    ``Nullable(...)`` for nullable fields; sub-second timestamps need ``DateTime64``, 20.1+)."""
     order_by: tuple[str, ...] | None = None
     """The sorting key of a created table (default: ``upsert_key``, else the first column)."""
     dead_letter: Path | None = None
@@ -145,6 +147,13 @@ class ClickHouseLoaderConfig(StageOptions):
     def _check_version(cls, value: str | None) -> str | None:
         if value is not None and not valid_column(value):
             raise ValueError(f"{value!r} is not a column name")
+        return value
+
+    @field_validator("create_table", mode="before")
+    @classmethod
+    def _schema_columns(cls, value: Any) -> Any:
+        if isinstance(value, pa.Schema):
+            return {field.name: _portable_type(field) for field in value}
         return value
 
     @field_validator("create_table")
@@ -776,6 +785,14 @@ class _ClickHouseSink:
         if self.dead_file is not None:
             await self.dead_file.aclose()
             self.dead_file = None
+
+
+def _portable_type(field: pa.Field) -> str:
+    """The ClickHouse type of an Arrow field that every server version has, where one exists."""
+    try:
+        return clickhouse_type(field, modern=False)
+    except ValueError:
+        return clickhouse_type(field, modern=True)  # sub-second times: DateTime64
 
 
 class _TableRows:

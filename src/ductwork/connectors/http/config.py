@@ -324,6 +324,11 @@ class HttpExtractorConfig(Options):
     response_format: Literal["json", "ndjson", "jsonl", "csv"] = "json"
     """``"json"``, ``"ndjson"`` (alias ``"jsonl"``) or ``"csv"``; JSON Lines and CSV bodies are
     streamed in constant memory."""
+    batch_format: Literal["records", "arrow"] = "records"
+    """``"records"`` yields lists of dicts; ``"arrow"`` yields ``pyarrow.Table`` batches: JSON
+    Lines and CSV bodies are parsed by ``pyarrow.json``/``pyarrow.csv`` a few MiB at a time
+    (the types of the first rows kept for the rest of the body), with no Python object per row;
+    a JSON body is parsed as records and converted per batch."""
     records_path: Annotated[str, Field(min_length=1)] | None = None
     """The dotted path of the records in a JSON body (``"data.items"``); without it the body
     must be a list."""

@@ -14,6 +14,7 @@ import httpx
 from anyio.abc import TaskGroup
 
 from ..._exceptions import ConfigError, ExtractError, HttpError
+from ...core.arrow import to_arrow
 from ...core.backoff import Retries
 from ...core.config import validate_config
 from ...core.context import RunContext
@@ -32,7 +33,7 @@ from .config import (
     redact_url,
     ssl_context,
 )
-from .formats import ResponseFormatError, iter_csv, iter_ndjson, json_records
+from .formats import ResponseFormatError, iter_arrow, iter_csv, iter_ndjson, json_records
 from .limits import HttpRetryConfig, RateLimitConfig, RateLimiter, parse_retry_after
 from .paging import (
     OffsetPagination,
@@ -401,16 +402,28 @@ class HttpExtractor(Extractor):
     ) -> AsyncGenerator[Batch, None]:
         size = self.config.batch_size
         body = _body(response, deadline)
+        arrow = self.config.batch_format == "arrow"
         if self._format == "json":
             raw = b"".join([chunk async for chunk in body])
             records, info.body = json_records(raw, self.config.records_path)
             info.records = len(records)
-            if len(records) <= size:
-                if records:
-                    yield records
-            else:
-                for start in range(0, len(records), size):
-                    yield records[start : start + size]
+            for start in range(0, len(records), size):
+                part = records if len(records) <= size else records[start : start + size]
+                yield to_arrow(part) if arrow else part  # a JSON body: converted per batch
+            return
+        if arrow:
+            tables = iter_arrow(
+                body,
+                size,
+                kind="csv" if self._format == "csv" else "ndjson",
+                encoding=response.charset_encoding or self.config.encoding,
+                delimiter=self.config.csv_delimiter,
+                max_record_size=self.config.max_record_size,
+            )
+            async with aclosing(tables) as batches:
+                async for table in batches:
+                    info.records += table.num_rows
+                    yield table
             return
         if self._format == "ndjson":
             stream = iter_ndjson(body, size, max_record_size=self.config.max_record_size)

@@ -14,14 +14,18 @@ from collections.abc import AsyncGenerator, AsyncIterator, Callable
 from contextlib import aclosing
 from typing import Any
 
+import anyio
 import orjson
+import pyarrow as pa
 
 from ..._exceptions import FileFormatError
+from ...core.arrow import Rebatcher
 from ...core.types import Batch
+from ..arrow_text import CsvSplitter, LineSplitter, PieceParser
 from ..parsers import CsvParser, JsonlParser, RecordParser, text_codec
 from .paging import get_path
 
-__all__ = ["ResponseFormatError", "iter_csv", "iter_ndjson", "json_records"]
+__all__ = ["ResponseFormatError", "iter_arrow", "iter_csv", "iter_ndjson", "json_records"]
 
 _SNIPPET = 120
 _BODY = "response body"
@@ -191,3 +195,93 @@ async def _batches(
         raise describe(exc) from None
     for start in range(0, len(batch), batch_size):
         yield batch[start : start + batch_size]
+
+
+# Bytes of body parsed by pyarrow at once.
+_ARROW_PIECE = 4 << 20
+
+
+async def iter_arrow(
+    chunks: AsyncIterator[bytes],
+    batch_size: int,
+    *,
+    kind: str,
+    encoding: str = "utf-8",
+    delimiter: str = ",",
+    max_record_size: int = _MAX_RECORD,
+) -> AsyncGenerator[pa.Table, None]:
+    """Decode a JSON Lines (``kind="ndjson"``) or CSV body into Arrow tables of ``batch_size``
+    rows, parsed by pyarrow a piece at a time (no Python object per row).
+
+    A piece pyarrow rejects is parsed again by the records parser, which names the line (as
+    :func:`iter_ndjson` and :func:`iter_csv` do); a record longer than ``max_record_size`` bytes
+    raises too.
+    """
+    parser = PieceParser(kind, delimiter=delimiter, encoding=encoding)
+    splitter: CsvSplitter | LineSplitter
+    splitter = CsvSplitter(_ARROW_PIECE) if kind == "csv" else LineSplitter(_ARROW_PIECE)
+    rebatcher = Rebatcher(batch_size)
+    done: list[bytes] = []  # the body so far, kept only to name a malformed line
+
+    async def parse(piece: bytes) -> pa.Table:
+        if kind == "csv":
+            parser.header = getattr(splitter, "header", None) or b""
+        try:
+            table: pa.Table = await anyio.to_thread.run_sync(parser.parse, piece)
+        except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
+            raise await _locate(kind, done, piece, parser, batch_size, encoding, delimiter) from exc
+        return table
+
+    async for chunk in chunks:
+        for piece in splitter.feed(chunk):
+            for table in rebatcher.add(await parse(piece)):
+                yield table
+            done.append(piece)
+        if isinstance(splitter, LineSplitter) and splitter.pending > max_record_size:
+            raise ResponseFormatError(
+                f"a JSON Lines record is longer than max_record_size ({max_record_size} bytes)"
+            )
+    try:
+        rest = splitter.finish()
+    except ValueError as exc:
+        raise ResponseFormatError(f"malformed CSV: {exc}") from None
+    if rest:
+        for table in rebatcher.add(await parse(rest)):
+            yield table
+    for table in rebatcher.finish():
+        yield table
+
+
+async def _locate(
+    kind: str,
+    done: list[bytes],
+    piece: bytes,
+    parser: PieceParser,
+    batch_size: int,
+    encoding: str,
+    delimiter: str,
+) -> ResponseFormatError:
+    """The records parser over the body up to the rejected piece, to name the bad line."""
+
+    async def replay() -> AsyncIterator[bytes]:
+        if kind == "csv":
+            yield parser.header
+        for part in done:
+            yield part
+        yield piece
+
+    records = (
+        iter_csv(replay(), batch_size, encoding=encoding, delimiter=delimiter)
+        if kind == "csv"
+        else iter_ndjson(replay(), batch_size)
+    )
+    try:
+        async with aclosing(records) as batches:
+            async for _ in batches:
+                pass
+    except ResponseFormatError as located:
+        return located
+    return ResponseFormatError(
+        f"the {'CSV' if kind == 'csv' else 'JSON Lines'} body does not parse into columns of "
+        "one type each (pyarrow keeps the types of the first rows); read it as records"
+    )
