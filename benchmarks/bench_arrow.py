@@ -28,8 +28,9 @@ means faster than the baseline of its case.
    (``loader_file_format="parquet"``, dlt's default snappy pages), fully offline, beside
    ``create_file_loader(..., compression="snappy")``. dlt writes without fsync; ductwork fsyncs.
 5. **rss**: the peak RSS of extracting ``--rss-rows`` and 10x as many rows with the arrow path:
-   from ClickHouse, from a Parquet file, and (where the HTTP extractor has ``batch_format``) from
-   an NDJSON body served by a local server. Streaming should keep the growth near 1.0.
+   from ClickHouse, from a Parquet file, and from an NDJSON body served by a local server
+   (``benchmarks/_http_server.py``) to ``create_http_extractor(..., response_format="ndjson",
+   batch_format="arrow")``. Streaming should keep the growth near 1.0.
 
 Every output is checked (row counts; for tables and files also the sum of a column and the NULL
 counts), or the benchmark fails.
@@ -632,7 +633,13 @@ def job_http_extract(p: dict[str, Any]) -> Callable[[], dict[str, Any]]:
         seen[0] += batch.num_rows
 
     pipeline = create_el_pipeline(
-        create_http_extractor(p["url"], response_format="ndjson", batch_format="arrow", timeout=60),
+        create_http_extractor(
+            p["url"],
+            response_format="ndjson",
+            batch_format="arrow",
+            batch_size=ARROW_BATCH,
+            timeout=60,
+        ),
         loader(count, batch_format="arrow"),
         logging=False,
     )
@@ -1060,12 +1067,6 @@ def case_dlt(env: Env, repeats: int) -> list[Group]:
     return [group]
 
 
-def http_has_arrow() -> bool:
-    from ductwork.connectors.http import HttpExtractorConfig
-
-    return "batch_format" in HttpExtractorConfig.model_fields
-
-
 def case_rss(env: Env, repeats: int) -> list[dict[str, Any]]:
     small = env.args.rss_rows
     sizes = (small, small * 10)
@@ -1084,16 +1085,15 @@ def case_rss(env: Env, repeats: int) -> list[dict[str, Any]]:
         return in_child("parquet-read", tool="ductwork", src=parquet[n])
 
     sources["Parquet file (flights)"] = parquet_read
+    from benchmarks.bench_http import local_server
+
     stack = contextlib.ExitStack()
-    if http_has_arrow():
-        from benchmarks.bench_http import local_server
+    base = stack.enter_context(local_server())
 
-        base = stack.enter_context(local_server())
+    def http(n: int) -> dict[str, Any]:
+        return in_child("http-extract", url=f"{base}/ndjson?records={n}")
 
-        def http(n: int) -> dict[str, Any]:
-            return in_child("http-extract", url=f"{base}/ndjson?records={n}")
-
-        sources["HTTP NDJSON body"] = http
+    sources["HTTP NDJSON body"] = http
     out = []
     with stack:
         for label, fn in sources.items():
@@ -1213,23 +1213,26 @@ def render(rows: list[dict[str, Any]], rss: list[dict[str, Any]]) -> str:
     return "\n\n".join(parts)
 
 
-def notes(rows: list[dict[str, Any]], rss: list[dict[str, Any]], http: bool) -> list[str]:
+def notes(rows: list[dict[str, Any]], rss: list[dict[str, Any]]) -> list[str]:
     lines = []
     for r in rows:
         if r.get("steps"):
             steps = ", ".join(f"{k} {v:.2f}" for k, v in r["steps"].items())
             lines.append(f"{r['label']} steps, median seconds: {steps}")
-    if not http:
-        lines.append(
-            "HTTP: this ductwork's create_http_extractor has no batch_format, so the HTTP arrow "
-            "extract is not measured"
+    before: dict[str, list[float]] = {"ductwork": [], "pyarrow": []}
+    for r in [*rows, *rss]:
+        if r.get("rss_before_mb") is not None:
+            side = "pyarrow" if r.get("tool") == "pyarrow" else "ductwork"
+            if r.get("tool") != "dlt":
+                before[side].append(r["rss_before_mb"])
+    if before["ductwork"]:
+        line = (
+            "RSS before the run (the interpreter and the imports): "
+            f"{spread(before['ductwork']).median:.0f} MiB in a ductwork process"
         )
-    if rss:
-        before = max(r["rss_before_mb"] for r in rss)
-        lines.append(
-            f"The RSS of a ductwork process after importing ductwork and pyarrow, before the "
-            f"run: about {before:.0f} MiB (pyarrow's import alone is most of it)."
-        )
+        if before["pyarrow"]:
+            line += f", {spread(before['pyarrow']).median:.0f} MiB in a process of pyarrow alone"
+        lines.append(line + ".")
     return lines
 
 
@@ -1294,9 +1297,8 @@ def main(argv: list[str] | None = None) -> list[dict[str, Any]]:
             else:
                 for group in runners[name](env, args.repeats):
                     rows.extend(group.rows_out())
-    http = http_has_arrow()
     print(render(rows, rss))
-    for line in notes(rows, rss, http):
+    for line in notes(rows, rss):
         print(f"\n{line}")
     everything = [*rows, *({"case": "rss", **r} for r in rss)]
     if args.json:
