@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -300,38 +301,59 @@ def test_flights_files_hold_the_same_rows(tmp_path: Path) -> None:
         bench_arrow.check("rows", 1, 2)
 
 
-def test_arrow_benchmark_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    # Every output is read back and checked inside ``main``: rows, the sum of a column, NULLs.
-    with_dlt = importlib.util.find_spec("dlt") is not None
-    sizes = ["--rows", "20000", "--flights", "3000", "--dlt-rows", "3000", "--rss-rows", "2000"]
-    rows = bench_arrow.main([*sizes, "--repeats", "1", "--dir", str(tmp_path)])
-    speed = [r for r in rows if r["case"] != "rss"]
+ARROW_SIZES = ["--rows", "20000", "--flights", "3000", "--dlt-rows", "3000", "--rss-rows", "2000"]
+
+
+def _arrow_groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
     groups: dict[tuple[str, str], list[str]] = {}
-    for r in speed:
+    for r in rows:
         groups.setdefault((r["case"], r["job"]), []).append(r["tool"])
         assert r["rows_per_s_min"] <= r["rows_per_s"] <= r["rows_per_s_max"]
         assert r["ratio"] > 0
         assert r["peak_rss_mb"] > 0
         assert r["met"] in (True, False, None)
-    assert list(groups.values()) == [
+    return groups
+
+
+def test_arrow_benchmark_clickhouse_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every output is read back and checked inside ``main``: rows, the sum of a column, NULLs.
+    argv = [*ARROW_SIZES, "--repeats", "1", "--dir", str(tmp_path), "--cases", "clickhouse,flights"]
+    rows = bench_arrow.main(argv)
+    assert list(_arrow_groups(rows).values()) == [
         ["client", "arrow", "records"],
         ["client", "arrow", "records"],
         ["records", "arrow"],
         ["records", "arrow"],
+    ]
+    by_tool = {(r["case"], r["job"][:4], r["tool"]): r for r in rows}
+    assert by_tool[("clickhouse", "extr", "arrow")]["rows"] == 20_000
+    assert by_tool[("clickhouse", "load", "client")]["ratio"] == 1.0
+    assert by_tool[("flights", "CSV ", "arrow")]["rows"] == 3000
+    assert by_tool[("flights", "CSV ", "arrow")]["rss_target_mb"] == 150
+    out = capsys.readouterr().out
+    assert "| flights | CSV file → ClickHouse | ductwork arrow | 3,000 |" in out
+    assert list(tmp_path.iterdir()) == []  # the data files are gone
+
+
+def test_arrow_benchmark_file_and_rss_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_dlt = importlib.util.find_spec("dlt") is not None
+    argv = [*ARROW_SIZES, "--repeats", "1", "--dir", str(tmp_path), "--cases", "parquet,dlt,rss"]
+    rows = bench_arrow.main(argv)
+    speed = [r for r in rows if r["case"] != "rss"]
+    assert list(_arrow_groups(speed).values()) == [
         ["pyarrow", "ductwork"],
         ["pyarrow", "ductwork"],
         *([["dlt", "ductwork"]] if with_dlt else []),
     ]
-    by_case = {(r["case"], r["tool"]): r for r in speed}
-    assert by_case[("clickhouse", "arrow")]["rows"] == 20_000
-    assert by_case[("flights", "arrow")]["rows"] == 3000
-    assert by_case[("flights", "arrow")]["rss_target_mb"] == 150
-    assert by_case[("parquet", "pyarrow")]["ratio"] == 1.0
+    by_tool = {(r["case"], r["job"][:4], r["tool"]): r for r in speed}
+    hand, ours = by_tool[("parquet", "read", "pyarrow")], by_tool[("parquet", "read", "ductwork")]
+    assert hand["ratio"] == 1.0
     # a baseline by hand imports no ductwork: its process is the smaller
-    assert (
-        by_case[("parquet", "pyarrow")]["rss_before_mb"]
-        < by_case[("parquet", "ductwork")]["rss_before_mb"]
-    )
+    assert hand["rss_before_mb"] < ours["rss_before_mb"]
     rss = [r for r in rows if r["case"] == "rss"]
     assert [r["source"] for r in rss] == [
         "ClickHouse (UInt64, String, Float64)",
@@ -343,12 +365,11 @@ def test_arrow_benchmark_rows(tmp_path: Path, capsys: pytest.CaptureFixture[str]
         assert r["peak_rss_10x_mb"] > 0
         assert r["growth"] > 0
     out = capsys.readouterr().out
-    assert "| flights | CSV file → ClickHouse | ductwork arrow | 3,000 |" in out
     assert "| Parquet file (flights) | 2,000 |" in out
     assert "MiB in a process of pyarrow alone" in out
     if not with_dlt:
         assert bench_arrow.NO_DLT in out
-    assert list(tmp_path.iterdir()) == []  # the data files are gone
+    assert list(tmp_path.iterdir()) == []
 
 
 def test_arrow_benchmark_rejects_an_unknown_case() -> None:
