@@ -558,24 +558,9 @@ def job_parquet_read(p: dict[str, Any]) -> Callable[[], dict[str, Any]]:
             return {"rows": rows}
 
         return by_hand
-    from ductwork import create_el_pipeline, create_file_extractor, loader
+    from ductwork import create_file_extractor
 
-    seen = [0]
-
-    def count(batch: pa.Table) -> None:
-        seen[0] += batch.num_rows
-
-    pipeline = create_el_pipeline(
-        create_file_extractor(src, batch_format="arrow", batch_size=ARROW_BATCH),
-        loader(count, batch_format="arrow"),
-        logging=False,
-    )
-
-    def run() -> dict[str, Any]:
-        _run(pipeline)
-        return {"rows": seen[0]}
-
-    return run
+    return _count_rows(create_file_extractor(src, batch_format="arrow", batch_size=ARROW_BATCH))
 
 
 def job_dlt(p: dict[str, Any]) -> Callable[[], dict[str, Any]]:
@@ -625,24 +610,29 @@ def dlt_output(folder: str, tool: str) -> list[str]:
 
 
 def job_http_extract(p: dict[str, Any]) -> Callable[[], dict[str, Any]]:
-    from ductwork import create_el_pipeline, create_http_extractor, loader
+    from ductwork import create_http_extractor
 
-    seen = [0]
-
-    def count(batch: pa.Table) -> None:
-        seen[0] += batch.num_rows
-
-    pipeline = create_el_pipeline(
+    return _count_rows(
         create_http_extractor(
             p["url"],
             response_format="ndjson",
             batch_format="arrow",
             batch_size=ARROW_BATCH,
             timeout=60,
-        ),
-        loader(count, batch_format="arrow"),
-        logging=False,
+        )
     )
+
+
+def _count_rows(extractor: Any) -> Callable[[], dict[str, Any]]:
+    """The timed run of ``extractor`` into a loader counting the rows of its Arrow batches."""
+    from ductwork import create_el_pipeline, loader
+
+    seen = [0]
+
+    def count(batch: pa.Table) -> None:
+        seen[0] += batch.num_rows
+
+    pipeline = create_el_pipeline(extractor, loader(count, batch_format="arrow"), logging=False)
 
     def run() -> dict[str, Any]:
         _run(pipeline)
