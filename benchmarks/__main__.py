@@ -88,6 +88,22 @@ BENCHMARKS: tuple[Benchmark, ...] = (
         ),
     ),
     Benchmark(
+        "arrow",
+        "benchmarks.bench_arrow",
+        quick_args=(
+            "--rows",
+            "200000",
+            "--flights",
+            "50000",
+            "--dlt-rows",
+            "100000",
+            "--rss-rows",
+            "50000",
+            "--repeats",
+            "1",
+        ),
+    ),
+    Benchmark(
         "http",
         "benchmarks.bench_http",
         quick_args=("--pages", "40", "--records", "50000", "--repeats", "3"),

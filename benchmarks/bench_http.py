@@ -56,6 +56,7 @@ def local_server() -> Any:
         except subprocess.TimeoutExpired:
             proc.kill()
             proc.wait()
+        proc.stdout.close()
 
 
 class Counter:

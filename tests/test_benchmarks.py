@@ -14,6 +14,7 @@ import os
 import sys
 from collections.abc import Callable
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -21,7 +22,7 @@ ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
 from benchmarks import __main__ as suite  # noqa: E402
-from benchmarks import bench_core, bench_dlt, bench_memory, bench_peers  # noqa: E402
+from benchmarks import bench_arrow, bench_core, bench_dlt, bench_memory, bench_peers  # noqa: E402
 from benchmarks._util import interleave, paired_ratio, peak_rss_mb, run_child, span  # noqa: E402
 from benchmarks._workload import Counter, timed  # noqa: E402
 
@@ -264,3 +265,113 @@ def test_dlt_benchmark_without_dlt_names_the_extra(monkeypatch: pytest.MonkeyPat
         bench_dlt.main(["--records", "10", "--tools", "dlt"])
     with pytest.raises(SystemExit, match="unknown tool"):
         bench_dlt.main(["--tools", "pandas"])
+
+
+def test_flights_generator_has_the_nycflights13_shape() -> None:
+    chunk = bench_arrow.flights_chunk(0, 20_000)
+    assert chunk.column_names == [
+        "year", "month", "day", "dep_time", "sched_dep_time", "dep_delay", "arr_time",
+        "sched_arr_time", "arr_delay", "carrier", "flight", "tailnum", "origin", "dest",
+        "air_time", "distance", "hour", "minute", "time_hour",
+    ]  # fmt: skip
+    assert chunk.schema == bench_arrow.FLIGHTS_SCHEMA
+    share = {name: chunk[name].null_count / chunk.num_rows for name in chunk.column_names}
+    # nycflights13: 2.5% without a departure, 2.8% without an arrival delay, 0.7% no tail number
+    assert 0.02 < share["dep_time"] == share["dep_delay"] < 0.03
+    assert share["dep_time"] < share["arr_time"] < share["arr_delay"] == share["air_time"] < 0.035
+    assert 0.004 < share["tailnum"] < 0.011
+    assert {k for k, v in share.items() if v} == {
+        "dep_time", "dep_delay", "arr_time", "arr_delay", "tailnum", "air_time",
+    }  # fmt: skip
+    assert set(chunk["origin"].to_pylist()) == {"EWR", "JFK", "LGA"}
+    assert chunk.equals(bench_arrow.flights_chunk(0, 20_000))  # deterministic
+    assert not chunk.equals(bench_arrow.flights_chunk(20_000, 20_000))
+
+
+def test_flights_files_hold_the_same_rows(tmp_path: Path) -> None:
+    import pyarrow.csv as pacsv
+
+    rows = bench_arrow.ARROW_BATCH + 1000  # two chunks
+    paths, digest = bench_arrow.write_flights(str(tmp_path), rows, {"arrows", "csv", "parquet"})
+    assert digest.rows == rows
+    assert bench_arrow.parquet_digest([paths["parquet"]]) == digest
+    assert bench_arrow.Digest.of(list(bench_arrow.read_stream(paths["arrows"]))) == digest
+    assert bench_arrow.Digest.of([pacsv.read_csv(paths["csv"])]) == digest
+    with pytest.raises(AssertionError, match="got 1, expected 2"):
+        bench_arrow.check("rows", 1, 2)
+
+
+ARROW_SIZES = ["--rows", "20000", "--flights", "3000", "--dlt-rows", "3000", "--rss-rows", "2000"]
+
+
+def _arrow_groups(rows: list[dict[str, Any]]) -> dict[tuple[str, str], list[str]]:
+    groups: dict[tuple[str, str], list[str]] = {}
+    for r in rows:
+        groups.setdefault((r["case"], r["job"]), []).append(r["tool"])
+        assert r["rows_per_s_min"] <= r["rows_per_s"] <= r["rows_per_s_max"]
+        assert r["ratio"] > 0
+        assert r["peak_rss_mb"] > 0
+        assert r["met"] in (True, False, None)
+    return groups
+
+
+def test_arrow_benchmark_clickhouse_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Every output is read back and checked inside ``main``: rows, the sum of a column, NULLs.
+    argv = [*ARROW_SIZES, "--repeats", "1", "--dir", str(tmp_path), "--cases", "clickhouse,flights"]
+    rows = bench_arrow.main(argv)
+    assert list(_arrow_groups(rows).values()) == [
+        ["client", "arrow", "records"],
+        ["client", "arrow", "records"],
+        ["records", "arrow"],
+        ["records", "arrow"],
+    ]
+    by_tool = {(r["case"], r["job"][:4], r["tool"]): r for r in rows}
+    assert by_tool[("clickhouse", "extr", "arrow")]["rows"] == 20_000
+    assert by_tool[("clickhouse", "load", "client")]["ratio"] == 1.0
+    assert by_tool[("flights", "CSV ", "arrow")]["rows"] == 3000
+    assert by_tool[("flights", "CSV ", "arrow")]["rss_target_mb"] == 150
+    out = capsys.readouterr().out
+    assert "| flights | CSV file → ClickHouse | ductwork arrow | 3,000 |" in out
+    assert list(tmp_path.iterdir()) == []  # the data files are gone
+
+
+def test_arrow_benchmark_file_and_rss_rows(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    with_dlt = importlib.util.find_spec("dlt") is not None
+    argv = [*ARROW_SIZES, "--repeats", "1", "--dir", str(tmp_path), "--cases", "parquet,dlt,rss"]
+    rows = bench_arrow.main(argv)
+    speed = [r for r in rows if r["case"] != "rss"]
+    assert list(_arrow_groups(speed).values()) == [
+        ["pyarrow", "ductwork"],
+        ["pyarrow", "ductwork"],
+        *([["dlt", "ductwork"]] if with_dlt else []),
+    ]
+    by_tool = {(r["case"], r["job"][:4], r["tool"]): r for r in speed}
+    hand, ours = by_tool[("parquet", "read", "pyarrow")], by_tool[("parquet", "read", "ductwork")]
+    assert hand["ratio"] == 1.0
+    # a baseline by hand imports no ductwork: its process is the smaller
+    assert hand["rss_before_mb"] < ours["rss_before_mb"]
+    rss = [r for r in rows if r["case"] == "rss"]
+    assert [r["source"] for r in rss] == [
+        "ClickHouse (UInt64, String, Float64)",
+        "Parquet file (flights)",
+        "HTTP NDJSON body",
+    ]
+    for r in rss:
+        assert (r["rows"], r["rows_10x"]) == (2000, 20_000)
+        assert r["peak_rss_10x_mb"] > 0
+        assert r["growth"] > 0
+    out = capsys.readouterr().out
+    assert "| Parquet file (flights) | 2,000 |" in out
+    assert "MiB in a process of pyarrow alone" in out
+    if not with_dlt:
+        assert bench_arrow.NO_DLT in out
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_arrow_benchmark_rejects_an_unknown_case() -> None:
+    with pytest.raises(SystemExit, match="unknown case"):
+        bench_arrow.main(["--cases", "parquet,pandas"])
