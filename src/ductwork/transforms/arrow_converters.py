@@ -81,11 +81,13 @@ _UUID_RE = (
 _WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
 _BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]*$"
 
+
 @functools.cache
 def _bool_words(flag: bool) -> pa.Array:
     """The words read as ``flag`` (made on first use: ``pa.array`` of a list imports pandas,
     where it is installed, which ``import ductwork`` need not pay for)."""
     return pa.array([w for w, value in _BOOL_WORDS.items() if value is flag], pa.string())
+
 
 # The range of Python's datetime, in microseconds from the Unix epoch.
 _MIN_US = -62_135_596_800 * 10**6

@@ -415,14 +415,26 @@ class ResultStream:
             httpx.TransportError: the connection broke with no error from the server.
         """
         scanner = self._scanner
+        gathered = bytearray()  # old servers send 4 KiB chunks, too small to scan one by one
         try:
             async for chunk in self.response.aiter_bytes():
-                data = scanner.feed(chunk)
+                gathered += chunk
+                if len(gathered) < _READ_BYTES:
+                    continue
+                data = scanner.feed(bytes(gathered))
+                gathered.clear()
                 if data:
                     yield data
         except httpx.TransportError:
+            data = scanner.feed(bytes(gathered))  # the server's error may be in what came last
+            if data:
+                yield data
             scanner.raise_found()
             raise
+        if gathered:
+            data = scanner.feed(bytes(gathered))
+            if data:
+                yield data
         data = scanner.end()
         if data:
             yield data
@@ -432,6 +444,7 @@ class ResultStream:
         return b"".join([chunk async for chunk in self.aiter_bytes()])
 
 
+_READ_BYTES = 256 * 1024
 _MARK = b"__exception__\r\n"
 # The largest error block: the server's MAX_EXCEPTION_SIZE (16 KiB) with the framing.
 _BLOCK_LIMIT = 16 * 1024 + 256

@@ -211,7 +211,8 @@ class ArrowStreamWriter(_ColumnarWriter):
 def iter_parquet(path: str, batch_size: int) -> Iterator[pa.Table]:
     """The rows of a Parquet file in tables of at most ``batch_size`` rows, row group by group."""
     try:
-        file = pq.ParquetFile(path)
+        # without pre-buffering: pyarrow keeps pre-buffered column chunks until the end
+        file = pq.ParquetFile(path, pre_buffer=False)
     except (pa.ArrowInvalid, OSError) as exc:
         raise FileFormatError(f"not a Parquet file: {exc}", file=path) from exc
     with file:

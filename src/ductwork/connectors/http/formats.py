@@ -214,7 +214,7 @@ async def iter_arrow(
     splitter: CsvSplitter | LineSplitter
     splitter = CsvSplitter(_ARROW_PIECE) if kind == "csv" else LineSplitter(_ARROW_PIECE)
     rebatcher = Rebatcher(batch_size)
-    done: list[bytes] = []  # the body so far, kept only to name a malformed line
+    lines_before = 0  # lines of the body in the pieces already parsed
 
     async def parse(piece: bytes) -> pa.Table:
         if kind == "csv":
@@ -222,14 +222,14 @@ async def iter_arrow(
         try:
             table: pa.Table = await anyio.to_thread.run_sync(parser.parse, piece)
         except (pa.ArrowInvalid, pa.ArrowTypeError) as exc:
-            raise await _locate(kind, done, piece, parser, batch_size, encoding, delimiter) from exc
+            raise await _locate(kind, piece, lines_before, parser, encoding, delimiter) from exc
         return table
 
     async for chunk in chunks:
         for piece in splitter.feed(chunk):
             for table in rebatcher.add(await parse(piece)):
                 yield table
-            done.append(piece)
+            lines_before += piece.count(b"\n")
         if isinstance(splitter, LineSplitter) and splitter.pending > max_record_size:
             raise ResponseFormatError(
                 f"a JSON Lines record is longer than max_record_size ({max_record_size} bytes)"
@@ -247,33 +247,34 @@ async def iter_arrow(
 
 async def _locate(
     kind: str,
-    done: list[bytes],
     piece: bytes,
+    lines_before: int,
     parser: PieceParser,
-    batch_size: int,
     encoding: str,
     delimiter: str,
 ) -> ResponseFormatError:
-    """The records parser over the body up to the rejected piece, to name the bad line."""
+    """The records parser over the rejected piece alone, to name the bad line of the body."""
 
     async def replay() -> AsyncIterator[bytes]:
         if kind == "csv":
             yield parser.header
-        for part in done:
-            yield part
         yield piece
 
     records = (
-        iter_csv(replay(), batch_size, encoding=encoding, delimiter=delimiter)
+        iter_csv(replay(), 1 << 20, encoding=encoding, delimiter=delimiter)
         if kind == "csv"
-        else iter_ndjson(replay(), batch_size)
+        else iter_ndjson(replay(), 1 << 20)
     )
     try:
         async with aclosing(records) as batches:
             async for _ in batches:
                 pass
     except ResponseFormatError as located:
-        return located
+        if located.line is None:
+            return located
+        line = located.line + lines_before
+        message = str(located).replace(f"line {located.line}", f"line {line}", 1)
+        return ResponseFormatError(message, line=line, snippet=located.snippet)
     return ResponseFormatError(
         f"the {'CSV' if kind == 'csv' else 'JSON Lines'} body does not parse into columns of "
         "one type each (pyarrow keeps the types of the first rows); read it as records"
