@@ -28,6 +28,7 @@ import contextlib
 import os
 import sqlite3
 import threading
+import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
 from typing import Any
@@ -64,6 +65,27 @@ CREATE INDEX IF NOT EXISTS state_runs_by_pipeline ON state_runs (pipeline, id);
 """
 
 
+def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
+    """Switch the file to WAL mode, waiting up to ``timeout`` for other openers.
+
+    Changing the journal mode needs an exclusive lock, and SQLite answers "database is locked"
+    at once (without its busy handler) while another process opens the same new file.
+    """
+    deadline = time.monotonic() + timeout
+    pause = 0.005
+    while True:
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) and "busy" not in str(exc):
+                raise
+            if time.monotonic() >= deadline:
+                raise
+            time.sleep(pause)
+            pause = min(pause * 2, 0.1)
+
+
 class SqliteStateStore:
     """A state store in an SQLite database file: safe across processes (see the module docs).
 
@@ -88,7 +110,7 @@ class SqliteStateStore:
             self._db = sqlite3.connect(
                 self.path, timeout=timeout, isolation_level=None, check_same_thread=False
             )
-            self._db.execute("PRAGMA journal_mode=WAL")
+            _enable_wal(self._db, timeout)
             self._db.execute("PRAGMA synchronous=NORMAL")
             self._db.executescript(_SCHEMA)
         except sqlite3.DatabaseError as exc:
