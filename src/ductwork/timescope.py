@@ -45,6 +45,7 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, ScheduleError
+from .core.config import check_value
 from .core.context import TimeWindow
 
 __all__ = [
@@ -127,11 +128,7 @@ class Timescope(BaseModel):
     @field_validator("timezone")
     @classmethod
     def _check_timezone(cls, value: str) -> str:
-        try:
-            resolve_timezone(value)
-        except ScheduleError as exc:
-            raise ValueError(str(exc)) from None
-        return value
+        return check_value(resolve_timezone, value, ScheduleError)
 
     @field_validator("interval")
     @classmethod

@@ -28,6 +28,7 @@ from .types import ErrorHandling
 __all__ = [
     "ErrorPolicy",
     "Options",
+    "check_value",
     "checked_keywords",
     "configure",
     "error_policy",
@@ -38,6 +39,7 @@ __all__ = [
 ModelT = TypeVar("ModelT", bound=BaseModel)
 P = ParamSpec("P")
 R = TypeVar("R")
+T = TypeVar("T")
 
 
 class Options(BaseModel):
@@ -200,3 +202,29 @@ def warn_deprecated(message: str) -> None:
         frame = frame.f_back
         level += 1
     warnings.warn(message, DeprecationWarning, stacklevel=level)
+
+
+def check_value(
+    check: Callable[[T], object],
+    value: T,
+    errors: type[Exception] | tuple[type[Exception], ...],
+    message: str = "{error}",
+) -> T:
+    """Return ``value`` once ``check(value)`` accepts it: the body of a field validator.
+
+    An exception of ``errors`` raised by ``check`` becomes the ValueError pydantic reports for
+    the field, its text ``message`` with ``{value}`` and ``{error}`` filled in.
+
+    Example:
+        >>> check_value(int, "12", ValueError, "expected a number, got {value!r}")
+        '12'
+        >>> check_value(int, "twelve", ValueError, "expected a number, got {value!r}")
+        Traceback (most recent call last):
+        ...
+        ValueError: expected a number, got 'twelve'
+    """
+    try:
+        check(value)
+    except errors as exc:
+        raise ValueError(message.format(value=value, error=exc)) from None
+    return value

@@ -11,7 +11,7 @@ import pyarrow as pa
 from pydantic import ConfigDict, Field, ValidationInfo, field_validator, model_validator
 
 from ..._exceptions import ConfigError, PipelineError
-from ...core.config import ErrorPolicy, Options, warn_deprecated
+from ...core.config import ErrorPolicy, Options, check_value, warn_deprecated
 from ...core.context import RunContext
 from ...core.templates import check_path_value, fill_confined
 from ..compression import LEVELS, Codec, codec_for, infer_compression, strip_compression_suffix
@@ -151,11 +151,7 @@ class _PathOptions(Options):
     @field_validator("file_path")
     @classmethod
     def _check_placeholders(cls, value: str) -> str:
-        try:
-            _template_fields(value)
-        except ValueError as exc:
-            raise ValueError(f"malformed placeholder: {exc}") from None
-        return value
+        return check_value(_template_fields, value, ValueError, "malformed placeholder: {error}")
 
     @field_validator("file_format", "format", check_fields=False)
     @classmethod
@@ -165,11 +161,7 @@ class _PathOptions(Options):
     @field_validator("encoding")
     @classmethod
     def _check_encoding(cls, value: str) -> str:
-        try:
-            text_codec(value)
-        except LookupError:
-            raise ValueError(f"unknown encoding {value!r}") from None
-        return value
+        return check_value(text_codec, value, LookupError, "unknown encoding {value!r}")
 
     @field_validator("delimiter")
     @classmethod

@@ -26,7 +26,7 @@ from pydantic import (
     field_validator,
 )
 
-from ...core.config import Options
+from ...core.config import Options, check_value
 from .limits import (
     HttpRetryConfig,
     RateLimitConfig,
@@ -416,11 +416,7 @@ class HttpExtractorConfig(Options):
     @field_validator("encoding")
     @classmethod
     def _check_encoding(cls, value: str) -> str:
-        try:
-            codecs.lookup(value)
-        except LookupError:
-            raise ValueError(f"unknown text encoding {value!r}") from None
-        return value
+        return check_value(codecs.lookup, value, LookupError, "unknown text encoding {value!r}")
 
     @field_validator("records_path")
     @classmethod
