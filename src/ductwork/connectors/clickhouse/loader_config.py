@@ -13,7 +13,7 @@ from pydantic import Field, field_validator, model_validator
 
 from .arrow import clickhouse_type
 from .client import StageOptions
-from .codec import valid_column, valid_identifier, valid_type
+from .codec import type_error, valid_column, valid_identifier
 
 __all__ = ["ClickHouseLoaderConfig"]
 
@@ -129,8 +129,9 @@ class ClickHouseLoaderConfig(StageOptions):
         for column, spec in value.items():
             if not valid_column(column):
                 raise ValueError(f"{column!r} is not a column name")
-            if not valid_type(spec.strip()):
-                raise ValueError(f"{spec!r} (column {column!r}) is not a ClickHouse type")
+            reason = type_error(spec.strip())
+            if reason is not None:
+                raise ValueError(f"{spec!r} (column {column!r}) is not a ClickHouse type: {reason}")
         return {column: spec.strip() for column, spec in value.items()}
 
     @model_validator(mode="after")
