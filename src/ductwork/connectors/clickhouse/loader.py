@@ -79,6 +79,7 @@ class _ClickHouseSink(InsertSink):
     # ------------------------------------------------------------------ setup
 
     async def prepare(self) -> None:
+        """Check (or create) the table, and decide the insert query and its settings."""
         loader, config = self.loader, self.config
         try:
             caps = self.caps = await self.conn.capabilities()

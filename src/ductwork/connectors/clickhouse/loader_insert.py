@@ -102,6 +102,8 @@ class InsertSink:
     # ------------------------------------------------------------------ writing
 
     async def write(self, batch: Batch) -> None:
+        """Buffer ``batch``, inserting whenever the buffer is full (see the config's
+        ``batch_size``, ``max_bytes`` and ``flush_interval``)."""
         config = self.config
         table: pa.Table | None = batch if isinstance(batch, pa.Table) else None
         if table is not None and (config.mode == "upsert" or config.dead_letter is not None):
