@@ -52,8 +52,8 @@ from .extractor import ClickHouseExtractor as ClickHouseExtractor
 from .extractor import ClickHouseExtractorConfig as ClickHouseExtractorConfig
 from .extractor import create_clickhouse_extractor as create_clickhouse_extractor
 from .loader import ClickHouseLoader as ClickHouseLoader
-from .loader import ClickHouseLoaderConfig as ClickHouseLoaderConfig
 from .loader import create_clickhouse_loader as create_clickhouse_loader
+from .loader_config import ClickHouseLoaderConfig as ClickHouseLoaderConfig
 
 __all__ = (
     "ClickHouseConfig",

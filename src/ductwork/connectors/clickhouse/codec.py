@@ -38,6 +38,7 @@ __all__ = [
     "quote_identifier",
     "split_args",
     "split_table",
+    "type_error",
     "valid_column",
     "valid_identifier",
     "valid_type",
@@ -47,8 +48,13 @@ __all__ = [
 
 _IDENTIFIER = re.compile(r"[A-Za-z_][A-Za-z0-9_]*")
 _COLUMN = re.compile(r"[A-Za-z_][A-Za-z0-9_]*(\.[A-Za-z_][A-Za-z0-9_]*)*")
-_TYPE = re.compile(r"[A-Za-z][A-Za-z0-9_]*(\(.*\))?", re.S)
-_TYPE_FORBIDDEN = (";", "`", "--", "/*", "\n", "\r", "\\")
+# The tokens of a ClickHouse type: a name, a number, a quoted literal (``''`` escapes a quote),
+# the punctuation of arguments, and spaces; anything else (``;``, ``--``, ``/*``, backticks,
+# backslashes, line breaks) is refused.
+_TYPE_TOKEN = re.compile(
+    r"(?P<name>[A-Za-z_][A-Za-z0-9_]*)|(?P<number>-?[0-9]+(?:\.[0-9]+)?)"
+    r"|(?P<literal>'(?:[^'\\\r\n]|'')*')|(?P<punct>[(),=])|(?P<space>[ \t]+)"
+)
 
 
 def valid_identifier(name: str) -> bool:
@@ -62,25 +68,51 @@ def valid_column(name: str) -> bool:
 
 
 def valid_type(spec: str) -> bool:
-    """Whether ``spec`` looks like a ClickHouse type (``UInt64``, ``Nullable(String)``, ...).
+    """Whether ``spec`` is a ClickHouse type (``UInt64``, ``Nullable(String)``, ...); see
+    :func:`type_error`."""
+    return type_error(spec) is None
 
-    A type is a name with optional parenthesised arguments with balanced parentheses and quotes;
-    statement separators, comments, backticks and backslashes are refused.
+
+def type_error(spec: str) -> str | None:
+    """Why ``spec`` is not a ClickHouse type, or ``None`` if it is one.
+
+    A type is a name, optionally followed by parenthesised arguments made of names, numbers,
+    quoted literals, ``,``, ``=`` and nested parentheses (``Enum8('a' = 1)``,
+    ``DateTime64(3, 'UTC')``, ``Tuple(id UInt64, name String)``), balanced, with nothing after
+    the closing parenthesis. Statement separators, comments, backticks, backslashes and line
+    breaks are refused, so that a type put into DDL cannot end or extend the statement.
+
+    Example:
+        >>> type_error("Array(Nullable(Decimal(9, 2)))") is None
+        True
+        >>> type_error("Nullable(UInt8) ENGINE = Memory")
+        "unexpected 'ENGINE' at 16 after the closing parenthesis"
     """
-    if not _TYPE.fullmatch(spec) or any(bad in spec for bad in _TYPE_FORBIDDEN):
-        return False
-    depth = 0
-    quoted = False
-    for char in spec:
-        if char == "'":
-            quoted = not quoted
-        elif not quoted and char == "(":
+    tokens: list[tuple[str, int]] = []
+    at = 0
+    while at < len(spec):
+        match = _TYPE_TOKEN.match(spec, at)
+        if match is None:
+            return f"unexpected {spec[at]!r} at {at}"
+        if match.lastgroup != "space":
+            tokens.append((match.group(), at))
+        at = match.end()
+    if not tokens or not tokens[0][0][0].isalpha():  # only a name starts with a letter
+        return "does not start with a type name"
+    if len(tokens) > 1 and tokens[1][0] != "(":
+        text, at = tokens[1]
+        return f"unexpected {text!r} at {at} (arguments go in parentheses)"
+    depth = 1 if len(tokens) > 1 else 0  # tokens[1] opens the arguments
+    for text, at in tokens[2:]:
+        if depth == 0:
+            if text == ")":
+                return f"unbalanced ')' at {at}"
+            return f"unexpected {text!r} at {at} after the closing parenthesis"
+        if text == "(":
             depth += 1
-        elif not quoted and char == ")":
+        elif text == ")":
             depth -= 1
-            if depth < 0:
-                return False
-    return depth == 0 and not quoted
+    return "unbalanced '('" if depth else None
 
 
 def quote_identifier(name: str) -> str:
