@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import anyio
@@ -37,10 +38,11 @@ MAX_LIMIT = 1000
 """The most runs one request may ask for (``limit=``)."""
 
 
+@dataclass(eq=False)
 class Routes:
     """The answers of the HTTP server about ``scheduler``.
 
-    Args:
+    Attributes:
         scheduler: the scheduler shown and acted on.
         metrics: the runs counted for ``/metrics`` and the runs in flight.
         collectors: further prometheus-client collectors for ``/metrics``.
@@ -49,23 +51,13 @@ class Routes:
         refresh_seconds: how often the dashboard refreshes itself (0: never).
     """
 
-    def __init__(
-        self,
-        scheduler: Scheduler,
-        metrics: RunMetrics,
-        collectors: Sequence[Collector],
-        token: BearerToken,
-        *,
-        runs_shown: int,
-        refresh_seconds: float,
-    ) -> None:
-        self.scheduler = scheduler
-        self.metrics = metrics
-        self.collectors = collectors
-        self.token = token
-        self.runs_shown = runs_shown
-        self.refresh_seconds = refresh_seconds
-        self._registry: Any = None
+    scheduler: Scheduler
+    metrics: RunMetrics
+    collectors: Sequence[Collector]
+    token: BearerToken
+    runs_shown: int
+    refresh_seconds: float
+    _registry: Any = field(default=None, init=False, repr=False)
 
     def app(self, hosts: list[str]) -> Starlette:
         """The starlette application, answering requests that name one of ``hosts``.

@@ -62,7 +62,12 @@ Example:
 
 from __future__ import annotations
 
-from .engine import Scheduler, SchedulerConfig, SchedulerService, open_scheduler
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from typing import Any
+
+from ..registry import PipelineRegistry
+from .engine import Scheduler, SchedulerConfig, SchedulerService
 from .model import JobStatus, OverlapPolicy, SchedulerState, SchedulerStatistics
 
 __all__ = [
@@ -75,3 +80,22 @@ __all__ = [
     "SchedulerStatistics",
     "open_scheduler",
 ]
+
+
+@asynccontextmanager
+async def open_scheduler(
+    registry: PipelineRegistry | None = None,
+    config: SchedulerConfig | None = None,
+    **options: Any,
+) -> AsyncIterator[Scheduler]:
+    """Run the cron jobs of ``registry`` while the ``async with`` block is open.
+
+    Leaving the block shuts the scheduler down gracefully (see :meth:`Scheduler.shutdown`).
+    The arguments are those of :class:`Scheduler`.
+
+    Example:
+        ``async with open_scheduler(registry, grace_period=10) as scheduler: await
+        scheduler.serve()`` runs until SIGINT or SIGTERM.
+    """
+    async with Scheduler(registry, config, **options) as scheduler:
+        yield scheduler

@@ -10,8 +10,7 @@ import asyncio
 import logging
 import signal
 import threading
-from collections.abc import AsyncIterator, Callable, Mapping
-from contextlib import asynccontextmanager
+from collections.abc import Callable, Mapping
 from datetime import UTC, datetime
 from typing import Any, Protocol, Self, runtime_checkable
 
@@ -25,12 +24,12 @@ from ..core.errors import unwrap_group
 from ..core.types import ExcInfo
 from ..registry import PipelineRegistry, get_default_registry
 from ..timescope import resolve_timezone
-from .firing import Job, stop_loop, tick_loop
+from .firing import Job, start_loop, stop_loop
 from .history import Totals
 from .model import JobStatus, OverlapPolicy, SchedulerState, SchedulerStatistics
 from .runs import Runs
 
-__all__ = ["Scheduler", "SchedulerConfig", "SchedulerService", "open_scheduler"]
+__all__ = ["Scheduler", "SchedulerConfig", "SchedulerService"]
 
 logger = logging.getLogger("ductwork.scheduler")
 
@@ -123,10 +122,10 @@ class Scheduler:
         self._runs = Runs(
             self.registry,
             self._totals,
-            policy=self.overlap_policy,
-            max_queued=config.max_queued,
-            running=self._is_running,
-            release=self._release,
+            self.overlap_policy,
+            config.max_queued,
+            self._is_running,
+            self._release,
         )
 
     def __repr__(self) -> str:
@@ -240,7 +239,7 @@ class Scheduler:
         try:
             for job in self._jobs.values():
                 stop_loop(job)
-                self._drop_queue(job, "the scheduler is shutting down")
+                job.drop_queue("the scheduler is shutting down")
             if self._runs.in_flight:
                 logger.info(
                     "waiting up to %gs for %d run(s) in flight", grace, self._runs.in_flight
@@ -301,7 +300,7 @@ class Scheduler:
             if job.loop_scope is not None:
                 logger.info("job %s disabled", name)
             stop_loop(job)
-            self._drop_queue(job, "the job was disabled")
+            job.drop_queue("the job was disabled")
 
     def trigger(self, name: str) -> bool:
         """Start a run of job ``name`` now, as a tick would (subject to its overlap policy).
@@ -379,20 +378,7 @@ class Scheduler:
         return self._enabled.get(job.name, job.definition.enabled)
 
     def _snapshot(self, job: Job) -> JobStatus:
-        definition = job.definition
-        assert definition is not None
-        return JobStatus(
-            name=job.name,
-            pipeline=definition.pipeline,
-            schedule=definition.schedule,
-            timezone=definition.timezone,
-            enabled=self._is_enabled(job),
-            overlap=self.overlap_policy(job.name),
-            next_fire_time=job.ticks.fire_time if job.ticks is not None else None,
-            running=job.running,
-            queued=len(job.queued),
-            **job.history.status_fields(),
-        )
+        return job.status(enabled=self._is_enabled(job), overlap=self.overlap_policy(job.name))
 
     def _on_registry_change(self, event: str, name: str) -> None:
         if event in ("cron_job_added", "cron_job_removed"):
@@ -408,7 +394,7 @@ class Scheduler:
                 logger.info("job %s removed", name)
                 job.definition = None
                 stop_loop(job)
-                self._drop_queue(job, "the job was removed")
+                job.drop_queue("the job was removed")
                 if job.running == 0:
                     del self._jobs[name]
         for name, definition in current.items():
@@ -426,38 +412,9 @@ class Scheduler:
 
     def _start_loop(self, job: Job) -> None:
         assert self._tg is not None
-        assert job.definition is not None
-        scope = anyio.CancelScope()
-        job.loop_scope = scope
-        self._tg.start_soon(
-            tick_loop, job, job.definition, scope, self._runs.on_tick, name=f"cron {job.name}"
-        )
-
-    def _drop_queue(self, job: Job, why: str) -> None:
-        if job.queued:
-            logger.info("job %s: dropping %d queued tick(s): %s", job.name, len(job.queued), why)
-            job.queued.clear()
+        start_loop(self._tg, job, self._runs.on_tick)
 
     def _release(self, job: Job) -> None:
         """Forget ``job`` once it is removed from the registry and its last run has ended."""
         if job.definition is None and job.running == 0 and self._jobs.get(job.name) is job:
             del self._jobs[job.name]
-
-
-@asynccontextmanager
-async def open_scheduler(
-    registry: PipelineRegistry | None = None,
-    config: SchedulerConfig | None = None,
-    **options: Any,
-) -> AsyncIterator[Scheduler]:
-    """Run the cron jobs of ``registry`` while the ``async with`` block is open.
-
-    Leaving the block shuts the scheduler down gracefully (see :meth:`Scheduler.shutdown`).
-    The arguments are those of :class:`Scheduler`.
-
-    Example:
-        ``async with open_scheduler(registry, grace_period=10) as scheduler: await
-        scheduler.serve()`` runs until SIGINT or SIGTERM.
-    """
-    async with Scheduler(registry, config, **options) as scheduler:
-        yield scheduler

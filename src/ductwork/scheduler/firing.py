@@ -8,6 +8,7 @@ its queued ticks, and its :class:`~ductwork.scheduler.history.JobHistory`.
 from __future__ import annotations
 
 import asyncio
+import logging
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -15,12 +16,16 @@ from datetime import datetime
 
 import aiocron  # type: ignore[import-untyped]
 import anyio
+from anyio.abc import TaskGroup
 
 from ..cron import CronJob
 from ..timescope import resolve_timezone
 from .history import JobHistory
+from .model import JobStatus, OverlapPolicy
 
-__all__ = ["Job", "OnTick", "Ticks", "stop_loop", "tick_loop"]
+__all__ = ["Job", "OnTick", "Ticks", "start_loop", "stop_loop", "tick_loop"]
+
+logger = logging.getLogger("ductwork.scheduler")
 
 
 class Ticks(aiocron.Cron):  # type: ignore[misc]
@@ -50,6 +55,29 @@ class Job:
     queued: deque[tuple[datetime, CronJob]] = field(default_factory=deque)
     history: JobHistory = field(default_factory=JobHistory)
 
+    def status(self, *, enabled: bool, overlap: OverlapPolicy) -> JobStatus:
+        """A snapshot of the job, which ``enabled`` says starts runs on its ticks, or not."""
+        definition = self.definition
+        assert definition is not None
+        return JobStatus(
+            name=self.name,
+            pipeline=definition.pipeline,
+            schedule=definition.schedule,
+            timezone=definition.timezone,
+            enabled=enabled,
+            overlap=overlap,
+            next_fire_time=self.ticks.fire_time if self.ticks is not None else None,
+            running=self.running,
+            queued=len(self.queued),
+            **self.history.status_fields(),
+        )
+
+    def drop_queue(self, why: str) -> None:
+        """Drop the ticks waiting for the run in flight, logging ``why``."""
+        if self.queued:
+            logger.info("job %s: dropping %d queued tick(s): %s", self.name, len(self.queued), why)
+            self.queued.clear()
+
 
 #: What a loop calls on each tick: ``on_tick(job, definition, fire_time, trigger)``.
 OnTick = Callable[[Job, CronJob, datetime, str], object]
@@ -78,6 +106,14 @@ async def tick_loop(
             ticks.stop()
             if job.ticks is ticks:
                 job.ticks = None
+
+
+def start_loop(task_group: TaskGroup, job: Job, on_tick: OnTick) -> None:
+    """Start the loop awaiting the job's ticks, as a task of ``task_group``."""
+    assert job.definition is not None
+    scope = anyio.CancelScope()
+    job.loop_scope = scope
+    task_group.start_soon(tick_loop, job, job.definition, scope, on_tick, name=f"cron {job.name}")
 
 
 def stop_loop(job: Job) -> None:

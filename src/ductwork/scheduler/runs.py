@@ -45,7 +45,6 @@ class Runs:
         self,
         registry: PipelineRegistry,
         totals: Totals,
-        *,
         policy: Callable[[str], OverlapPolicy],
         max_queued: int,
         running: Callable[[], bool],
