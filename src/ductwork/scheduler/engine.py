@@ -1,7 +1,8 @@
-"""The scheduler itself: its options, its lifecycle in a task group, and its jobs' overlap policy.
+"""The scheduler itself: its options, its lifecycle in a task group, and its set of jobs.
 
-See :mod:`ductwork.scheduler` for what it does; the ticks and runs are in
-:mod:`~ductwork.scheduler.firing`, the accounting in :mod:`~ductwork.scheduler.history`.
+See :mod:`ductwork.scheduler` for what it does. The ticks are awaited in
+:mod:`~ductwork.scheduler.firing`, the runs started (under the overlap policy) in
+:mod:`~ductwork.scheduler.runs` and counted in :mod:`~ductwork.scheduler.history`.
 """
 
 from __future__ import annotations

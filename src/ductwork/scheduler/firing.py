@@ -1,8 +1,9 @@
 """The firing of the scheduler's jobs: each job awaits its ticks on aiocron and runs on them.
 
 A :class:`Job` is the scheduler's book-keeping for one cron job: its definition, the loop
-awaiting its ticks (:func:`tick_loop`, cancelled by :func:`stop_loop`), its runs in flight and
-its queued ticks, and its :class:`~ductwork.scheduler.history.JobHistory`.
+awaiting its ticks (:func:`tick_loop`, started by :func:`start_loop` and cancelled by
+:func:`stop_loop`), its runs in flight, its queued ticks, and its
+:class:`~ductwork.scheduler.history.JobHistory`.
 """
 
 from __future__ import annotations
