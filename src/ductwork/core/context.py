@@ -19,6 +19,10 @@ __all__ = ["RunContext", "TimeWindow", "new_run_id"]
 
 _EMPTY: Mapping[str, Any] = MappingProxyType({})
 
+#: The fields of a run's context that a child run of a composition shares with it; the child has
+#: its own run id, start time and stage.
+_SHARED_WITH_CHILDREN = ("logger", "window", "params", "state")
+
 
 def new_run_id() -> str:
     """Return a new, unique run id (32 hex characters)."""
@@ -82,14 +86,8 @@ class RunContext:
 
     def child(self, pipeline: str) -> RunContext:
         """A fresh context for a child run of a composition: new run id, same window and params."""
-        return RunContext(
-            pipeline=pipeline,
-            logger=self.logger,
-            window=self.window,
-            params=self.params,
-            state=self.state,
-            parent_run_id=self.run_id,
-        )
+        shared = {name: getattr(self, name) for name in _SHARED_WITH_CHILDREN}
+        return RunContext(pipeline=pipeline, parent_run_id=self.run_id, **shared)
 
     def for_stage(self, stage: str, stats: StageStats) -> RunContext:
         """The view of this context handed to one stage; metrics recorded through it land there."""
