@@ -16,20 +16,16 @@ from __future__ import annotations
 import argparse
 import json
 import logging
-import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import Any
 
 import anyio
-import cloudpickle
-import distributed
 
 from benchmarks._util import Timing, machine, peak_rss_mb, table
 from ductwork import (
     Batch,
-    DaskExecutor,
     Executor,
     LocalExecutor,
     MemoryStateStore,
@@ -38,8 +34,9 @@ from ductwork import (
     RunContext,
     create_etl_pipeline,
 )
+from ductwork.core.dask_executor import open_local_cluster, ship_by_value
 
-cloudpickle.register_pickle_by_value(sys.modules[__name__])
+ship_by_value(__name__)
 
 START = datetime(2024, 1, 1, tzinfo=UTC)
 BATCH = 10_000
@@ -75,18 +72,7 @@ async def backfill(executor: Executor, windows: int, records: int, workers: int)
 
 
 async def measure(windows: int, records: int, repeats: int, empty: int) -> list[dict[str, Any]]:
-    async with (
-        distributed.LocalCluster(
-            n_workers=2,
-            processes=True,
-            threads_per_worker=1,
-            host="127.0.0.1",
-            dashboard_address=None,
-            asynchronous=True,
-        ) as cluster,
-        distributed.Client(cluster, asynchronous=True, set_as_default=False) as client,
-    ):
-        dask = DaskExecutor(client)
+    async with open_local_cluster(2) as dask:
         local = LocalExecutor()
         await backfill(dask, 2, 1, 2)  # warm-up: the workers import ductwork
         local_times, dask_times = [], []

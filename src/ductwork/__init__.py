@@ -69,6 +69,7 @@ from .core.context import RunContext as RunContext
 from .core.context import TimeWindow as TimeWindow
 from .core.executor import Executor as Executor
 from .core.executor import LocalExecutor as LocalExecutor
+from .core.exports import lazy_names as _lazy_names
 from .core.pipeline import Pipeline as Pipeline
 from .core.pipeline import PipelineConfig as PipelineConfig
 from .core.result import RunResult as RunResult
@@ -266,17 +267,12 @@ __all__ = (
 
 
 if _typing.TYPE_CHECKING:
+    from .connectors.http import RetryConfig as RetryConfig
     from .core.dask_executor import DaskExecutor as DaskExecutor
-
-    RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
-    _renamed = _renamed_names(__name__)
-
-    def __getattr__(name: str) -> type:
-        # DaskExecutor needs the ``dask`` extra: it is imported on first use only, and kept out
-        # of __all__ so that ``from ductwork import *`` works without the extra.
-        if name == "DaskExecutor":
-            from .core.dask_executor import DaskExecutor
-
-            return DaskExecutor
-        return _renamed(name)
+    # DaskExecutor needs the ``dask`` extra: it is imported on first use only, and kept out of
+    # __all__ so that ``from ductwork import *`` works without the extra. RetryConfig is the
+    # deprecated old name of HttpRetryConfig (a warning on use).
+    __getattr__ = _lazy_names(
+        __name__, {"DaskExecutor": ".core.dask_executor"}, _renamed_names(__name__)
+    )

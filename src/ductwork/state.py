@@ -47,15 +47,16 @@ import time
 import weakref
 from collections.abc import Callable, Iterator, Mapping
 from datetime import UTC, datetime
+from functools import partial
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, TypeVar, Unpack
 
 import anyio
 import orjson
 
 from ._exceptions import ConfigError
 from .core.context import TimeWindow
-from .core.store import StateStore
+from .core.store import _MISSING, _UNCHANGED, StateStore, StateStoreBase
 
 if TYPE_CHECKING:
     from .core.result import RunResult
@@ -75,6 +76,8 @@ __all__ = [
 SUCCEEDED_WINDOWS_KEY = "ductwork.succeeded_windows"
 
 _FORMAT = 1
+_H = TypeVar("_H")
+_T = TypeVar("_T")
 _GLOBAL = ""
 _LOCK_TIMEOUT = 30.0
 
@@ -116,53 +119,6 @@ class _StateData:
         doc = {"format": _FORMAT, "values": self.values, "runs": self.runs}
         return orjson.dumps(doc, option=orjson.OPT_INDENT_2 | orjson.OPT_SORT_KEYS)
 
-    def get(self, key: str, default: Any, pipeline: str | None) -> Any:
-        scope = self.values.get(pipeline or _GLOBAL, {})
-        return _json_copy(scope[key]) if key in scope else default
-
-    def set(self, key: str, value: Any, pipeline: str | None) -> None:
-        self.values.setdefault(pipeline or _GLOBAL, {})[key] = _json_copy(value)
-
-    def delete(self, key: str, pipeline: str | None) -> bool:
-        name = pipeline or _GLOBAL
-        scope = self.values.get(name)
-        if scope is None or key not in scope:
-            return False
-        del scope[key]
-        if not scope:
-            del self.values[name]
-        return True
-
-    def update(self, key: str, fn: Callable[[Any], Any], default: Any, pipeline: str | None) -> Any:
-        new = _json_copy(fn(self.get(key, default, pipeline)))
-        self.values.setdefault(pipeline or _GLOBAL, {})[key] = new
-        return _json_copy(new)
-
-    def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        history = self.runs.setdefault(pipeline, [])
-        history.append(_json_copy(dict(record)))
-        if len(history) > self.max_runs:
-            del history[: len(history) - self.max_runs]
-
-    def record(
-        self, pipeline: str, record: Mapping[str, Any], succeeded: TimeWindow | None
-    ) -> None:
-        self.append_run(pipeline, record)
-        if succeeded is not None:
-            self.update(
-                SUCCEEDED_WINDOWS_KEY,
-                lambda spans: _merge_span(spans, succeeded),
-                [],
-                pipeline,
-            )
-
-    def list_runs(self, pipeline: str, limit: int | None) -> list[dict[str, Any]]:
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise ConfigError.for_field("limit", f"must be a non-negative integer, got {limit!r}")
-        history = self.runs.get(pipeline, [])
-        newest = history[::-1] if limit is None else history[: -limit - 1 : -1]
-        return _json_copy(newest)  # type: ignore[no-any-return]
-
 
 def _corrupt(source: str, problem: str) -> ConfigError:
     """The error for a state file that cannot be read (a ``ConfigError``, so a ``ValueError``)."""
@@ -175,7 +131,59 @@ def _check_max_runs(max_runs: int) -> int:
     return max_runs
 
 
-class MemoryStateStore:
+class _RunRecorder(StateStoreBase[_H]):
+    """A store that records a run and its succeeded window in one transaction."""
+
+    async def _record_run(
+        self, pipeline: str, record: Mapping[str, Any], succeeded: TimeWindow | None
+    ) -> None:
+        """A run's record and, when it succeeded, its window: one transaction."""
+        copy = self._copy(dict(record))
+
+        def change(handle: _H) -> None:
+            self._append(handle, pipeline, copy)
+            if succeeded is not None:
+                merge = partial(_merge_span, window=succeeded)
+                self._change(handle, SUCCEEDED_WINDOWS_KEY, merge, [], pipeline)
+
+        await self._transact(change, write=True)
+
+
+class _DocumentStore(_RunRecorder[_StateData]):
+    """The primitives of the stores that keep the whole document in memory (a ``_StateData``)."""
+
+    def _read(self, handle: _StateData, key: str, pipeline: str | None) -> Any:
+        scope = handle.values.get(pipeline or _GLOBAL, {})
+        return _json_copy(scope[key]) if key in scope else _MISSING
+
+    def _write(self, handle: _StateData, key: str, value: Any, pipeline: str | None) -> None:
+        handle.values.setdefault(pipeline or _GLOBAL, {})[key] = _json_copy(value)
+
+    def _remove(self, handle: _StateData, key: str, pipeline: str | None) -> bool:
+        name = pipeline or _GLOBAL
+        scope = handle.values.get(name)
+        if scope is None or key not in scope:
+            return False
+        del scope[key]
+        if not scope:
+            del handle.values[name]
+        return True
+
+    def _append(self, handle: _StateData, pipeline: str, record: dict[str, Any]) -> None:
+        history = handle.runs.setdefault(pipeline, [])
+        history.append(record)
+        if len(history) > handle.max_runs:
+            del history[: len(history) - handle.max_runs]
+
+    def _history(
+        self, handle: _StateData, pipeline: str, limit: int | None
+    ) -> list[dict[str, Any]]:
+        history = handle.runs.get(pipeline, [])
+        newest = history[::-1] if limit is None else history[: -limit - 1 : -1]
+        return _json_copy(newest)  # type: ignore[no-any-return]
+
+
+class MemoryStateStore(_DocumentStore):
     """A state store held in memory, for tests and for processes that need no persistence.
 
     Args:
@@ -188,41 +196,8 @@ class MemoryStateStore:
     def __repr__(self) -> str:
         return f"MemoryStateStore(pipelines={sorted(self._data.runs)!r})"
 
-    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
-        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
-        return self._data.get(key, default, pipeline)
-
-    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
-        """Store ``value`` under ``key`` (a JSON round trip checks it is serialisable)."""
-        self._data.set(key, value, pipeline)
-
-    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
-        """Remove ``key`` if present."""
-        self._data.delete(key, pipeline)
-
-    async def update(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        *,
-        default: Any = None,
-        pipeline: str | None = None,
-    ) -> Any:
-        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it."""
-        return self._data.update(key, fn, default, pipeline)
-
-    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        """Append a run record to ``pipeline``'s history."""
-        self._data.append_run(pipeline, record)
-
-    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
-        """Return ``pipeline``'s most recent run records, newest first."""
-        return self._data.list_runs(pipeline, limit)
-
-    async def _record_run(
-        self, pipeline: str, record: Mapping[str, Any], succeeded: TimeWindow | None
-    ) -> None:
-        self._data.record(pipeline, record, succeeded)
+    async def _transact(self, fn: Callable[[_StateData], _T], *, write: bool) -> _T:
+        return fn(self._data)
 
 
 class _FileBacking:
@@ -330,7 +305,6 @@ def _directory_lock(directory: Path) -> Iterator[None]:
         os.close(fd)
 
 
-_UNCHANGED = object()
 _backings: weakref.WeakValueDictionary[Path, _FileBacking] = weakref.WeakValueDictionary()
 _backings_lock = threading.Lock()
 
@@ -346,7 +320,7 @@ def _backing_for(path: Path, max_runs: int) -> _FileBacking:
         return backing
 
 
-class JsonFileStateStore:
+class JsonFileStateStore(_DocumentStore):
     """A state store persisted as one JSON file, rewritten atomically on every change.
 
     Writes go to a temporary file in the same directory, are flushed to disk and renamed into
@@ -365,6 +339,9 @@ class JsonFileStateStore:
     lock within 30 s fails with ``TimeoutError``); but every write rewrites the whole file, so
     for several busy processes :class:`~ductwork.SqliteStateStore` is the store to use.
 
+    Every call runs in a worker thread while the file is locked (``update``'s ``fn`` too: keep it
+    small and pure).
+
     Opening the store removes temporary files left by a writer that was killed, and reads the
     file: a corrupt one raises :class:`~ductwork.ConfigError` naming it, before any run.
 
@@ -381,64 +358,10 @@ class JsonFileStateStore:
     def __repr__(self) -> str:
         return f"JsonFileStateStore({str(self.path)!r})"
 
-    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
-        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
-        return await anyio.to_thread.run_sync(
-            self._backing.read, lambda data: data.get(key, default, pipeline)
-        )
-
-    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
-        """Store ``value`` under ``key`` and persist the file."""
-        value = _json_copy(value)  # fail on an unserialisable value before touching the file
-        await anyio.to_thread.run_sync(
-            self._backing.write, lambda data: data.set(key, value, pipeline)
-        )
-
-    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
-        """Remove ``key`` if present and persist the file."""
-
-        def delete(data: _StateData) -> object:
-            return None if data.delete(key, pipeline) else _UNCHANGED
-
-        await anyio.to_thread.run_sync(self._backing.write, delete)
-
-    async def update(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        *,
-        default: Any = None,
-        pipeline: str | None = None,
-    ) -> Any:
-        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it.
-
-        ``fn`` runs in a worker thread while the file is locked: keep it small and pure.
-        """
-        return await anyio.to_thread.run_sync(
-            self._backing.write, lambda data: data.update(key, fn, default, pipeline)
-        )
-
-    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        """Append a run record to ``pipeline``'s history and persist the file."""
-        record = _json_copy(dict(record))
-        await anyio.to_thread.run_sync(
-            self._backing.write, lambda data: data.append_run(pipeline, record)
-        )
-
-    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
-        """Return ``pipeline``'s most recent run records, newest first."""
-        runs: list[dict[str, Any]] = await anyio.to_thread.run_sync(
-            self._backing.read, lambda data: data.list_runs(pipeline, limit)
-        )
-        return runs
-
-    async def _record_run(
-        self, pipeline: str, record: Mapping[str, Any], succeeded: TimeWindow | None
-    ) -> None:
-        record = _json_copy(dict(record))
-        await anyio.to_thread.run_sync(
-            self._backing.write, lambda data: data.record(pipeline, record, succeeded)
-        )
+    async def _transact(self, fn: Callable[[_StateData], _T], *, write: bool) -> _T:
+        run = self._backing.write if write else self._backing.read
+        out: _T = await anyio.to_thread.run_sync(run, fn)
+        return out
 
 
 def _atomic_write(path: Path, payload: bytes) -> None:
@@ -505,21 +428,30 @@ def run_record(
     return record
 
 
+class _RunDetails(TypedDict, total=False):
+    """What a run was asked to do (the keyword arguments of :func:`run_record`)."""
+
+    window: TimeWindow | None
+    params: Mapping[str, Any] | None
+    trigger: str | None
+
+
 async def record_run(
-    store: StateStore,
-    pipeline: str,
-    result: RunResult,
-    *,
-    window: TimeWindow | None = None,
-    params: Mapping[str, Any] | None = None,
-    trigger: str | None = None,
+    store: StateStore, pipeline: str, result: RunResult, **details: Unpack[_RunDetails]
 ) -> dict[str, Any]:
     """Append the run's record to ``pipeline``'s history; remember its window if it succeeded.
+
+    Args:
+        store: the store holding the history.
+        pipeline: the name the pipeline is registered under (the history's key).
+        result: the run's result.
+        **details: ``window``, ``params`` and ``trigger``, as :func:`run_record` takes them.
 
     Returns:
         The record that was appended (see :func:`run_record`).
     """
-    record = run_record(pipeline, result, window=window, params=params, trigger=trigger)
+    record = run_record(pipeline, result, **details)
+    window = details.get("window")
     succeeded = window if window is not None and result.succeeded else None
     record_both = getattr(store, "_record_run", None)
     if record_both is not None:

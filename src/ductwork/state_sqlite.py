@@ -31,23 +31,18 @@ import threading
 import time
 from collections.abc import Callable, Iterator, Mapping
 from pathlib import Path
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import orjson
 
 from ._exceptions import ConfigError
-from .core.context import TimeWindow
-from .state import (
-    _GLOBAL,
-    SUCCEEDED_WINDOWS_KEY,
-    _check_max_runs,
-    _json_copy,
-    _merge_span,
-    _StateData,
-)
+from .core.store import _MISSING
+from .state import _GLOBAL, _check_max_runs, _RunRecorder, _StateData
 
 __all__ = ["SqliteStateStore", "migrate_json_state"]
+
+_T = TypeVar("_T")
 
 _SCHEMA = """
 CREATE TABLE IF NOT EXISTS state_values (
@@ -86,7 +81,7 @@ def _enable_wal(db: sqlite3.Connection, timeout: float) -> None:
             pause = min(pause * 2, 0.1)
 
 
-class SqliteStateStore:
+class SqliteStateStore(_RunRecorder[sqlite3.Connection]):
     """A state store in an SQLite database file: safe across processes (see the module docs).
 
     Opening the store creates the file and its tables when missing, and checks that an existing
@@ -127,7 +122,7 @@ class SqliteStateStore:
         with self._lock:
             self._db.close()
 
-    # ------------------------------------------------------------------ plumbing
+    # ------------------------------------------------------------------ the store's primitives
 
     @contextlib.contextmanager
     def _transaction(self) -> Iterator[sqlite3.Connection]:
@@ -142,133 +137,65 @@ class SqliteStateStore:
                 raise
             db.execute("COMMIT")
 
-    def _read(self, fn: Callable[[sqlite3.Connection], Any]) -> Any:
+    def _write_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
+        with self._transaction() as db:
+            return fn(db)
+
+    def _read_sync(self, fn: Callable[[sqlite3.Connection], _T]) -> _T:
         with self._lock:
             return fn(self._db)
 
-    @staticmethod
-    def _get(db: sqlite3.Connection, scope: str, key: str, default: Any) -> Any:
-        row = db.execute(
-            "SELECT value FROM state_values WHERE scope = ? AND key = ?", (scope, key)
-        ).fetchone()
-        return default if row is None else orjson.loads(row[0])
+    async def _transact(self, fn: Callable[[sqlite3.Connection], _T], *, write: bool) -> _T:
+        out: _T = await anyio.to_thread.run_sync(self._write_sync if write else self._read_sync, fn)
+        return out
 
-    @staticmethod
-    def _put(db: sqlite3.Connection, scope: str, key: str, value: Any) -> None:
-        db.execute(
+    def _read(self, handle: sqlite3.Connection, key: str, pipeline: str | None) -> Any:
+        row = handle.execute(
+            "SELECT value FROM state_values WHERE scope = ? AND key = ?",
+            (pipeline or _GLOBAL, key),
+        ).fetchone()
+        return _MISSING if row is None else orjson.loads(row[0])
+
+    def _write(
+        self, handle: sqlite3.Connection, key: str, value: Any, pipeline: str | None
+    ) -> None:
+        handle.execute(
             "INSERT OR REPLACE INTO state_values (scope, key, value) VALUES (?, ?, ?)",
-            (scope, key, orjson.dumps(value).decode()),
+            (pipeline or _GLOBAL, key, orjson.dumps(value).decode()),
         )
 
-    def _append(self, db: sqlite3.Connection, pipeline: str, record: Mapping[str, Any]) -> None:
-        db.execute(
+    def _remove(self, handle: sqlite3.Connection, key: str, pipeline: str | None) -> bool:
+        cursor = handle.execute(
+            "DELETE FROM state_values WHERE scope = ? AND key = ?", (pipeline or _GLOBAL, key)
+        )
+        return cursor.rowcount > 0
+
+    def _append(self, handle: sqlite3.Connection, pipeline: str, record: Mapping[str, Any]) -> None:
+        handle.execute(
             "INSERT INTO state_runs (pipeline, record) VALUES (?, ?)",
             (pipeline, orjson.dumps(record).decode()),
         )
-        db.execute(
+        handle.execute(
             "DELETE FROM state_runs WHERE pipeline = ? AND id <= (SELECT id FROM state_runs "
             "WHERE pipeline = ? ORDER BY id DESC LIMIT 1 OFFSET ?)",
             (pipeline, pipeline, self.max_runs),
         )
 
-    # ------------------------------------------------------------------ the StateStore protocol
-
-    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
-        """Return the value stored under ``key`` (in ``pipeline``'s scope), or ``default``."""
-        scope = pipeline or _GLOBAL
-        return await anyio.to_thread.run_sync(
-            self._read, lambda db: self._get(db, scope, key, default)
-        )
-
-    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
-        """Store ``value`` under ``key`` (in ``pipeline``'s scope), in one transaction."""
-        value = _json_copy(value)
-        scope = pipeline or _GLOBAL
-
-        def write() -> None:
-            with self._transaction() as db:
-                self._put(db, scope, key, value)
-
-        await anyio.to_thread.run_sync(write)
-
-    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
-        """Remove ``key`` (from ``pipeline``'s scope) if present."""
-        scope = pipeline or _GLOBAL
-
-        def write() -> None:
-            with self._transaction() as db:
-                db.execute("DELETE FROM state_values WHERE scope = ? AND key = ?", (scope, key))
-
-        await anyio.to_thread.run_sync(write)
-
-    async def update(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        *,
-        default: Any = None,
-        pipeline: str | None = None,
-    ) -> Any:
-        """Atomically replace the value under ``key`` by ``fn(current or default)``; return it.
-
-        ``fn`` runs in a worker thread inside the transaction: keep it small and pure.
-        """
-        scope = pipeline or _GLOBAL
-
-        def write() -> Any:
-            with self._transaction() as db:
-                new = _json_copy(fn(self._get(db, scope, key, default)))
-                self._put(db, scope, key, new)
-                return new
-
-        return await anyio.to_thread.run_sync(write)
-
-    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        """Append a run record to ``pipeline``'s history (the oldest records are dropped)."""
-        record = _json_copy(dict(record))
-
-        def write() -> None:
-            with self._transaction() as db:
-                self._append(db, pipeline, record)
-
-        await anyio.to_thread.run_sync(write)
-
-    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
-        """Return ``pipeline``'s most recent run records, newest first (at most ``limit``)."""
-        if limit is not None and (isinstance(limit, bool) or limit < 0):
-            raise ConfigError.for_field("limit", f"must be a non-negative integer, got {limit!r}")
-
-        def read(db: sqlite3.Connection) -> list[dict[str, Any]]:
-            rows = db.execute(
-                "SELECT record FROM state_runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
-                (pipeline, -1 if limit is None else limit),
-            ).fetchall()
-            return [orjson.loads(row[0]) for row in rows]
-
-        runs: list[dict[str, Any]] = await anyio.to_thread.run_sync(self._read, read)
-        return runs
-
-    async def _record_run(
-        self, pipeline: str, record: Mapping[str, Any], succeeded: TimeWindow | None
-    ) -> None:
-        """A run's record and, when it succeeded, its window: one transaction."""
-        record = _json_copy(dict(record))
-
-        def write() -> None:
-            with self._transaction() as db:
-                self._append(db, pipeline, record)
-                if succeeded is not None:
-                    spans = self._get(db, pipeline, SUCCEEDED_WINDOWS_KEY, [])
-                    self._put(db, pipeline, SUCCEEDED_WINDOWS_KEY, _merge_span(spans, succeeded))
-
-        await anyio.to_thread.run_sync(write)
+    def _history(
+        self, handle: sqlite3.Connection, pipeline: str, limit: int | None
+    ) -> list[dict[str, Any]]:
+        rows = handle.execute(
+            "SELECT record FROM state_runs WHERE pipeline = ? ORDER BY id DESC LIMIT ?",
+            (pipeline, -1 if limit is None else limit),
+        ).fetchall()
+        return [orjson.loads(row[0]) for row in rows]
 
     def _import(self, data: _StateData) -> None:
         """Copy a JSON store's document into this database (one transaction)."""
         with self._transaction() as db:
             for scope, values in data.values.items():
                 for key, value in values.items():
-                    self._put(db, scope, key, value)
+                    self._write(db, key, value, scope)
             for pipeline, history in data.runs.items():
                 for record in history:
                     self._append(db, pipeline, record)

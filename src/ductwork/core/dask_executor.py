@@ -30,9 +30,9 @@ import pickle
 import sys
 import threading
 import uuid
-from collections.abc import AsyncIterator, Callable, Mapping
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
-from typing import Any
+from typing import Any, TypeVar
 
 import anyio
 import anyio.from_thread
@@ -45,11 +45,13 @@ from .context import RunContext
 from .executor import Executor
 from .result import RunResult
 from .runnable import Runnable
+from .store import _MISSING, StateStoreBase
 from .types import RunStatus
 
 __all__ = ["DaskExecutor", "open_local_cluster", "ship_by_value"]
 
 _POLL_SECONDS = 0.1
+_T = TypeVar("_T")
 
 
 # --- exceptions across the wire -------------------------------------------------------------
@@ -96,10 +98,7 @@ def _dumps(value: Any) -> bytes:
 # --- the worker's side ----------------------------------------------------------------------
 
 
-_MISSING = "missing"
-
-
-class _WorkerState:
+class _WorkerState(StateStoreBase[None]):
     """The state store a run on a worker sees: reads from the caller, writes kept for it."""
 
     def __init__(self, ask: Callable[[str, str | None], tuple[bool, Any]]) -> None:
@@ -107,38 +106,36 @@ class _WorkerState:
         self._values: dict[tuple[str | None, str], Any] = {}
         self.writes: list[tuple[str, str, str | None, Any]] = []
 
-    async def get(self, key: str, default: Any = None, *, pipeline: str | None = None) -> Any:
+    @staticmethod
+    def _copy(value: Any) -> Any:
+        return json.loads(json.dumps(value))
+
+    async def _prefetch(self, key: str, pipeline: str | None) -> None:
         if (pipeline, key) not in self._values:
             found, value = await anyio.to_thread.run_sync(self._ask, key, pipeline)
             self._values[pipeline, key] = value if found else _MISSING
-        value = self._values[pipeline, key]
-        return default if value is _MISSING else json.loads(json.dumps(value))
 
-    async def set(self, key: str, value: Any, *, pipeline: str | None = None) -> None:
-        copy = json.loads(json.dumps(value))
+    async def _transact(self, fn: Callable[[None], _T], *, write: bool) -> _T:
+        return fn(None)
+
+    def _read(self, handle: None, key: str, pipeline: str | None) -> Any:
+        value = self._values[pipeline, key]
+        return value if value is _MISSING else self._copy(value)
+
+    def _write(self, handle: None, key: str, value: Any, pipeline: str | None) -> None:
+        copy = self._copy(value)  # detached from what ``update`` returns
         self._values[pipeline, key] = copy
         self.writes.append(("set", key, pipeline, copy))
 
-    async def delete(self, key: str, *, pipeline: str | None = None) -> None:
+    def _remove(self, handle: None, key: str, pipeline: str | None) -> bool:
         self._values[pipeline, key] = _MISSING
         self.writes.append(("delete", key, pipeline, None))
+        return True
 
-    async def update(
-        self,
-        key: str,
-        fn: Callable[[Any], Any],
-        *,
-        default: Any = None,
-        pipeline: str | None = None,
-    ) -> Any:
-        value = fn(await self.get(key, default, pipeline=pipeline))
-        await self.set(key, value, pipeline=pipeline)
-        return value
+    def _append(self, handle: None, pipeline: str, record: dict[str, Any]) -> None:
+        self.writes.append(("append_run", pipeline, None, record))
 
-    async def append_run(self, pipeline: str, record: Mapping[str, Any]) -> None:
-        self.writes.append(("append_run", pipeline, None, json.loads(json.dumps(dict(record)))))
-
-    async def list_runs(self, pipeline: str, limit: int | None = 20) -> list[dict[str, Any]]:
+    def _history(self, handle: None, pipeline: str, limit: int | None) -> list[dict[str, Any]]:
         return []
 
 
