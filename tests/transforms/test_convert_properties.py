@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, date, datetime, timedelta, timezone
 from decimal import Decimal
-from typing import Any
+from typing import Any, get_args
 from uuid import UUID
 
 import anyio
@@ -13,6 +13,7 @@ from hypothesis import given, settings
 from hypothesis import strategies as st
 
 from ductwork import RunContext, convert_types
+from ductwork.transforms.column_type import TypeName
 
 SETTINGS = settings(max_examples=150, deadline=None)
 
@@ -103,19 +104,7 @@ texts = st.one_of(
     st.dates().map(date.isoformat),
     datetimes.map(datetime.isoformat),
 )
-KINDS = [
-    "int",
-    "int8",
-    "uint64",
-    "float",
-    "str",
-    "bool",
-    "decimal",
-    "date",
-    "datetime",
-    "uuid",
-    "json",
-]
+KINDS = get_args(TypeName)  # every target type
 
 
 @SETTINGS

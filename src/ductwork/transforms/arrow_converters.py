@@ -39,9 +39,9 @@ from typing import TYPE_CHECKING, Any, NamedTuple
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import mask_of as _mask
+from ._arrow import is_string, mask_of, screen, where_not
 from .arrow_numeric import INT_TYPES, BoolTarget, DecimalTarget, FloatTarget, IntTarget
-from .arrow_target import BLANK_RE, Target, is_string, screen, where_not
+from .arrow_target import Target
 from .arrow_temporal import DateTarget, DatetimeTarget
 from .arrow_text import JsonTarget, StrTarget, UuidTarget
 from .converters import ColumnConverter, InvalidValue
@@ -50,6 +50,10 @@ if TYPE_CHECKING:
     from .column_type import ColumnType
 
 __all__ = ["ArrowColumnConverter", "ConvertedColumn"]
+
+# A blank string: only whitespace (the characters str.strip removes), or nothing.
+_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
+_BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]*$"
 
 
 class ConvertedColumn(NamedTuple):
@@ -104,7 +108,7 @@ class ArrowColumnConverter:
             if column.strict_empty:
                 empty = pc.equal(array, "").fill_null(False)
             else:
-                empty = screen(array, BLANK_RE)
+                empty = screen(array, _BLANK_RE)
             if pc.any(empty).as_py():
                 missing = pc.or_(missing, empty)
                 if column.nullable:
@@ -141,5 +145,5 @@ class ArrowColumnConverter:
             originals = array.take(pa.array(at, pa.int64())).to_pylist()
             for row, value in zip(at, originals, strict=True):
                 failures[row] = (value, misfits[row])
-            out = where_not(out, _mask(len(out), at))
+            out = where_not(out, mask_of(len(out), at))
         return ConvertedColumn(out, failures)

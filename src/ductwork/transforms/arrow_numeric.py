@@ -11,29 +11,21 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import mask_of as _mask
-from .arrow_target import (
-    DECIMAL_RE,
-    FLOAT_RE,
-    INT_RE,
-    Pending,
-    Target,
-    TypedTarget,
-    apply_step,
-    cast_to,
-    or_masks,
-    screen,
-    trimmed,
-    valid_unscreened,
-    where_not,
-)
+from ._arrow import mask_of, or_masks, screen, trimmed, valid_unscreened, where_not
+from .arrow_target import Pending, Target, TypedTarget, apply_step, cast_to
 from .converters import _BOOL_WORDS, _BOUNDS
 
 if TYPE_CHECKING:
     from .column_type import ColumnType
     from .converters import ColumnConverter
 
-__all__ = ["INT_TYPES", "BoolTarget", "DecimalTarget", "FloatTarget", "IntTarget"]
+__all__ = ["FLOAT_RE", "INT_TYPES", "BoolTarget", "DecimalTarget", "FloatTarget", "IntTarget"]
+
+# The plain forms each kernel converts exactly as Python does (after trimming whitespace, which
+# pyarrow's utf8_trim_whitespace does for the same characters as str.strip).
+_INT_RE = r"^[+-]?[0-9]+$"
+FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$|^[+-]?(?:inf|infinity|nan)$"
+_DECIMAL_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$"
 
 INT_TYPES = {
     "int": pa.int64(),
@@ -65,7 +57,7 @@ class IntTarget(TypedTarget):
 
     def from_strings(self, array: Any) -> Pending:
         text = trimmed(array)
-        ok = screen(text, INT_RE)
+        ok = screen(text, _INT_RE)
         text = pc.utf8_ltrim(where_not(text, pc.invert(ok)), characters="+")
         out, failed = apply_step(cast_to(self.type), text)
         return Pending(out, or_masks(valid_unscreened(array, ok), failed))
@@ -134,7 +126,7 @@ class DecimalTarget(Target):
 
     def from_strings(self, array: Any) -> Pending:
         text = trimmed(array)
-        ok = screen(text, DECIMAL_RE)
+        ok = screen(text, _DECIMAL_RE)
         return Pending(where_not(text, pc.invert(ok)), valid_unscreened(array, ok))
 
     def from_integers(self, array: Any) -> Pending:
@@ -186,7 +178,7 @@ class DecimalTarget(Target):
             if kept:
                 array = pc.replace_with_mask(
                     array,
-                    _mask(len(array), [row for row, _ in kept]),
+                    mask_of(len(array), [row for row, _ in kept]),
                     pa.array([value for _, value in kept], type=target),
                 )
         return array, failures

@@ -1,7 +1,7 @@
 """What every Arrow target type of :mod:`~ductwork.transforms.arrow_converters` is made of.
 
 A target (:class:`Target`) converts a column in the steps the converters' module docs describe:
-it screens the values for the plain forms (the regular expressions here), casts those with
+it screens the values for the plain forms (each target's regular expressions), casts those with
 ``pyarrow.compute`` (:func:`apply_step` finds the rows a cast still fails at) and leaves the rest
 to the records path's converter, then puts that converter's values back in (``finish``).
 """
@@ -14,76 +14,15 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import mask_of as _mask
+from ._arrow import is_binary, is_string, mask_of, or_masks, where_not
 
 if TYPE_CHECKING:
     from .column_type import ColumnType
     from .converters import ColumnConverter
 
-__all__ = [
-    "AWARE_RE",
-    "BLANK_RE",
-    "DATE_RE",
-    "DECIMAL_RE",
-    "FLOAT_RE",
-    "INT_RE",
-    "NAIVE_RE",
-    "UUID_RE",
-    "Pending",
-    "Step",
-    "Target",
-    "TypedTarget",
-    "apply_step",
-    "cast_to",
-    "is_binary",
-    "is_number",
-    "is_string",
-    "or_masks",
-    "screen",
-    "trimmed",
-    "valid_unscreened",
-    "where_not",
-]
+__all__ = ["Pending", "Step", "Target", "TypedTarget", "apply_step", "cast_to"]
 
 Step = Callable[[Any], Any]
-
-# The plain forms each kernel converts exactly as Python does (after trimming whitespace, which
-# pyarrow's utf8_trim_whitespace does for the same characters as str.strip).
-INT_RE = r"^[+-]?[0-9]+$"
-FLOAT_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)(?:[eE][+-]?[0-9]+)?$|^[+-]?(?:inf|infinity|nan)$"
-DECIMAL_RE = r"^[+-]?(?:[0-9]+\.?[0-9]*|\.[0-9]+)$"
-DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
-_TIME = r"[T ](?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?)?"
-NAIVE_RE = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:{_TIME})?$"
-AWARE_RE = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}(?:Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])$"
-UUID_RE = (
-    r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
-    r"|[0-9a-fA-F]{32})$"
-)
-_WHITESPACE = "".join(c for c in map(chr, range(0x3001)) if c.isspace())
-BLANK_RE = "^[" + "".join(f"\\x{{{ord(c):x}}}" for c in _WHITESPACE) + "]*$"
-
-
-def is_string(t: Any) -> bool:
-    return bool(pa.types.is_string(t) or pa.types.is_large_string(t))
-
-
-def is_binary(t: Any) -> bool:
-    return bool(pa.types.is_binary(t) or pa.types.is_large_binary(t))
-
-
-def is_number(t: Any) -> bool:
-    return bool(pa.types.is_integer(t) or pa.types.is_floating(t))
-
-
-def where_not(array: Any, mask: Any) -> Any:
-    """``array`` with nulls where ``mask`` is true."""
-    return pc.if_else(mask, pa.scalar(None, array.type), array)
-
-
-def screen(strings: Any, pattern: str, ignore_case: bool = False) -> Any:
-    """Where ``strings`` match ``pattern`` (false at nulls)."""
-    return pc.match_substring_regex(strings, pattern, ignore_case=ignore_case).fill_null(False)
 
 
 def _failing(step: Step, array: Any, offset: int = 0) -> list[int]:
@@ -106,16 +45,13 @@ def apply_step(step: Step, array: Any) -> tuple[Any, Any]:
     try:
         return step(array), None
     except (pa.ArrowInvalid, pa.ArrowNotImplementedError, OverflowError):
-        mask = _mask(len(array), _failing(step, array))
+        mask = mask_of(len(array), _failing(step, array))
     return step(where_not(array, mask)), mask
 
 
 def cast_to(target: Any, safe: bool = True) -> Step:
+    """The step that casts an array to ``target`` (``safe``: refusing lossy casts)."""
     return lambda array: pc.cast(array, target, safe=safe)
-
-
-def trimmed(strings: Any) -> Any:
-    return pc.utf8_trim_whitespace(strings)
 
 
 class Pending:
@@ -151,18 +87,16 @@ class Target:
             strings, failed = apply_step(cast_to(pa.string()), array)
             pending = self.from_strings(strings)
             return Pending(pending.array, or_masks(pending.unresolved, failed))
-        if pa.types.is_integer(t):
-            return self.from_integers(array)
-        if pa.types.is_floating(t):
-            return self.from_floats(array)
-        if pa.types.is_boolean(t):
-            return self.from_bools(array)
-        if pa.types.is_decimal(t):
-            return self.from_decimals(array)
-        if pa.types.is_date(t):
-            return self.from_dates(array)
-        if pa.types.is_timestamp(t):
-            return self.from_timestamps(array)
+        for is_kind, convert in (
+            (pa.types.is_integer, self.from_integers),
+            (pa.types.is_floating, self.from_floats),
+            (pa.types.is_boolean, self.from_bools),
+            (pa.types.is_decimal, self.from_decimals),
+            (pa.types.is_date, self.from_dates),
+            (pa.types.is_timestamp, self.from_timestamps),
+        ):
+            if is_kind(t):
+                return convert(array)
         return self.by_value(array)
 
     def by_value(self, array: Any) -> Pending:
@@ -194,26 +128,13 @@ class Target:
         array = pending.array
         if rows:
             array = pc.replace_with_mask(
-                array, _mask(len(array), rows), pa.array(values, type=array.type)
+                array, mask_of(len(array), rows), pa.array(values, type=array.type)
             )
         return array, failures
 
     def misfit(self, value: Any) -> str | None:
         """Why the Arrow type cannot hold ``value`` (a value the records path converted)."""
         return None
-
-
-def or_masks(a: Any, b: Any) -> Any:
-    if a is None:
-        return b
-    if b is None:
-        return a
-    return pc.or_(a, b)
-
-
-def valid_unscreened(array: Any, ok: Any) -> Any:
-    """The non-null rows the screen did not pass."""
-    return pc.and_not(array.is_valid(), ok)
 
 
 class TypedTarget(Target):

@@ -11,29 +11,22 @@ from typing import TYPE_CHECKING, Any
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import mask_of as _mask
-from .arrow_target import (
-    AWARE_RE,
-    DATE_RE,
-    FLOAT_RE,
-    NAIVE_RE,
-    Pending,
-    Target,
-    TypedTarget,
-    apply_step,
-    cast_to,
-    or_masks,
-    screen,
-    trimmed,
-    valid_unscreened,
-    where_not,
-)
+from ._arrow import mask_of, or_masks, screen, trimmed, valid_unscreened, where_not
+from .arrow_numeric import FLOAT_RE
+from .arrow_target import Pending, Target, TypedTarget, apply_step, cast_to
 
 if TYPE_CHECKING:
     from .column_type import ColumnType
     from .converters import ColumnConverter
 
 __all__ = ["DateTarget", "DatetimeTarget"]
+
+# The plain forms the kernels converts exactly as Python does (after trimming whitespace, which
+# pyarrow's utf8_trim_whitespace does for the same characters as str.strip).
+_DATE_RE = r"^[0-9]{4}-[0-9]{2}-[0-9]{2}$"
+_TIME = r"[T ](?:[01][0-9]|2[0-3])(?::[0-5][0-9](?::[0-5][0-9](?:\.[0-9]{1,6})?)?)?"
+_NAIVE_RE = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}(?:{_TIME})?$"
+_AWARE_RE = rf"^[0-9]{{4}}-[0-9]{{2}}-[0-9]{{2}}{_TIME}(?:Z|[+-](?:[01][0-9]|2[0-3]):?[0-5][0-9])$"
 
 # The range of Python's datetime, in microseconds from the Unix epoch.
 _MIN_US = -62_135_596_800 * 10**6
@@ -127,11 +120,11 @@ class DateTarget(TypedTarget):
                 return self.by_value(array)
             parsed, rest = self.strptime.parse(text)
             return Pending(pc.cast(parsed, pa.date32()), rest)
-        day = screen(text, DATE_RE)
+        day = screen(text, _DATE_RE)
         out, failed = apply_step(cast_to(pa.date32()), where_not(text, pc.invert(day)))
         # datetime strings give their date (the date written, also for aware ones)
-        moment = pc.and_(screen(text, NAIVE_RE), pc.invert(day))
-        aware = screen(text, AWARE_RE)
+        moment = pc.and_(screen(text, _NAIVE_RE), pc.invert(day))
+        aware = screen(text, _AWARE_RE)
         for mask, zone in ((moment, None), (aware, "UTC")):
             if pc.any(mask).as_py():
                 _, bad = apply_step(
@@ -177,8 +170,8 @@ class DatetimeTarget(Target):
                 return self.by_value(array)
             parsed, rest = self.strptime.parse(text)
             return Pending(parsed, rest)
-        naive = screen(text, NAIVE_RE)
-        aware = screen(text, AWARE_RE)
+        naive = screen(text, _NAIVE_RE)
+        aware = screen(text, _AWARE_RE)
         if not pc.any(aware).as_py():
             out, failed = apply_step(cast_to(pa.timestamp("us")), where_not(text, pc.invert(naive)))
             return Pending(out, or_masks(valid_unscreened(array, naive), failed))
@@ -305,7 +298,7 @@ class DatetimeTarget(Target):
             array = pc.coalesce(array, pc.cast(piece, target))
         if rows:
             array = pc.replace_with_mask(
-                array, _mask(len(array), rows), pa.array(values, type=target)
+                array, mask_of(len(array), rows), pa.array(values, type=target)
             )
         return array, failures
 

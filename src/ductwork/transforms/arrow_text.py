@@ -11,25 +11,25 @@ import orjson
 import pyarrow as pa
 import pyarrow.compute as pc
 
-from ._arrow import mask_of as _mask
-from .arrow_target import (
-    UUID_RE,
-    Pending,
-    Target,
-    TypedTarget,
-    apply_step,
-    cast_to,
+from ._arrow import (
     is_binary,
     is_number,
     is_string,
+    mask_of,
     or_masks,
     screen,
     trimmed,
     valid_unscreened,
     where_not,
 )
+from .arrow_target import Pending, Target, TypedTarget, apply_step, cast_to
 
 __all__ = ["JsonTarget", "StrTarget", "UuidTarget"]
+
+_UUID_RE = (
+    r"^(?:[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}"
+    r"|[0-9a-fA-F]{32})$"
+)
 
 
 class StrTarget(Target):
@@ -70,7 +70,7 @@ class UuidTarget(TypedTarget):
 
     def from_strings(self, array: Any) -> Pending:
         text = trimmed(array)
-        ok = screen(text, UUID_RE)
+        ok = screen(text, _UUID_RE)
         digits = pc.replace_substring(where_not(text, pc.invert(ok)), "-", "")
         n = len(digits)
         # every row 32 hex digits: join them into one string and decode it in one call
@@ -89,7 +89,7 @@ class UuidTarget(TypedTarget):
         if rows:
             storage = pc.replace_with_mask(
                 storage,
-                _mask(len(storage), rows),
+                mask_of(len(storage), rows),
                 pa.array([v.bytes for v in values], pa.binary(16)),
             )
         return pa.ExtensionArray.from_storage(pa.uuid(), storage), {}
@@ -123,7 +123,7 @@ class JsonTarget(Target):
                     orjson.loads(value)
                 except orjson.JSONDecodeError:
                     bad.append(row)
-            failed = or_masks(failed, _mask(len(text), bad))
+            failed = or_masks(failed, mask_of(len(text), bad))
         out = text if failed is None else where_not(text, failed)
         return Pending(pc.cast(out, pa.string()), failed)
 
