@@ -64,6 +64,17 @@ FastMap = Callable[[list[Any]], list[Any]]
 KeepCheck = Callable[[list[Any]], bool]
 
 
+def _stripped_text(value: Any) -> str:
+    """A ``str`` value, or ``bytes`` decoded as UTF-8, stripped of surrounding whitespace;
+    a value of any other type is invalid."""
+    kind = type(value)
+    if kind is bytes:
+        value = value.decode("utf-8")
+    elif kind is not str:
+        raise InvalidValue
+    return value.strip()  # type: ignore[no-any-return]
+
+
 def _to_int(value: Any) -> int:
     kind = type(value)
     if kind is int:
@@ -166,12 +177,7 @@ def _to_date(fmt: str | None) -> Converter:
             return value  # type: ignore[no-any-return]
         if isinstance(value, datetime):
             return value.date()
-        if kind is bytes:
-            value = value.decode("utf-8")
-            kind = str
-        if kind is not str:
-            raise InvalidValue
-        text = value.strip()
+        text = _stripped_text(value)
         if fmt is not None:
             return datetime.strptime(text, fmt).date()
         try:
@@ -232,12 +238,7 @@ def _to_uuid(value: Any) -> UUID:
     kind = type(value)
     if kind is bytes and len(value) == 16:
         return UUID(bytes=value)
-    if kind is bytes:
-        value = value.decode("utf-8")
-        kind = str
-    if kind is not str:
-        raise InvalidValue
-    text = value.strip()
+    text = _stripped_text(value)
     if not text.isascii() or text.encode("ascii").translate(None, _UUID_CHARS):
         raise InvalidValue
     return UUID(text)

@@ -99,10 +99,24 @@ class LambdaTransformer(RecordTransformer):
         error.__cause__ = exc
         return error
 
-    def _finish(self, batch: Batch, out: Batch, failures: list[Failure], run: TransformRun) -> None:
+    def _failed(
+        self, exc: Exception, position: int, record: Any, run: TransformRun, failures: list[Failure]
+    ) -> None:
+        """A call raised for the record at ``position``: raise its error, or keep its failure."""
+        error = self._record_error(exc, position)
+        if run.raise_errors:
+            raise error from exc
+        failures.append(Failure(position, record, error))
+
+    async def _finish(
+        self, batch: Batch, out: Batch, failures: list[Failure], run: TransformRun
+    ) -> Batch:
+        """Count the dropped records, hand the failures to the policy and give the output."""
         dropped = len(batch) - len(out) - len(failures)
         if dropped:
             run.ctx.add_metric("records_dropped", dropped)
+        await run.reject(failures)
+        return out
 
     async def _apply_sync(self, batch: Batch, start: int, run: TransformRun) -> Batch:
         fn = self.function
@@ -128,13 +142,8 @@ class LambdaTransformer(RecordTransformer):
                             append(result)
                 break
             except Exception as exc:
-                error = self._record_error(exc, start + i)
-                if run.raise_errors:
-                    raise error from exc
-                failures.append(Failure(start + i, record, error))
-        self._finish(batch, out, failures, run)
-        await run.reject(failures)
-        return out
+                self._failed(exc, start + i, record, run, failures)
+        return await self._finish(batch, out, failures, run)
 
     async def _apply_async(self, batch: Batch, start: int, run: TransformRun) -> Batch:
         fn = self.function
@@ -146,16 +155,11 @@ class LambdaTransformer(RecordTransformer):
             try:
                 result = await (fn(record, ctx) if pass_ctx else fn(record))
             except Exception as exc:
-                error = self._record_error(exc, start + i)
-                if run.raise_errors:
-                    raise error from exc
-                failures.append(Failure(start + i, record, error))
+                self._failed(exc, start + i, record, run, failures)
                 continue
             if result is not None:
                 out.append(result)
-        self._finish(batch, out, failures, run)
-        await run.reject(failures)
-        return out
+        return await self._finish(batch, out, failures, run)
 
     async def _apply_concurrent(self, batch: Batch, start: int, run: TransformRun) -> Batch:
         """Up to ``concurrency`` calls at once; results are placed back in input order."""
@@ -188,9 +192,7 @@ class LambdaTransformer(RecordTransformer):
             Failure(start + i, batch[i], self._record_error(exc, start + i)) for i, exc in errors
         ]
         out = [result for result in results if result is not None]
-        self._finish(batch, out, failures, run)
-        await run.reject(failures)
-        return out
+        return await self._finish(batch, out, failures, run)
 
     async def _apply_batch(self, batch: AnyBatch, start: int, run: TransformRun) -> AnyBatch | None:
         fn = self.function
