@@ -39,7 +39,7 @@ import pyarrow.ipc as ipc
 from ...core.arrow import Rebatcher
 from ..arrow_text import CsvSplitter
 from .codec import ServerError, quote_identifier, split_args
-from .native import NativeDecoder, native_select, native_supported
+from .native import NativeDecoder, encode_native, native_select, native_supported
 
 __all__ = [
     "CsvSplitter",
@@ -543,15 +543,23 @@ async def stream_tables(
         yield table
 
 
-def insert_body(table: pa.Table, arrow_stream: bool) -> tuple[WireFormat, bytes] | None:
-    """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it, CSV on older
-    servers; ``None`` when the batch has nested columns an old server cannot take from CSV (the
-    caller encodes it as records, the documented slower path)."""
+def insert_body(
+    table: pa.Table, arrow_stream: bool, types: Sequence[tuple[str, str]] | None = None
+) -> tuple[WireFormat, bytes] | None:
+    """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it; on older
+    servers ``Native`` when the table's column ``types`` are known and every column converts
+    exactly (:func:`.native.encode_native`), else CSV; ``None`` when the batch has nested
+    columns an old server cannot take from CSV (the caller encodes it as records, the
+    documented slower path)."""
     if arrow_stream:
         sink = pa.BufferOutputStream()
         with ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return "ArrowStream", sink.getvalue().to_pybytes()
+    if types:
+        native = encode_native(table, types)
+        if native is not None:
+            return "Native", native
     if any(_is_nested_arrow(field.type) for field in table.schema):
         return None
     return "CSVWithNames", encode_csv(table)

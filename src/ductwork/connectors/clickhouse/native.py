@@ -21,13 +21,15 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from dataclasses import dataclass
+from typing import Any
 
 import numpy as np
 import pyarrow as pa
+import pyarrow.compute as pc
 
 from .codec import quote_identifier
 
-__all__ = ["NativeDecoder", "native_select", "native_supported"]
+__all__ = ["NativeDecoder", "encode_native", "native_select", "native_supported"]
 
 # Fixed-width types: (numpy dtype of the wire layout, bytes per value).
 _FIXED: dict[str, str] = {
@@ -402,3 +404,142 @@ class NativeDecoder:
             else:
                 out.append(array.cast(field.type))
         return pa.Table.from_arrays(out, schema=self._schema)
+
+
+# --------------------------------------------------------------------------- inserts
+
+
+def _varuint_bytes(value: int) -> bytes:
+    out = bytearray()
+    while True:
+        byte = value & 0x7F
+        value >>= 7
+        if value:
+            out.append(byte | 0x80)
+        else:
+            out.append(byte)
+            return bytes(out)
+
+
+def _binary_string(text: str) -> bytes:
+    data = text.encode()
+    return _varuint_bytes(len(data)) + data
+
+
+def _prefixed_text(column: pa.Array) -> bytes:
+    """A text column as ``Native`` writes it: each value after its varint byte length."""
+    if column.null_count:
+        column = pc.fill_null(column, "")
+    if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
+        width: type[np.signedinteger[Any]] = np.int32
+    else:
+        width = np.int64
+    rows = len(column)
+    buffers = column.buffers()
+    offsets = np.frombuffer(buffers[1], dtype=width)[column.offset : column.offset + rows + 1]
+    data = (
+        np.frombuffer(buffers[2], dtype=np.uint8)
+        if buffers[2] is not None
+        else np.zeros(0, np.uint8)
+    )
+    data = data[int(offsets[0]) : int(offsets[-1])]
+    lengths = np.diff(offsets).astype(np.int64)
+    prefixes = _prefix_sizes(lengths)
+    spans = prefixes + lengths
+    out = np.empty(int(spans.sum()), dtype=np.uint8)
+    starts = np.cumsum(spans) - spans
+    keep = np.ones(len(out), dtype=bool)
+    for index in range(int(prefixes.max()) if rows else 0):
+        chosen = prefixes > index
+        more = (prefixes[chosen] > index + 1).astype(np.int64) << 7
+        out[starts[chosen] + index] = ((lengths[chosen] >> (7 * index)) & 0x7F) | more
+        keep[starts[chosen] + index] = False
+    out[keep] = data
+    return out.tobytes()
+
+
+def _numbers(column: pa.Array, target: pa.DataType) -> pa.Array:
+    """``column`` cast safely to ``target`` (raises ArrowInvalid on overflow or loss)."""
+    kind = column.type
+    if not (pa.types.is_integer(kind) or pa.types.is_floating(kind) or pa.types.is_boolean(kind)):
+        raise pa.ArrowInvalid(f"not a number: {kind}")
+    return column.cast(target)
+
+
+def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
+    """The values of one column in the ``Native`` layout of ``type_name`` (not Nullable), or
+    ``None`` where this encoder does not write that pair of types."""
+    head, args = _parse(type_name)
+    kind = column.type
+    if head in ("String",):
+        if not (pa.types.is_string(kind) or pa.types.is_large_string(kind)):
+            return None
+        return _prefixed_text(column)
+    if head == "Date":
+        if not pa.types.is_date32(kind):
+            return None
+        days = pc.fill_null(column, 0).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        if len(days) and (days.min() < 0 or days.max() > 0xFFFF):
+            return None
+        return bytes(days.astype("<u2").tobytes())
+    if head == "DateTime":
+        if not pa.types.is_timestamp(kind):
+            return None
+        seconds = column.cast(pa.timestamp("s", kind.tz)).cast(pa.int64())
+        values = pc.fill_null(seconds, 0).to_numpy(zero_copy_only=False)
+        if len(values) and (values.min() < 0 or values.max() > 0xFFFFFFFF):
+            return None
+        return bytes(values.astype("<u4").tobytes())
+    width = _decimal_bytes(head, args)
+    if width is not None:
+        if not pa.types.is_decimal128(kind):
+            return None
+        scale = int(args.split(",")[-1])
+        exact = column.cast(pa.decimal128(38, scale))
+        if exact.null_count:
+            exact = pc.fill_null(exact, pa.scalar(0, exact.type))
+        unscaled = np.frombuffer(exact.buffers()[1], dtype="<i8")
+        unscaled = unscaled[2 * exact.offset : 2 * (exact.offset + len(exact))]
+        if width == 16:
+            return unscaled.tobytes()
+        low, high = unscaled[0::2], unscaled[1::2]
+        limit = 1 << (8 * width - 1)
+        if len(low) and ((high != (low >> 63)).any() or low.min() < -limit or low.max() >= limit):
+            return None
+        return low.astype(f"<i{width}").tobytes()
+    if head in _FIXED and head not in ("Date", "DateTime"):
+        dtype = np.dtype(_FIXED[head])
+        target = pa.bool_() if head == "Bool" else pa.from_numpy_dtype(dtype.newbyteorder("="))
+        values = _numbers(column, target)
+        values = pc.fill_null(values, pa.scalar(False if head == "Bool" else 0, target))
+        array = values.to_numpy(zero_copy_only=False)
+        return bytes(array.astype(dtype).tobytes())
+    return None
+
+
+def encode_native(table: pa.Table, types: Sequence[tuple[str, str]]) -> bytes | None:
+    """``table`` as one ``Native`` block for an insert into columns of the given ClickHouse
+    types (``(name, type)`` as the table declares them, in the table's column order), or ``None``
+    when a column is of a pair of types this encoder does not write, holds NULL for a column
+    that cannot, or does not fit (the caller then sends CSV, whose values the server checks)."""
+    declared = dict(types)
+    if set(table.column_names) - declared.keys():
+        return None
+    parts = [_varuint_bytes(table.num_columns), _varuint_bytes(table.num_rows)]
+    for name, chunked in zip(table.column_names, table.columns, strict=True):
+        column = chunked.combine_chunks() if chunked.num_chunks != 1 else chunked.chunk(0)
+        nullable, inner = _unwrap(declared[name])
+        if column.null_count and not nullable:
+            return None
+        try:
+            values = _encode_values(column, inner)
+        except (pa.ArrowInvalid, pa.ArrowNotImplementedError):
+            return None
+        if values is None:
+            return None
+        parts += [_binary_string(name), _binary_string(declared[name])]
+        if nullable:
+            nulls = column.is_null().to_numpy(zero_copy_only=False)
+            parts.append(nulls.astype(np.uint8).tobytes())
+        parts.append(values)
+    return b"".join(parts)
