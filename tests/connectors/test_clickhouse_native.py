@@ -6,8 +6,10 @@ pieces of every size, and compared with what the records path makes of the same 
 
 from __future__ import annotations
 
+import datetime
 import json
 import uuid
+from decimal import Decimal
 from typing import Any
 
 import httpx
@@ -22,7 +24,12 @@ from ductwork import (
     create_clickhouse_extractor,
 )
 from ductwork.connectors.clickhouse.arrow import arrow_schema, records_to_table, result_format
-from ductwork.connectors.clickhouse.native import NativeDecoder, native_select, native_supported
+from ductwork.connectors.clickhouse.native import (
+    NativeDecoder,
+    encode_native,
+    native_select,
+    native_supported,
+)
 
 pytestmark = pytest.mark.clickhouse
 
@@ -176,3 +183,101 @@ async def test_an_old_servers_error_after_native_blocks_is_reported(
         [table async for table in extractor.extract(RunContext())]
     assert info.value.code == 395
     assert not info.value.retryable
+
+
+INSERT_COLUMNS = (
+    "id UInt64, s String, ns Nullable(String), f Float64, i8 Int8, day Date, "
+    "at DateTime('Asia/Tokyo'), d32 Decimal(9, 2), d128 Nullable(Decimal(38, 10)), "
+    "level Nullable(Int32)"
+)
+
+
+def _insert_table() -> pa.Table:
+    texts = [("é" * (length // 2)) + ("x" * (length % 2)) for length in LENGTHS]
+    rows = len(texts)
+    return pa.table(
+        {
+            "id": pa.array([2**64 - 1 - n for n in range(rows)], pa.uint64()),
+            "s": texts,
+            "ns": [None if n % 3 == 0 else text[:9] for n, text in enumerate(texts)],
+            "f": [n / 3 for n in range(rows)],
+            "i8": pa.array([-128 + n for n in range(rows)], pa.int64()),
+            "day": pa.array([datetime.date(2024, 2, n + 1) for n in range(rows)]),
+            "at": pa.array(
+                [
+                    datetime.datetime(2024, 3, 30, 17, 30, n, tzinfo=datetime.UTC)
+                    for n in range(rows)
+                ],
+                pa.timestamp("ms", "UTC"),
+            ),
+            "d32": pa.array([Decimal(f"-{n}.25") for n in range(rows)], pa.decimal128(9, 2)),
+            "d128": pa.array(
+                [
+                    None if n == 4 else Decimal(f"{n}1234567890123456789012345.0123456789")
+                    for n in range(rows)
+                ],
+                pa.decimal128(38, 10),
+            ),
+            "level": pa.array([None if n % 2 else n for n in range(rows)], pa.int32()),
+        }
+    )
+
+
+async def test_an_arrow_batch_encoded_as_native_is_inserted_exactly(
+    clickhouse: ClickHouseConfig,
+) -> None:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    await sql(
+        clickhouse, f"CREATE TABLE {name} ({INSERT_COLUMNS}) ENGINE = MergeTree ORDER BY tuple()"
+    )
+    types = await _columns(clickhouse, name)
+    table = _insert_table()
+    body = encode_native(table, types)
+    assert body is not None
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            clickhouse.url,
+            params={"database": clickhouse.database, "query": f"INSERT INTO {name} FORMAT Native"},
+            content=body,
+            headers={"X-ClickHouse-User": clickhouse.user},
+        )
+    assert response.status_code == 200, response.text
+    back = await _records(clickhouse, f"SELECT * FROM {name} ORDER BY id DESC")
+    schema = arrow_schema(types, "UTC")
+    expected = table.cast(schema)
+    assert records_to_table(back, schema).to_pylist() == expected.to_pylist()
+
+
+@pytest.mark.parametrize(
+    ("column", "kind", "value"),
+    [
+        ("i8", pa.int64(), 300),  # does not fit Int8
+        ("s", pa.int64(), 1),  # a number for a String column: the server converts it
+        ("f", pa.string(), "1.5"),  # text for a number column
+        ("id", pa.uint64(), None),  # NULL for a column that cannot hold it
+        ("day", pa.date32(), datetime.date(2200, 1, 1)),  # past the last Date
+        ("d32", pa.decimal128(12, 2), Decimal("1234567890.12")),  # does not fit Decimal(9, 2)
+    ],
+)
+def test_what_the_native_encoder_leaves_to_csv(column: str, kind: pa.DataType, value: Any) -> None:
+    types = [(name, type_name) for name, type_name in _declared(INSERT_COLUMNS)]
+    assert encode_native(pa.table({column: pa.array([value], kind)}), types) is None
+
+
+def test_a_column_the_table_does_not_have_is_left_to_csv() -> None:
+    types = _declared(INSERT_COLUMNS)
+    assert encode_native(pa.table({"other": [1]}), types) is None
+    assert encode_native(pa.table({"id": pa.array([1], pa.uint64())}), types) is not None
+
+
+def _declared(columns: str) -> list[tuple[str, str]]:
+    pairs = []
+    depth, start = 0, 0
+    for index, char in enumerate(columns + ","):
+        depth += char == "("
+        depth -= char == ")"
+        if char == "," and depth == 0:
+            name, _, type_name = columns[start:index].strip().partition(" ")
+            pairs.append((name, type_name))
+            start = index + 1
+    return pairs
