@@ -11,13 +11,16 @@ The columnar path of the connector never makes a Python object per row:
   :func:`clickhouse_type` maps back, for ``create_table`` from an Arrow schema.
 * **Modern servers** (20.x and later) speak ``ArrowStream`` both ways; :func:`conform` casts what
   the server sends (``DateTime`` arrives as ``uint32``, ``Date`` as ``uint16``) to the schema.
-* **Older servers** (such as 18.16) have no Arrow format. Results are read as ``CSVWithNames``
-  and parsed by ``pyarrow.csv`` in C++: :func:`csv_select` wraps the query so that dates and times
-  arrive as numbers (the zero date prints as ``0000-00-00``, which no parser reads), and
-  :class:`CsvSplitter` cuts the streamed body at row boundaries (a quoted string may hold a line
-  break). Inserts are written by ``pyarrow.csv.write_csv`` (:func:`encode_csv`) with ``\\N`` for
-  nulls. Columns of nested types (arrays, maps, tuples) take the records path instead: the batch is
-  converted with ``to_pylist`` and encoded as ``JSONEachRow``, the documented slower path.
+* **Older servers** (such as 18.16) have no Arrow format. Results are read as ``Native``, the
+  server's own columnar format, which it writes three times faster than CSV (:mod:`.native`);
+  a result with columns that path does not read (``LowCardinality``, 128-bit integers) comes as
+  ``CSVWithNames``, parsed by ``pyarrow.csv`` in C++: :func:`csv_select` wraps the query so that
+  dates and times arrive as numbers (the zero date prints as ``0000-00-00``, which no parser
+  reads), and :class:`CsvSplitter` cuts the streamed body at row boundaries (a quoted string may
+  hold a line break). Inserts are written by ``pyarrow.csv.write_csv`` (:func:`encode_csv`)
+  with ``\\N`` for nulls. Columns of nested types (arrays, maps, tuples) take the records path
+  instead: the batch is converted with ``to_pylist`` and encoded as ``JSONEachRow``, the
+  documented slower path.
 """
 
 from __future__ import annotations
@@ -36,6 +39,7 @@ import pyarrow.ipc as ipc
 from ...core.arrow import Rebatcher
 from ..arrow_text import CsvSplitter
 from .codec import ServerError, quote_identifier, split_args
+from .native import NativeDecoder, encode_native, native_select, native_supported
 
 __all__ = [
     "CsvSplitter",
@@ -286,7 +290,10 @@ def _cast(column: pa.ChunkedArray, target: pa.DataType) -> pa.ChunkedArray:
 def wire_select(sql: str, columns: Sequence[tuple[str, str]], wire: str) -> str:
     """Wrap ``sql`` so that its result reads cleanly in ``wire`` format: on ``CSVWithNames``
     dates and times arrive as numbers; on ``ArrowStream``, types the server writes as raw bytes
-    (``UUID``, ``IPv4``/``IPv6``, 128- and 256-bit integers, ``Enum``) arrive as their text."""
+    (``UUID``, ``IPv4``/``IPv6``, 128- and 256-bit integers, ``Enum``) arrive as their text; on
+    ``Native``, see :func:`.native.native_select`."""
+    if wire == "Native":
+        return native_select(sql, columns)
     parts = []
     changed = False
     for name, type_name in columns:
@@ -454,7 +461,7 @@ class ArrowStreamDecoder:
 
 # --------------------------------------------------------------------------- the data paths
 
-WireFormat = Literal["ArrowStream", "CSVWithNames"]
+WireFormat = Literal["ArrowStream", "Native", "CSVWithNames"]
 
 # Settings for an ArrowStream result: strings as strings, LowCardinality decoded.
 ARROW_RESULT_SETTINGS = {
@@ -466,11 +473,14 @@ _CSV_PIECE = 4 << 20
 
 
 def result_format(arrow_stream: bool, columns: Sequence[tuple[str, str]]) -> WireFormat | None:
-    """The wire format of a columnar extract: ``ArrowStream`` where the server writes it, CSV
-    on older servers, ``None`` when neither can carry the columns (nested types on an old
-    server: the caller reads records and converts them)."""
+    """The wire format of a columnar extract: ``ArrowStream`` where the server writes it;
+    ``Native`` on older servers, or CSV for columns ``Native`` is not read for; ``None`` when
+    neither can carry the columns (nested types on an old server: the caller reads records and
+    converts them)."""
     if arrow_stream:
         return "ArrowStream"
+    if native_supported(columns):
+        return "Native"
     return None if has_nested(columns) else "CSVWithNames"
 
 
@@ -492,6 +502,20 @@ async def stream_tables(
         for batch in decoder.finish():
             for table in rebatcher.add(conform(pa.Table.from_batches([batch]), schema)):
                 yield table
+    elif wire == "Native":
+        native = NativeDecoder(columns, schema)
+        try:
+            async for chunk in chunks:
+                if native.complete(chunk):
+                    for table in await anyio.to_thread.run_sync(native.decode):
+                        for out in rebatcher.add(table):
+                            yield out
+            for table in native.finish():
+                for out in rebatcher.add(table):
+                    yield out
+        except ValueError:
+            _raise_server_error(native.rest)  # an old server appends its error to the body
+            raise
     else:
         splitter = CsvSplitter(_CSV_PIECE)
 
@@ -519,15 +543,23 @@ async def stream_tables(
         yield table
 
 
-def insert_body(table: pa.Table, arrow_stream: bool) -> tuple[WireFormat, bytes] | None:
-    """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it, CSV on older
-    servers; ``None`` when the batch has nested columns an old server cannot take from CSV (the
-    caller encodes it as records, the documented slower path)."""
+def insert_body(
+    table: pa.Table, arrow_stream: bool, types: Sequence[tuple[str, str]] | None = None
+) -> tuple[WireFormat, bytes] | None:
+    """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it; on older
+    servers ``Native`` when the table's column ``types`` are known and every column converts
+    exactly (:func:`.native.encode_native`), else CSV; ``None`` when the batch has nested
+    columns an old server cannot take from CSV (the caller encodes it as records, the
+    documented slower path)."""
     if arrow_stream:
         sink = pa.BufferOutputStream()
         with ipc.new_stream(sink, table.schema) as writer:
             writer.write_table(table)
         return "ArrowStream", sink.getvalue().to_pybytes()
+    if types:
+        native = encode_native(table, types)
+        if native is not None:
+            return "Native", native
     if any(_is_nested_arrow(field.type) for field in table.schema):
         return None
     return "CSVWithNames", encode_csv(table)

@@ -103,15 +103,17 @@ class _ClickHouseSink(InsertSink):
                     f"(pass create_table={{column: type}} to create it)"
                 )
             engine, engine_full, sorting_key = info[0][0], info[0][1], info[0][2]
-            existing = [
-                row[0]
+            self.types = [
+                (row[0], row[1])
                 for row in await self.conn.fetch(
                     render_query(
-                        "SELECT name FROM system.columns WHERE database = {db} AND table = {table}",
+                        "SELECT name, type FROM system.columns "
+                        "WHERE database = {db} AND table = {table}",
                         {"db": loader.database, "table": loader.table},
                     )
                 )
             ]
+            existing = [name for name, _ in self.types]
         except ServerError as exc:
             raise self._error(str(exc), code=exc.code) from None
         except httpx.TransportError as exc:

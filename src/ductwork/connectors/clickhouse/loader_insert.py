@@ -63,6 +63,7 @@ class InsertSink:
         self.parts: list[tuple[Batch, bytes]] = []
         self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
         self.caps: Capabilities | None = None
+        self.types: list[tuple[str, str]] = []  # the table's (column, type), for Native inserts
         self.rows = 0
         self.nbytes = 0
         self.since: float | None = None
@@ -174,7 +175,7 @@ class InsertSink:
                 )
             table = table.select(list(self.config.columns))
         arrow_stream = self.caps is not None and self.caps.arrow_stream
-        encoded = await anyio.to_thread.run_sync(insert_body, table, arrow_stream)
+        encoded = await anyio.to_thread.run_sync(insert_body, table, arrow_stream, self.types)
         if encoded is None:
             wire, body = "JSONEachRow", encode_records(table.to_pylist())[1:-1]
         else:
