@@ -14,24 +14,6 @@ from ..timescope import Timescope
 from .entries import PipelineFactory, RegisteredPipeline
 from .pipelines import PipelineRegistry
 
-__all__ = [
-    "default_registry_bound",
-    "get_cron_job",
-    "get_default_registry",
-    "get_pipeline",
-    "get_pipeline_entry",
-    "list_cron_jobs",
-    "list_pipelines",
-    "register_cron_job",
-    "register_pipeline",
-    "register_pipeline_with_timescope",
-    "remove_cron_job",
-    "run_pipeline",
-    "unregister_pipeline",
-    "validate_pipeline",
-]
-
-
 _default_registry = PipelineRegistry()
 
 
