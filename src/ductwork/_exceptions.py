@@ -32,7 +32,7 @@ malformed input) are not retried by retry compositions.
 from __future__ import annotations
 
 from collections.abc import Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypedDict, Unpack
 
 if TYPE_CHECKING:
     from pydantic import ValidationError
@@ -109,6 +109,15 @@ class ScheduleError(DuctworkError, ValueError):
     """A cron expression or timescope is invalid."""
 
 
+class _RunFields(TypedDict, total=False):
+    """The keyword arguments of :class:`PipelineError` that a subclass passes on to it."""
+
+    pipeline: str | None
+    stage: str | None
+    result: RunResult | None
+    retryable: bool | None
+
+
 class PipelineError(DuctworkError):
     """A run failed.
 
@@ -121,20 +130,16 @@ class PipelineError(DuctworkError):
 
     retryable: bool = True
 
-    def __init__(
-        self,
-        message: str,
-        *,
-        pipeline: str | None = None,
-        stage: str | None = None,
-        result: RunResult | None = None,
-        retryable: bool | None = None,
-    ) -> None:
+    def __init__(self, message: str, **run: Unpack[_RunFields]) -> None:
+        unknown = sorted(run.keys() - _RunFields.__optional_keys__)
+        if unknown:
+            raise TypeError(f"{type(self).__name__}() got unexpected keyword arguments: {unknown}")
         super().__init__(message)
         self.message = message
-        self.pipeline = pipeline
-        self.stage = stage
-        self.result = result
+        self.pipeline: str | None = run.get("pipeline")
+        self.stage: str | None = run.get("stage")
+        self.result: RunResult | None = run.get("result")
+        retryable = run.get("retryable")
         if retryable is not None:
             self.retryable = retryable
 
@@ -243,17 +248,14 @@ class HttpError(ExtractError):
         self,
         message: str,
         *,
-        url: str,
         status_code: int | None = None,
-        retryable: bool | None = None,
+        url: str,
         method: str | None = None,
         body: str | None = None,
+        **run: Unpack[_RunFields],
     ) -> None:
-        super().__init__(message, retryable=retryable)
-        self.url = url
-        self.status_code = status_code
-        self.method = method
-        self.body = body
+        super().__init__(message, **run)
+        self.url, self.status_code, self.method, self.body = url, status_code, method, body
 
 
 class ClickHouseError(PipelineError):
@@ -279,13 +281,10 @@ class ClickHouseError(PipelineError):
         table: str | None = None,
         batch: int | None = None,
         record: Any = None,
-        retryable: bool | None = None,
+        **run: Unpack[_RunFields],
     ) -> None:
-        super().__init__(message, retryable=retryable)
-        self.code = code
-        self.query = query
-        self.table = table
-        self.batch = batch
+        super().__init__(message, **run)
+        self.code, self.query, self.table, self.batch = code, query, table, batch
         self.record = record
 
 

@@ -18,6 +18,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from datetime import UTC, date, datetime
 from time import perf_counter
+from typing import Any, overload
 
 import anyio
 
@@ -64,6 +65,29 @@ class WindowRun:
         return self.result.error if self.result is not None else None
 
 
+class _WindowsWith:
+    """A read-only attribute of a :class:`BackfillResult`: its windows with one status."""
+
+    def __init__(self, status: RunStatus, doc: str) -> None:
+        self.status = status
+        self.__doc__ = doc
+
+    @overload
+    def __get__(self, result: None, owner: type[Any]) -> _WindowsWith: ...
+
+    @overload
+    def __get__(
+        self, result: BackfillResult, owner: type[Any] | None = None
+    ) -> list[WindowRun]: ...
+
+    def __get__(
+        self, result: BackfillResult | None, owner: type[Any] | None = None
+    ) -> _WindowsWith | list[WindowRun]:
+        if result is None:
+            return self
+        return [w for w in result.windows if w.status is self.status]
+
+
 @dataclass(slots=True)
 class BackfillResult:
     """The outcome of a backfill: one :class:`WindowRun` per window, in time order.
@@ -84,28 +108,15 @@ class BackfillResult:
     duration_seconds: float = 0.0
     run_id: str = field(default_factory=new_run_id)
 
-    def _with(self, status: RunStatus) -> list[WindowRun]:
-        return [w for w in self.windows if w.status is status]
-
-    @property
-    def succeeded(self) -> list[WindowRun]:
-        """Windows that ran and succeeded."""
-        return self._with(RunStatus.SUCCEEDED)
-
-    @property
-    def failed(self) -> list[WindowRun]:
-        """Windows that ran and failed."""
-        return self._with(RunStatus.FAILED)
-
-    @property
-    def skipped(self) -> list[WindowRun]:
-        """Windows skipped (already succeeded, or not complete yet)."""
-        return self._with(RunStatus.SKIPPED)
-
-    @property
-    def not_run(self) -> list[WindowRun]:
-        """Windows not run because an earlier one failed (with ``stop_on_failure``)."""
-        return self._with(RunStatus.PENDING)
+    succeeded = _WindowsWith(RunStatus.SUCCEEDED, "Windows that ran and succeeded.")
+    failed = _WindowsWith(RunStatus.FAILED, "Windows that ran and failed.")
+    skipped = _WindowsWith(
+        RunStatus.SKIPPED, "Windows skipped (already succeeded, or not complete yet)."
+    )
+    not_run = _WindowsWith(
+        RunStatus.PENDING,
+        "Windows not run because an earlier one failed (with ``stop_on_failure``).",
+    )
 
     @property
     def ok(self) -> bool:

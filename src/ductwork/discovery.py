@@ -343,6 +343,11 @@ def _stage_entry(staging: PipelineRegistry, style: str, name: Any, value: Any) -
         )
 
 
+def _fields(item: object, *names: str) -> dict[str, Any]:
+    """The attributes ``names`` of ``item``, as keyword arguments."""
+    return {name: getattr(item, name) for name in names}
+
+
 def _merge(
     module_name: str, staging: PipelineRegistry, registry: PipelineRegistry
 ) -> tuple[list[str], list[str]]:
@@ -372,27 +377,14 @@ def _merge(
             )
     for entry in staging.list_pipelines():
         if entry.name in new:
+            options = _fields(entry, "timescope", "timezone", "description", "tags", "metadata")
             registry.register_pipeline(
-                entry.name,
-                entry.source,
-                entry.schedule,
-                timescope=entry.timescope,
-                timezone=entry.timezone,
-                description=entry.description,
-                tags=entry.tags,
-                metadata=entry.metadata,
-                module=module_name,
+                entry.name, entry.source, entry.schedule, module=module_name, **options
             )
     for job in jobs:
+        options = _fields(job, "timezone", "params", "enabled", "description")
         registry.register_cron_job(
-            job.name,
-            job.schedule,
-            job.pipeline,
-            timezone=job.timezone,
-            params=job.params,
-            enabled=job.enabled,
-            description=job.description,
-            replace=job.name in new,
+            job.name, job.schedule, job.pipeline, replace=job.name in new, **options
         )
     return new, already
 
