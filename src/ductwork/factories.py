@@ -4,14 +4,18 @@ Each factory takes its main arguments by position and every other option by keyw
 are fields of the configuration model of what it builds (:class:`~ductwork.PipelineConfig`,
 :class:`~ductwork.core.compose.ParallelConfig`, ...), documented there and validated through it:
 a bad one raises :class:`~ductwork.ConfigError` naming it.
+
+The factories of compositions also take ``name``, the composition's name, and ``state``, the state
+store handed to children that have none of their own.
 """
 
 from __future__ import annotations
 
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from .core.compose import (
+    Composition,
     ConditionalPipeline,
     ParallelErrorHandling,
     ParallelPipeline,
@@ -129,8 +133,6 @@ def create_parallel_pipeline(
         max_workers: how many run at once (``None``: all of them); the others wait their turn.
         error_handling: what a failed child does: ``"fail_fast"``, ``"continue"`` or
             ``"ignore"`` (values of their own, described with the config's field).
-        name: the composition's name.
-        state: the state store handed to children that have none of their own.
         **options: any other field of :class:`~ductwork.core.compose.ParallelConfig`
             (``logging``, ``timeout``).
 
@@ -150,14 +152,7 @@ def create_parallel_pipeline(
         >>> anyio.run(regions.run).records_out, sorted(r["pipeline"] for r in rows)
         (2, ['eu', 'us'])
     """
-    return ParallelPipeline(
-        pipelines=pipelines,
-        max_workers=max_workers,
-        error_handling=error_handling,
-        name=name,
-        state=state,
-        **options,
-    )
+    return _build(ParallelPipeline, locals())
 
 
 def create_sequential_pipeline(
@@ -173,17 +168,13 @@ def create_sequential_pipeline(
     Args:
         pipelines: the runnables to run, in order; at least one.
         stop_on_error: ``True`` stops at the first failure; ``False`` runs every child.
-        name: the composition's name.
-        state: the state store handed to children that have none of their own.
         **options: any other field of :class:`~ductwork.core.compose.SequentialConfig`
             (``logging``, ``timeout``).
 
     Raises:
         ConfigError: an option is invalid; the error names it.
     """
-    return SequentialPipeline(
-        pipelines=pipelines, stop_on_error=stop_on_error, name=name, state=state, **options
-    )
+    return _build(SequentialPipeline, locals())
 
 
 def create_conditional_pipeline(
@@ -202,22 +193,13 @@ def create_conditional_pipeline(
             taking no argument.
         true_pipeline: run when the condition is true.
         false_pipeline: run when it is false; without one, the run ends with status ``skipped``.
-        name: the composition's name.
-        state: the state store handed to children that have none of their own.
         **options: any other field of :class:`~ductwork.core.compose.ConditionalConfig`
             (``logging``, ``timeout``).
 
     Raises:
         ConfigError: an option is invalid; the error names it.
     """
-    return ConditionalPipeline(
-        condition=condition,
-        true_pipeline=true_pipeline,
-        false_pipeline=false_pipeline,
-        name=name,
-        state=state,
-        **options,
-    )
+    return _build(ConditionalPipeline, locals())
 
 
 def create_retry_pipeline(
@@ -239,19 +221,22 @@ def create_retry_pipeline(
         pipeline: the runnable to run.
         max_retries: runs after the first one, at most.
         backoff_factor: seconds before the first retry; doubles for each further retry.
-        name: the composition's name.
-        state: the state store handed to the child if it has none of its own.
         **options: any other field of :class:`~ductwork.core.retry.RetryConfig`
             (``max_backoff``, ``jitter``, ``retry_on``, ``logging``, ``timeout``).
 
     Raises:
         ConfigError: an option is invalid; the error names it.
     """
-    return RetryPipeline(
-        pipeline=pipeline,
-        max_retries=max_retries,
-        backoff_factor=backoff_factor,
-        name=name,
-        state=state,
-        **options,
-    )
+    return _build(RetryPipeline, locals())
+
+
+C = TypeVar("C", bound=Composition[Any])
+
+
+def _build(cls: type[C], arguments: dict[str, Any]) -> C:
+    """Build ``cls`` from a composition factory's ``locals()``, taken before it defines any: its
+    parameters, each passed by keyword (a field of the composition's model, or ``state``), and
+    ``**options`` spread among them."""
+    fields = dict(arguments)
+    options = fields.pop("options")
+    return cls(**fields, **options)

@@ -30,7 +30,17 @@ import inspect
 from abc import abstractmethod
 from collections import Counter
 from collections.abc import Callable, Sequence
-from typing import TYPE_CHECKING, Annotated, Any, ClassVar, Generic, Literal, TypeVar
+from typing import (
+    TYPE_CHECKING,
+    Annotated,
+    Any,
+    ClassVar,
+    Generic,
+    Literal,
+    TypeVar,
+    cast,
+    overload,
+)
 
 import anyio
 from anyio.abc import TaskGroup
@@ -54,6 +64,7 @@ __all__ = [
     "CompositionConfig",
     "ConditionalConfig",
     "ConditionalPipeline",
+    "FromConfig",
     "ParallelConfig",
     "ParallelErrorHandling",
     "ParallelPipeline",
@@ -144,6 +155,49 @@ class ConditionalConfig(CompositionConfig):
 
 
 ConfigT = TypeVar("ConfigT", bound=CompositionConfig)
+ListConfigT = TypeVar("ListConfigT", ParallelConfig, SequentialConfig)
+T = TypeVar("T")
+
+Planned = list[tuple[Runnable, RunContext, RunResult]]
+"""Each child of a run with the context and the result of its run (see ``plan_child``)."""
+
+
+class FromConfig(Generic[T]):
+    """A read-only attribute of a composition: the field of the same name of its ``config``.
+
+    Declared in the class body as ``max_workers: FromConfig[int | None] = FromConfig("...")``,
+    with the attribute's docstring as the argument; like a property, it refuses assignment.
+    """
+
+    def __init__(self, doc: str) -> None:
+        self.__doc__ = doc
+        self.name = ""
+
+    def __set_name__(self, owner: type[Any], name: str) -> None:
+        self.name = name
+
+    @overload
+    def __get__(self, obj: None, owner: type[Any] | None = None) -> FromConfig[T]: ...
+
+    @overload
+    def __get__(self, obj: Composition[Any], owner: type[Any] | None = None) -> T: ...
+
+    def __get__(
+        self, obj: Composition[Any] | None, owner: type[Any] | None = None
+    ) -> T | FromConfig[T]:
+        if obj is None:
+            return self
+        return cast(T, getattr(obj.config, self.name))
+
+    def __set__(self, obj: Composition[Any], value: T) -> None:
+        raise AttributeError(
+            f"property {self.name!r} of {type(obj).__name__!r} object has no setter"
+        )
+
+    def __delete__(self, obj: Composition[Any]) -> None:
+        raise AttributeError(
+            f"property {self.name!r} of {type(obj).__name__!r} object has no deleter"
+        )
 
 
 class Composition(Runnable, Generic[ConfigT]):
@@ -235,6 +289,44 @@ class Composition(Runnable, Generic[ConfigT]):
         return error
 
 
+class _ListComposition(Composition[ListConfigT]):
+    """A composition of the list of runnables ``pipelines``: plans a child run for each, runs
+    them with :meth:`_run_all`, records those that never started and reports the failures."""
+
+    positional = ("pipelines",)
+
+    @property
+    def pipelines(self) -> tuple[Runnable, ...]:
+        """The runnables, in declaration order."""
+        return tuple(self.config.pipelines)
+
+    @property
+    def children(self) -> tuple[Runnable, ...]:
+        """The runnables of ``pipelines``."""
+        return self.pipelines
+
+    async def _execute(self, ctx: RunContext, result: RunResult) -> None:
+        planned: Planned = []
+        for child in self.pipelines:
+            child_ctx, child_result = self.plan_child(ctx, result, child)
+            planned.append((child, child_ctx, child_result))
+        try:
+            await self._run_all(planned)
+        finally:
+            mark_not_started(result.children)
+        failed = [r for r in result.children if r.status is RunStatus.FAILED]
+        if failed:
+            self._report(result, failed, len(planned))
+
+    @abstractmethod
+    async def _run_all(self, planned: Planned) -> None:
+        """Run the planned children."""
+
+    @abstractmethod
+    def _report(self, result: RunResult, failed: list[RunResult], total: int) -> None:
+        """Record that the children ``failed`` (of ``total``) and raise, unless that is ignored."""
+
+
 def mark_not_started(results: Sequence[RunResult]) -> None:
     """Record children still pending (never started) as cancelled."""
     for child in results:
@@ -249,7 +341,7 @@ def status_counts(results: Sequence[RunResult]) -> str:
     return ", ".join(f"{counts[s]} {s}" for s in _STATUS_ORDER if counts[s])
 
 
-class ParallelPipeline(Composition[ParallelConfig]):
+class ParallelPipeline(_ListComposition[ParallelConfig]):
     """Runs its children side by side, at most ``max_workers`` at once.
 
     The children run as tasks of one anyio task group; a capacity limiter lets ``max_workers`` of
@@ -257,9 +349,8 @@ class ParallelPipeline(Composition[ParallelConfig]):
     ``error_handling`` decides what a failed child does (``"fail_fast"``, ``"continue"`` or
     ``"ignore"``; see :attr:`ParallelConfig.error_handling`).
 
-    Build one with :func:`~ductwork.create_parallel_pipeline`, or from a :class:`ParallelConfig`
-    (or its fields as keyword arguments); ``state`` is the state store handed to children that
-    have none of their own.
+    Build one with :func:`~ductwork.create_parallel_pipeline` or from a :class:`ParallelConfig`
+    (see :class:`Composition`).
 
     Example:
         >>> import anyio
@@ -280,52 +371,30 @@ class ParallelPipeline(Composition[ParallelConfig]):
 
     kind = "parallel"
     config_model = ParallelConfig
-    positional = ("pipelines",)
-
-    @property
-    def pipelines(self) -> tuple[Runnable, ...]:
-        """The runnables run side by side."""
-        return tuple(self.config.pipelines)
-
-    @property
-    def max_workers(self) -> int | None:
+    max_workers: FromConfig[int | None] = FromConfig(
         """How many children run at once (``None``: all)."""
-        return self.config.max_workers
+    )
+    error_handling: FromConfig[ParallelErrorHandling] = FromConfig("What a failed child does.")
 
-    @property
-    def error_handling(self) -> ParallelErrorHandling:
-        """What a failed child does."""
-        return self.config.error_handling
-
-    @property
-    def children(self) -> tuple[Runnable, ...]:
-        """The runnables run side by side."""
-        return self.pipelines
-
-    async def _execute(self, ctx: RunContext, result: RunResult) -> None:
-        planned = [(child, *self.plan_child(ctx, result, child)) for child in self.pipelines]
+    async def _run_all(self, planned: Planned) -> None:
         limiter = anyio.CapacityLimiter(self.max_workers or len(planned))
         fail_fast = self.error_handling == "fail_fast"
         executor = self.config.executor or LOCAL
-        try:
-            async with anyio.create_task_group() as tg:
-                for child, child_ctx, child_result in planned:
-                    tg.start_soon(
-                        self._run_child,
-                        executor,
-                        tg,
-                        limiter,
-                        fail_fast,
-                        child,
-                        child_ctx,
-                        child_result,
-                        name=f"ductwork:{self.name}/{child.name}",
-                    )
-        finally:
-            mark_not_started(result.children)
-        failed = [r for r in result.children if r.status is RunStatus.FAILED]
-        if not failed:
-            return
+        async with anyio.create_task_group() as tg:
+            for child, child_ctx, child_result in planned:
+                tg.start_soon(
+                    self._run_child,
+                    executor,
+                    tg,
+                    limiter,
+                    fail_fast,
+                    child,
+                    child_ctx,
+                    child_result,
+                    name=f"ductwork:{self.name}/{child.name}",
+                )
+
+    def _report(self, result: RunResult, failed: list[RunResult], total: int) -> None:
         counts = status_counts(result.children)
         if self.error_handling == "ignore":
             result.detail = f"{counts}; failures ignored"
@@ -333,7 +402,7 @@ class ParallelPipeline(Composition[ParallelConfig]):
         result.detail = counts
         cancelled = sum(r.status is RunStatus.CANCELLED for r in result.children)
         note = f", {cancelled} cancelled" if cancelled else ""
-        raise self.children_failed(failed, len(planned), note)
+        raise self.children_failed(failed, total, note)
 
     @staticmethod
     async def _run_child(
@@ -352,7 +421,7 @@ class ParallelPipeline(Composition[ParallelConfig]):
                 tg.cancel_scope.cancel()
 
 
-class SequentialPipeline(Composition[SequentialConfig]):
+class SequentialPipeline(_ListComposition[SequentialConfig]):
     """Runs its children one after another, in declaration order.
 
     With ``stop_on_error=True`` (default) the first failure ends the run: the children after it
@@ -360,13 +429,12 @@ class SequentialPipeline(Composition[SequentialConfig]):
     naming the failure. With ``stop_on_error=False`` every child runs and, if any failed, the
     composition fails at the end with a CompositionError reporting every failure.
 
-    Build one with :func:`~ductwork.create_sequential_pipeline`, or from a
-    :class:`SequentialConfig` (or its fields as keyword arguments); ``state`` is the state store
-    handed to children that have none of their own.
+    Build one with :func:`~ductwork.create_sequential_pipeline` or from a :class:`SequentialConfig`
+    (see :class:`Composition`).
 
     Example:
-        >>> import anyio
         >>> from ductwork import create_el_pipeline
+        >>> import anyio
         >>> order = []
         >>> def step(n):
         ...     async def extract(ctx):
@@ -381,44 +449,26 @@ class SequentialPipeline(Composition[SequentialConfig]):
 
     kind = "sequential"
     config_model = SequentialConfig
-    positional = ("pipelines",)
+    stop_on_error: FromConfig[bool] = FromConfig("Whether the first failure ends the run.")
 
-    @property
-    def pipelines(self) -> tuple[Runnable, ...]:
-        """The runnables run one after another."""
-        return tuple(self.config.pipelines)
-
-    @property
-    def stop_on_error(self) -> bool:
-        """Whether the first failure ends the run."""
-        return self.config.stop_on_error
-
-    @property
-    def children(self) -> tuple[Runnable, ...]:
-        """The runnables run one after another."""
-        return self.pipelines
-
-    async def _execute(self, ctx: RunContext, result: RunResult) -> None:
-        planned = [(child, *self.plan_child(ctx, result, child)) for child in self.pipelines]
+    async def _run_all(self, planned: Planned) -> None:
         stopped = False
-        try:
-            for child, child_ctx, child_result in planned:
-                if stopped:
-                    child_result.status = RunStatus.SKIPPED
-                    child_result.detail = "not run: an earlier pipeline failed"
-                    continue
-                await child.execute(child_ctx, child_result)
-                if child_result.status is RunStatus.FAILED and self.stop_on_error:
-                    stopped = True
-        finally:
-            mark_not_started(result.children)
-        failed = [r for r in result.children if r.status is RunStatus.FAILED]
-        if not failed:
-            return
+        for child, child_ctx, child_result in planned:
+            if stopped:
+                child_result.status = RunStatus.SKIPPED
+                child_result.detail = "not run: an earlier pipeline failed"
+                continue
+            await child.execute(child_ctx, child_result)
+            if child_result.status is RunStatus.FAILED and self.stop_on_error:
+                stopped = True
+
+    def _report(self, result: RunResult, failed: list[RunResult], total: int) -> None:
         result.detail = status_counts(result.children)
+        # A failure stopped the run when the first one ends it: the children after it are skipped.
+        stopped = self.stop_on_error
         not_run = sum(r.status is RunStatus.SKIPPED for r in result.children) if stopped else 0
         note = f", stopped with {not_run} not run" if not_run else ""
-        raise self.children_failed(failed, len(planned), note)
+        raise self.children_failed(failed, total, note)
 
 
 class ConditionalPipeline(Composition[ConditionalConfig]):
@@ -433,9 +483,8 @@ class ConditionalPipeline(Composition[ConditionalConfig]):
     CompositionError. A condition that raises fails the run with a PipelineError whose stage is
     ``"condition"``.
 
-    Build one with :func:`~ductwork.create_conditional_pipeline`, or from a
-    :class:`ConditionalConfig` (or its fields as keyword arguments); ``state`` is the state store
-    handed to children that have none of their own.
+    Build one with :func:`~ductwork.create_conditional_pipeline` or from a
+    :class:`ConditionalConfig` (see :class:`Composition`).
 
     Example:
         >>> import anyio
@@ -459,20 +508,11 @@ class ConditionalPipeline(Composition[ConditionalConfig]):
     config_model = ConditionalConfig
     positional = ("condition", "true_pipeline", "false_pipeline")
 
-    @property
-    def condition(self) -> Callable[..., Any]:
-        """The callable that picks the branch."""
-        return self.config.condition
-
-    @property
-    def true_pipeline(self) -> Runnable:
-        """The runnable run when the condition is true."""
-        return self.config.true_pipeline
-
-    @property
-    def false_pipeline(self) -> Runnable | None:
-        """The runnable run when it is false, if any."""
-        return self.config.false_pipeline
+    condition: FromConfig[Callable[..., Any]] = FromConfig("The callable that picks the branch.")
+    true_pipeline: FromConfig[Runnable] = FromConfig("The runnable run when the condition is true.")
+    false_pipeline: FromConfig[Runnable | None] = FromConfig(
+        "The runnable run when it is false, if any."
+    )
 
     @property
     def children(self) -> tuple[Runnable, ...]:

@@ -2,7 +2,11 @@
 
 from __future__ import annotations
 
-__all__ = ["unwrap_group"]
+__all__ = ["INTERRUPTS", "unwrap_group"]
+
+INTERRUPTS = (KeyboardInterrupt, SystemExit)
+"""Caught in a stage's task and raised again in the caller's: escaping a task, asyncio would
+raise them out of the event loop, past the code awaiting the run."""
 
 
 def unwrap_group(exc: BaseException) -> BaseException:

@@ -9,7 +9,7 @@ from pydantic import BeforeValidator, Field
 
 from .._exceptions import CompositionError, is_retryable
 from .backoff import Backoff
-from .compose import Composition, CompositionConfig
+from .compose import Composition, CompositionConfig, FromConfig
 from .context import RunContext
 from .result import RunResult
 from .runnable import Runnable
@@ -99,41 +99,20 @@ class RetryPipeline(Composition[RetryConfig]):
     config_model = RetryConfig
     positional = ("pipeline", "max_retries", "backoff_factor")
 
-    @property
-    def pipeline(self) -> Runnable:
-        """The runnable that is retried."""
-        return self.config.pipeline
-
-    @property
-    def max_retries(self) -> int:
-        """Runs after the first one, at most."""
-        return self.config.max_retries
-
-    @property
-    def backoff_factor(self) -> float:
-        """Seconds before the first retry."""
-        return self.config.backoff_factor
-
-    @property
-    def max_backoff(self) -> float:
-        """The longest wait between two attempts."""
-        return self.config.max_backoff
-
-    @property
-    def jitter(self) -> float:
-        """The fraction of each wait that may be cut at random."""
-        return self.config.jitter
+    pipeline: FromConfig[Runnable] = FromConfig("The runnable that is retried.")
+    max_retries: FromConfig[int] = FromConfig("Runs after the first one, at most.")
+    backoff_factor: FromConfig[float] = FromConfig("Seconds before the first retry.")
+    max_backoff: FromConfig[float] = FromConfig("The longest wait between two attempts.")
+    jitter: FromConfig[float] = FromConfig("The fraction of each wait that may be cut at random.")
+    retry_on: FromConfig[tuple[type[Exception], ...] | None] = FromConfig(
+        "The exception types retried, or ``None`` for the default rule."
+    )
 
     @property
     def policy(self) -> Backoff:
         """The backoff between attempts."""
         config = self.config
         return Backoff(config.backoff_factor, config.max_backoff, config.jitter)
-
-    @property
-    def retry_on(self) -> tuple[type[Exception], ...] | None:
-        """The exception types retried, or ``None`` for the default rule."""
-        return self.config.retry_on
 
     @property
     def children(self) -> tuple[Runnable, ...]:

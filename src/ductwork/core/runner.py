@@ -1,11 +1,8 @@
 """The stage runner: one anyio task group per run, stages joined by bounded memory streams.
 
-Hand-off between stages goes through a :class:`~ductwork.core.channel.Channel`, using the
-non-blocking ``send_nowait``/``receive_nowait`` fast path while a
-stream has room or items, and falls back to the awaiting call (which checkpoints) only when it must
-wait. A stage therefore yields to the event loop at least once every ``queue_size + 1`` batches,
-which bounds both its share of the loop and the time it takes to notice cancellation, while a
-pipeline of cheap stages no longer pays one event-loop round trip per batch.
+Every stage is one task. Its batches go through its :class:`~ductwork.core.port.Port` (its
+channels and counters); most stages run the loop :func:`~ductwork.core.port.stream`, a transformer
+with ``concurrency > 1`` runs :func:`~ductwork.core.concurrent.transform_concurrent`.
 
 Push extractors: an extractor object may define ``async def produce(ctx, emit)`` instead of
 being iterated. The runner then awaits ``produce`` in the extract task and hands it ``emit``, an
@@ -32,16 +29,17 @@ from time import perf_counter
 from typing import Any
 
 import anyio
-from anyio import EndOfStream, WouldBlock
 from anyio.abc import TaskGroup
 
 from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
 from .arrow import at_boundary
-from .batch import BatchShapeError, batch_rows, normalize
+from .batch import BatchShapeError
 from .channel import Channel
+from .concurrent import transform_concurrent
 from .context import RunContext
-from .errors import unwrap_group
+from .errors import INTERRUPTS, unwrap_group
 from .instrument import observe_stage
+from .port import Port, stream
 from .result import StageStats
 from .stages import Extractor, Loader, Transformer, is_async_callable
 from .types import Batch
@@ -53,167 +51,6 @@ _ERROR_CLASSES: dict[str, type[PipelineError]] = {
     "transform": TransformError,
     "load": LoadError,
 }
-
-
-_INTERRUPTS = (KeyboardInterrupt, SystemExit)
-"""Caught in the stage's task and raised again in the caller's: escaping a task, asyncio would
-raise them out of the event loop, past the code awaiting the run."""
-
-
-class _Port:
-    """One stage's end of the run: its channels, its counters, the batch it is working on.
-
-    Every stage moves batches a batch at a time, nothing per record: ``StageRunner._stream`` is
-    the loop of most stages and counts and sends a plain list of dicts itself; anything else goes
-    through :meth:`put`, which checks it with :func:`~ductwork.core.batch.batch_rows` (the one
-    place that knows what a batch is), drops it when it has no rows, counts it out, logs it at
-    DEBUG and sends it, or hands it back for :meth:`send_held` when the channel is full. Push
-    extractors and concurrent transformers use these methods directly. Time spent waiting on a
-    channel is the stage's blocked time.
-    """
-
-    __slots__ = (
-        "_logger",
-        "_pipeline",
-        "_recv",
-        "debug",
-        "failed_at",
-        "finished",
-        "idle_seconds",
-        "produced",
-        "receive_nowait",
-        "send",
-        "send_nowait",
-        "stats",
-        "wait",
-        "what",
-    )
-
-    def __init__(
-        self,
-        runner: StageRunner,
-        stats: StageStats,
-        send: Channel[Batch] | None,
-        recv: Channel[Batch] | None,
-    ) -> None:
-        self.stats = stats
-        self.what = "extractor" if stats.kind == "extract" else f"transformer {stats.name!r}"
-        self.produced = 0  # batches an extractor's source gave, empty ones included
-        self.finished = False
-        self.failed_at: int | None = None  # a concurrent transformer's failed batch
-        self.idle_seconds = 0.0  # time a loader's sink spent in on_idle() while input paused
-        self.debug = runner.debug
-        self._pipeline = runner.pipeline
-        self._logger = runner.logger
-        self._recv = recv
-        self.send_nowait: Any = send.send_nowait if send is not None else None
-        self.send: Any = send.send if send is not None else None
-        self.receive_nowait: Any = recv.receive_nowait if recv is not None else None
-        self.wait: Any = recv.receive if recv is not None else None
-
-    def idle_with(self, sink: Any) -> None:
-        """Make waiting for input call ``sink.on_idle()`` whenever the sink's ``idle_after``
-        seconds pass without a batch (a loader's timed flush while the input pauses)."""
-        assert self._recv is not None
-        self.wait = partial(_receive_or_idle, self._recv, sink, self)
-
-    def position(self) -> int:
-        """The batch the stage is working on, for error messages (0 once it has finished)."""
-        if self.finished:
-            return 0
-        if self.failed_at is not None:
-            return self.failed_at
-        return self.produced if self.stats.kind == "extract" else self.stats.batches_in
-
-    # ------------------------------------------------------------------ input
-
-    async def wait_input(self) -> Batch | None:
-        """Wait for the next input batch (not yet counted in); ``None`` at the end of the input."""
-        t0, idle = perf_counter(), self.idle_seconds
-        try:
-            batch: Batch = await self.wait()
-        except EndOfStream:
-            return None
-        finally:
-            self.stats.wait_input_seconds += perf_counter() - t0 - (self.idle_seconds - idle)
-        return batch
-
-    # ------------------------------------------------------------------ output
-
-    def put(self, batch: Any) -> Batch | None:
-        """Pass ``batch`` on without waiting; when the channel is full, return it (as it is to be
-        sent) for the stage to await :meth:`send_held` with.
-
-        Raises:
-            BatchShapeError: ``batch`` is not a batch (the message names the stage).
-        """
-        if type(batch) is tuple:  # a tuple of records travels on as a list
-            batch = list(batch)
-        rows = batch_rows(batch, self.what)
-        if not rows:
-            return None
-        batch = normalize(batch)
-        stats = self.stats
-        stats.batches_out += 1
-        stats.records_out += rows
-        if self.debug:
-            self._logger.debug(
-                "%s: %s batch %d: %d records out", self._pipeline, stats.name, self.position(), rows
-            )
-        try:
-            self.send_nowait(batch)
-        except WouldBlock:
-            return batch
-        return None
-
-    async def send_held(self, batch: Batch) -> None:
-        """Send a batch :meth:`put` counted out and handed back, waiting while the channel is
-        full."""
-        t0 = perf_counter()
-        await self.send(batch)
-        self.stats.wait_output_seconds += perf_counter() - t0
-
-    def log_written(self, batch: Batch) -> None:
-        """Log, at DEBUG, a batch the loader wrote."""
-        self._logger.debug(
-            "%s: %s wrote batch %d: %d records",
-            self._pipeline,
-            self.stats.name,
-            self.stats.batches_in,
-            len(batch),
-        )
-
-
-async def _receive_or_idle(recv: Channel[Batch], sink: Any, port: _Port) -> Batch:
-    """Wait for the next batch, calling ``sink.on_idle()`` whenever ``sink.idle_after`` seconds
-    pass without one. ``on_idle`` is the stage working, not blocked: its time is added to
-    ``port.idle_seconds``, which the caller takes off the wait.
-
-    Waiting on the channel is cancellation-safe: a timeout never loses a batch.
-    """
-    while True:
-        wait = sink.idle_after
-        if wait is None:
-            return await recv.receive()
-        if wait > 0:
-            with anyio.move_on_after(wait):
-                return await recv.receive()
-        t0 = perf_counter()
-        await sink.on_idle()
-        port.idle_seconds += perf_counter() - t0
-
-
-class _Slot:
-    """One batch in flight in a concurrent transformer: filled by a worker, read in order."""
-
-    __slots__ = ("batch", "error", "event", "number", "out")
-
-    def __init__(self, batch: Batch, number: int) -> None:
-        self.batch = batch
-        self.number = number  # the batch's 1-based number in the stage's input
-        self.event = anyio.Event()
-        self.out: Any = None
-        self.error: BaseException | None = None
 
 
 class StageRunner:
@@ -254,12 +91,17 @@ class StageRunner:
         """Run every stage to completion; raise the first stage error as a PipelineError."""
         n_streams = len(self.transformers) + 1
         channels = [Channel[Batch](self.queue_size) for _ in range(n_streams)]
+        port = partial(Port, pipeline=self.pipeline, logger=self.logger, debug=self.debug)
+        stats = self.stats
         async with anyio.create_task_group() as tg:
             self._tg = tg
-            tg.start_soon(self._guard, self._extract, 0, channels[0], None)
+            tg.start_soon(self._guard, self._extract, 0, port(stats[0], channels[0], None))
             for i, _ in enumerate(self.transformers):
-                tg.start_soon(self._guard, self._transform, i + 1, channels[i + 1], channels[i])
-            tg.start_soon(self._guard, self._load, n_streams, None, channels[-1])
+                ends = port(stats[i + 1], channels[i + 1], channels[i])
+                tg.start_soon(self._guard, self._transform, i + 1, ends)
+            tg.start_soon(
+                self._guard, self._load, n_streams, port(stats[n_streams], None, channels[-1])
+            )
         if self.interrupt is not None:
             raise self.interrupt
         if self.error is not None:
@@ -270,16 +112,9 @@ class StageRunner:
             except Exception as exc:
                 raise self._wrap(self.stats[0], unwrap_group(exc), 0) from exc
 
-    async def _guard(
-        self,
-        body: Any,
-        index: int,
-        send: Channel[Batch] | None,
-        recv: Channel[Batch] | None,
-    ) -> None:
+    async def _guard(self, body: Any, index: int, port: Port) -> None:
         """Run one stage; record its error, cancel the others, close its streams, time it."""
-        stats = self.stats[index]
-        port = _Port(self, stats, send, recv)
+        stats = port.stats
         started = perf_counter()
         try:
             # A stage started after another already failed must not touch any batch.
@@ -288,15 +123,12 @@ class StageRunner:
                 await body(index, port)
         except Exception as exc:
             self._fail(stats, exc, port.position())
-        except _INTERRUPTS as exc:
+        except INTERRUPTS as exc:
             self.interrupt = self.interrupt or exc
             if self._tg is not None:
                 self._tg.cancel_scope.cancel()
         finally:
-            if send is not None:
-                send.close_send()
-            if recv is not None:
-                recv.close_receive()
+            port.close()
             stats.busy_seconds = max(0.0, perf_counter() - started - stats.blocked_seconds)
 
     def _fail(self, stats: StageStats, exc: BaseException, batch_no: int) -> None:
@@ -355,7 +187,7 @@ class StageRunner:
 
     # ------------------------------------------------------------------ extract
 
-    async def _extract(self, index: int, port: _Port) -> None:
+    async def _extract(self, index: int, port: Port) -> None:
         stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
         produce = getattr(self.extractor, "produce", None)
@@ -368,7 +200,7 @@ class StageRunner:
         if hasattr(source, "__aiter__"):
             agen = source.__aiter__()
             try:
-                await self._stream(port, ctx, source=agen.__anext__)
+                await stream(port, ctx, source=agen.__anext__)
             finally:
                 aclose = getattr(agen, "aclose", None)
                 if aclose is not None:
@@ -383,13 +215,13 @@ class StageRunner:
         else:
             iterator = iter(source)
             try:
-                await self._stream(port, ctx, source=iterator.__next__, sync=True)
+                await stream(port, ctx, source=iterator.__next__, sync=True)
             finally:
                 close = getattr(iterator, "close", None)
                 if close is not None:
                     close()
 
-    async def _extract_push(self, produce: Any, ctx: RunContext, port: _Port) -> None:
+    async def _extract_push(self, produce: Any, ctx: RunContext, port: Port) -> None:
         """Run an extractor that pushes its batches through ``emit`` (see the module docstring)."""
         put = port.put
 
@@ -411,7 +243,7 @@ class StageRunner:
 
     # ------------------------------------------------------------------ transform
 
-    async def _transform(self, index: int, port: _Port) -> None:
+    async def _transform(self, index: int, port: Port) -> None:
         stage = self.transformers[index - 1]
         stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
@@ -428,105 +260,18 @@ class StageRunner:
                     stats,
                     f"transformer.open() yielded {type(bound).__name__}, not a transformer",
                 )
-            if stage.concurrency > 1:
-                await self._transform_concurrent(bound, stage.concurrency, ctx, port)
+            concurrency, skip = stage.concurrency, self.skip_failed_batches
+            call = self._bind(bound, stats.name)
+            if concurrency > 1:
+                await transform_concurrent(concurrency, call, ctx, port, skip)
             else:
-                await self._stream(port, ctx, call=self._bind(bound, stats.name))
+                await stream(port, ctx, call=call, skip_failed_batches=skip)
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             await self._exit_failed(cm, exc, f"transformer {stats.name!r}")
             raise
         port.finished = True
         await cm.__aexit__(None, None, None)
-
-    async def _stream(
-        self,
-        port: _Port,
-        ctx: RunContext,
-        *,
-        source: Any = None,
-        sync: bool = False,
-        call: tuple[Any, bool, bool] | None = None,
-        sink: Any = None,
-    ) -> None:
-        """The loop of every stage but a concurrent transformer or a push extractor.
-
-        Each turn gets a batch and passes on what the stage made of it. An extractor's batches
-        come from ``source`` (the ``__anext__`` of its async iterator, or with ``sync`` the
-        ``__next__`` of its iterator). A transformer or loader takes them from its input channel
-        (without waiting while there are some), counts them in and calls ``call``, which is
-        ``(fn, pass_ctx, is_async)``; a transformer's failed batch is skipped with
-        ``skip_failed_batches``. A loader (given its ``sink``) then counts the batch out; any
-        other stage passes its result on: a list of dicts is counted out and sent right here,
-        anything else goes through :meth:`_Port.put`, which checks it.
-        """
-        stats = port.stats
-        if getattr(sink, "on_idle", None) is not None:
-            port.idle_with(sink)
-        receive_nowait, wait, put = port.receive_nowait, port.wait, port.put
-        send_nowait, send = port.send_nowait, port.send
-        fn: Any
-        fn, pass_ctx, is_async = call if call is not None else (None, False, False)
-        load = sink is not None
-        skip = self.skip_failed_batches and call is not None and not load
-        fast = not port.debug
-        held: Any
-        while True:
-            if source is not None:
-                try:
-                    out = source() if sync else await source()
-                except (StopIteration, StopAsyncIteration):
-                    break
-                port.produced += 1
-            else:
-                try:
-                    batch = receive_nowait()
-                except WouldBlock:
-                    t0, idle = perf_counter(), port.idle_seconds
-                    try:
-                        batch = await wait()
-                    except EndOfStream:
-                        break
-                    finally:
-                        waited = perf_counter() - t0 - (port.idle_seconds - idle)
-                        stats.wait_input_seconds += waited
-                except EndOfStream:
-                    break
-                stats.batches_in += 1
-                rows = len(batch)
-                stats.records_in += rows
-                try:
-                    out = fn(batch, ctx) if pass_ctx else fn(batch)
-                    if is_async or (
-                        out is not None and type(out) is not list and inspect.isawaitable(out)
-                    ):
-                        out = await out
-                except Exception as exc:
-                    if not skip:
-                        raise
-                    self._skip_batch(stats, batch, exc)
-                    continue
-                if load:
-                    stats.batches_out += 1
-                    stats.records_out += rows
-                    if not fast:
-                        port.log_written(batch)
-                    continue
-            if fast and type(out) is list and out and type(out[0]) is dict:
-                stats.batches_out += 1
-                stats.records_out += len(out)
-                try:
-                    send_nowait(out)
-                    continue
-                except WouldBlock:
-                    held = out
-            else:
-                held = put(out)
-                if held is None:
-                    continue
-            t0 = perf_counter()
-            await send(held)
-            stats.wait_output_seconds += perf_counter() - t0
 
     def _bind(self, stage: Transformer, name: str) -> tuple[Any, bool, bool]:
         """What the runner calls per batch of a transformer, behind the conversion of the batch
@@ -535,83 +280,7 @@ class StageRunner:
         accepts = getattr(stage, "batch_format", "records")
         return at_boundary(fn, accepts, name, self.pipeline, self.logger), pass_ctx, is_async
 
-    def _skip_batch(self, stats: StageStats, batch: Batch, exc: BaseException) -> None:
-        stats.metrics["batches_failed"] = stats.metrics.get("batches_failed", 0) + 1
-        stats.metrics["records_skipped"] = stats.metrics.get("records_skipped", 0) + len(batch)
-        self.logger.warning(
-            "%s: %s skipped batch %d (%d records) after %s: %s",
-            self.pipeline,
-            stats.name,
-            stats.batches_in,
-            len(batch),
-            type(exc).__name__,
-            exc,
-        )
-
-    async def _transform_concurrent(
-        self, stage: Transformer, n: int, ctx: RunContext, port: _Port
-    ) -> None:
-        """Transform up to ``n`` batches at once, passing results on in input order.
-
-        Blocked time is the dispatcher's wait for input plus the collector's wait to pass output
-        on; the two can overlap, so for a concurrent stage busy time is an approximation.
-        """
-        fn, pass_ctx, is_async = self._bind(stage, port.stats.name)
-        slots_send, slots_recv = anyio.create_memory_object_stream[_Slot](max_buffer_size=n)
-        workers = anyio.Semaphore(n)
-        skip = self.skip_failed_batches
-
-        async def work(slot: _Slot) -> None:
-            try:
-                out = fn(slot.batch, ctx) if pass_ctx else fn(slot.batch)
-                if is_async or inspect.isawaitable(out):
-                    out = await out
-                slot.out = out
-            except (Exception, *_INTERRUPTS) as exc:
-                slot.error = exc
-            finally:
-                workers.release()
-                slot.event.set()
-
-        # The first failure, with its batch number. The collector records it and cancels the
-        # stage's tasks, so the stage raises that error alone: raised inside the task group it
-        # would be wrapped in a group beside the dispatcher's errors, at the dispatcher's batch.
-        failure: list[tuple[BaseException, int]] = []
-
-        async def collect() -> None:
-            number = 0
-            try:
-                async for slot in slots_recv:
-                    number = slot.number
-                    if not slot.event.is_set():
-                        await slot.event.wait()  # the stage is working: not counted as blocked
-                    if slot.error is not None:
-                        if not skip or not isinstance(slot.error, Exception):
-                            raise slot.error
-                        self._skip_batch(port.stats, slot.batch, slot.error)
-                    elif (held := port.put(slot.out)) is not None:
-                        await port.send_held(held)
-            except (Exception, *_INTERRUPTS) as exc:
-                failure.append((exc, number))
-                tg.cancel_scope.cancel()
-
-        async with slots_recv, anyio.create_task_group() as tg:
-            tg.start_soon(collect)
-            with slots_send:
-                while (batch := await port.wait_input()) is not None:
-                    port.stats.batches_in += 1
-                    port.stats.records_in += len(batch)
-                    slot = _Slot(batch, port.stats.batches_in)
-                    await slots_send.send(slot)  # waits while `concurrency` results are pending
-                    await workers.acquire()
-                    tg.start_soon(work, slot)
-        if failure:
-            error, port.failed_at = failure[0]
-            raise error
-
-    # ------------------------------------------------------------------ load
-
-    async def _load(self, index: int, port: _Port) -> None:
+    async def _load(self, index: int, port: Port) -> None:
         stats = port.stats
         ctx = self.ctx.for_stage(stats.name, stats)
         cm = self.loader.open(ctx)
@@ -628,9 +297,7 @@ class StageRunner:
                 )
             accepts = getattr(self.loader, "batch_format", "records")
             write_in = at_boundary(write, accepts, stats.name, self.pipeline, self.logger)
-            await self._stream(
-                port, ctx, call=(write_in, False, is_async_callable(write)), sink=sink
-            )
+            await stream(port, ctx, call=(write_in, False, is_async_callable(write)), sink=sink)
             await self._await_cancellation_if_failed()
         except BaseException as exc:
             # Tell the loader the run did not succeed, so it cleans up instead of committing.

@@ -167,10 +167,8 @@ def as_extractor(obj: Any, name: str | None = None) -> Extractor:
         )
     if callable(obj):
         return FunctionExtractor(obj, name)
-    raise ConfigError.for_field(
-        "extractor",
-        f"expected an async generator function or an object with an extract(ctx) method, "
-        f"got {type(obj).__name__}",
+    raise _not_a_stage(
+        "extractor", "an async generator function or an object with an extract(ctx) method", obj
     )
 
 
@@ -312,9 +310,7 @@ def as_transformer(obj: Any) -> Transformer:
         )
     if callable(obj):
         return FunctionTransformer(obj)
-    raise ConfigError.for_field(
-        "transformer", f"expected a function (batch[, ctx]) -> batch, got {type(obj).__name__}"
-    )
+    raise _not_a_stage("transformer", "a function (batch[, ctx]) -> batch", obj)
 
 
 # --------------------------------------------------------------------------- loaders
@@ -444,8 +440,11 @@ def as_loader(obj: Any, name: str | None = None) -> Loader:
         return _ObjectLoader(obj, name)
     if callable(obj):
         return FunctionLoader(obj, name)
-    raise ConfigError.for_field(
-        "loader",
-        f"expected a function (batch[, ctx]) or an object with an open(ctx) method, "
-        f"got {type(obj).__name__}",
+    raise _not_a_stage(
+        "loader", "a function (batch[, ctx]) or an object with an open(ctx) method", obj
     )
+
+
+def _not_a_stage(field: str, expected: str, obj: Any) -> ConfigError:
+    """The error for ``obj`` given as a ``field`` stage when it is none of what one may be."""
+    return ConfigError.for_field(field, f"expected {expected}, got {type(obj).__name__}")
