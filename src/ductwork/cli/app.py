@@ -7,6 +7,7 @@ answer without loading them.
 from __future__ import annotations
 
 import argparse
+import importlib
 import os
 import signal
 import sys
@@ -25,32 +26,19 @@ Command = Callable[[argparse.Namespace], Awaitable[int]]
 
 
 def command(name: str) -> Command:
-    """The function that runs the command ``name``, its module imported now."""
-    if name == "list":
-        from .catalog import cmd_list
-
-        return cmd_list
-    if name == "history":
-        from .catalog import cmd_history
-
-        return cmd_history
-    if name == "run":
-        from .run import cmd_run
-
-        return cmd_run
-    if name == "validate":
-        from .run import cmd_validate
-
-        return cmd_validate
-    if name == "serve":
-        from .serve import cmd_serve
-
-        return cmd_serve
-    if name == "backfill":
-        from .backfill import cmd_backfill
-
-        return cmd_backfill
-    raise ValueError(f"no command named {name!r}")
+    """The function that runs the command ``name`` (``cmd_<name>``), its module imported now."""
+    if name in ("list", "history"):
+        module = importlib.import_module("ductwork.cli.catalog")
+    elif name in ("run", "validate"):
+        module = importlib.import_module("ductwork.cli.run")
+    elif name == "serve":
+        module = importlib.import_module("ductwork.cli.serve")
+    elif name == "backfill":
+        module = importlib.import_module("ductwork.cli.backfill")
+    else:
+        raise ValueError(f"no command named {name!r}")
+    function: Command = getattr(module, f"cmd_{name}")
+    return function
 
 
 def main(argv: Sequence[str] | None = None) -> int:
