@@ -187,6 +187,35 @@ def test_help_version_and_the_console_script() -> None:
     assert script.value == "ductwork.cli:main"
 
 
+def test_help_and_version_import_no_command_module() -> None:
+    script = textwrap.dedent(
+        """
+        import json, sys
+        from ductwork.cli import main
+        for argv in (["--version"], ["--help"], ["run", "--help"]):
+            try:
+                main(argv)
+            except SystemExit:
+                pass
+        print(json.dumps(sorted(sys.modules)))
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script],
+        capture_output=True,
+        text=True,
+        env=env_for(None),
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    loaded = set(json.loads(done.stdout.splitlines()[-1]))
+    commands = {f"ductwork.cli.{name}" for name in ("run", "catalog", "serve", "backfill")}
+    assert "ductwork.cli.parser" in loaded
+    assert not loaded & commands
+
+
 def test_usage_errors_exit_2() -> None:
     done = ductwork("run")
     assert done.returncode == 2

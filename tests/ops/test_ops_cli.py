@@ -19,6 +19,7 @@ import pytest
 from ops_helpers import sample, samples
 
 from ductwork import cli
+from ductwork.cli.serve import http_server
 
 ROOT = Path(__file__).resolve().parents[2]
 
@@ -150,16 +151,16 @@ def test_a_metrics_file_that_cannot_be_written_is_a_warning(
 
 def test_the_server_serve_asks_for(monkeypatch: pytest.MonkeyPatch, capsys: Any) -> None:
     parse = cli.build_parser().parse_args
-    assert cli._http_server(parse(["serve"])) is None
+    assert http_server(parse(["serve"])) is None
     monkeypatch.setenv("DUCTWORK_TOKEN", "from-the-environment")
-    server = cli._http_server(parse(["serve", "--http", "9000"]))
+    server = http_server(parse(["serve", "--http", "9000"]))
     assert server is not None
     assert server.url == "http://127.0.0.1:9000"
     assert server.config.token is not None
     assert server.config.token.get_secret_value() == "from-the-environment"
     assert server.config.metrics is True
     assert capsys.readouterr().err == ""
-    given = cli._http_server(parse(["serve", "--http", "[::]:0", "--token", "t", "--no-metrics"]))
+    given = http_server(parse(["serve", "--http", "[::]:0", "--token", "t", "--no-metrics"]))
     assert given is not None
     assert given.config.token is not None
     assert given.config.token.get_secret_value() == "t"
