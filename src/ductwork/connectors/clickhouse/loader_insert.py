@@ -376,6 +376,8 @@ class InsertSink:
             record = records[exc.row - 1]
             where = f"; first rejected record (row {exc.row} of the batch): {short_repr(record)}"
         done = self._done()
+        if exc.code in _OVERLOADED and not self._rerun_is_safe():
+            done += f"; {self._not_again()}"
         return ClickHouseLoadError(
             f"insert into {self.loader.qualified} failed at batch {batch_no} "
             f"({len(records)} rows): {exc}{where}; {done}",
@@ -385,23 +387,25 @@ class InsertSink:
             batch=batch_no,
             record=record,
             rows_committed=self.rows_inserted,
-            retryable=exc.code in _OVERLOADED,
+            retryable=exc.code in _OVERLOADED and self._rerun_is_safe(),
         )
 
     def _connection_error(
         self, exc: httpx.TransportError, batch_no: int, count: int
     ) -> ClickHouseLoadError:
-        """A failed connection: retryable if nothing was sent, or if the table deduplicates the
-        re-sent rows; otherwise the server may have written them, and a retry could again."""
+        """A failed connection: retryable if the table deduplicates the re-sent rows, or if
+        nothing of this run reached the server; otherwise the server may have written this batch,
+        or has written earlier ones, and running again would write them twice."""
         unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-        what = (
-            ""
-            if unsent or self.dedup_tokens
-            else (
+        if self.dedup_tokens or (unsent and self._rerun_is_safe()):
+            what = ""
+        elif unsent:
+            what = f"; {self._not_again()}"
+        else:
+            what = (
                 f"; the rows were sent, so the server may have written them, and a retry could "
                 f"write them twice ({self.no_dedup}): not retryable"
             )
-        )
         return ClickHouseLoadError(
             f"insert into {self.loader.qualified} failed at batch {batch_no} ({count} rows): "
             f"connection to {self.loader.connection.url} failed: {type(exc).__name__}: {exc}; "
@@ -410,7 +414,19 @@ class InsertSink:
             table=self.loader.qualified,
             batch=batch_no,
             rows_committed=self.rows_inserted,
-            retryable=unsent or self.dedup_tokens,
+            retryable=self.dedup_tokens or (unsent and self._rerun_is_safe()),
+        )
+
+    def _rerun_is_safe(self) -> bool:
+        """Whether running the load again cannot write a row twice: the table deduplicates the
+        re-sent inserts (by token, or by key for an upsert), or nothing of this run was
+        committed yet."""
+        return self.dedup_tokens or self.config.mode == "upsert" or self.rows_inserted == 0
+
+    def _not_again(self) -> str:
+        return (
+            f"the earlier batches were committed and {self.no_dedup}, so running again would "
+            f"insert them twice: not retryable"
         )
 
     def _done(self) -> str:
