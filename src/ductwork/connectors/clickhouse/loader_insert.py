@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import anyio
 import httpx
+import orjson
 import pyarrow as pa
 
 from ..._exceptions import ClickHouseLoadError
@@ -60,7 +61,11 @@ class InsertSink:
         self.config = loader.config
         self.conn = conn
         self.ctx = ctx
-        self.parts: list[tuple[Batch, bytes]] = []
+        # Encoded records waiting for an insert, each with its records only where an insert
+        # needs them back (upsert, dead letters): otherwise only the bytes are held, so that
+        # max_bytes bounds the buffer's memory (see the config).
+        self.parts: list[tuple[Batch | None, bytes]] = []
+        self.keep_records = self.config.mode == "upsert" or self.config.dead_letter is not None
         self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
         self.caps: Capabilities | None = None
         self.types: list[tuple[str, str]] = []  # the table's (column, type), for Native inserts
@@ -203,7 +208,7 @@ class InsertSink:
             data = encode_records(part)
         if self.since is None:
             self.since = monotonic()
-        self.parts.append((part, data))
+        self.parts.append((part if self.keep_records else None, data))
         self.rows += len(part)
         self.nbytes += len(data)
 
@@ -240,9 +245,9 @@ class InsertSink:
             body = parts[0][1][1:-1]
         else:
             body = b",".join(memoryview(data)[1:-1] for _, data in parts)
-        records: Batch | None = None
+        records: Any = None
         if self.config.mode == "upsert":
-            records = [record for part, _ in parts for record in part]
+            records = _records(parts)
             kept = latest_per_key(
                 records, self.key, self.version, self.loader.qualified, batch_no, self._error
             )
@@ -255,7 +260,7 @@ class InsertSink:
             await self._send(body, self._token(batch_no, body))
         except ServerError as exc:
             if records is None:
-                records = [record for part, _ in parts for record in part]
+                records = _records(parts) if self.keep_records else EncodedRows(body, count)
             if self.config.dead_letter is not None and exc.code in _BAD_DATA:
                 await self._isolate(records, batch_no, exc)
                 return
@@ -431,6 +436,25 @@ class InsertSink:
 
     def _done(self) -> str:
         return f"{self.rows_inserted} rows were inserted before it"
+
+
+def _records(parts: list[tuple[Batch | None, bytes]]) -> Batch:
+    return [record for part, _ in parts if part is not None for record in part]
+
+
+class EncodedRows:
+    """The rows of an insert body of records (not held beside it) as an error names them: the
+    one asked for decoded from the body, as it was sent."""
+
+    def __init__(self, body: bytes, count: int) -> None:
+        self.body = body
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Any:
+        return orjson.loads(b"[" + self.body + b"]")[index]
 
 
 class TableRows:
