@@ -512,9 +512,19 @@ async def test_loader_flushes_on_interval_while_the_input_pauses(
 ) -> None:
     seen_during_pause: list[int] = []
 
+    async def landed() -> int:
+        try:
+            return await count(embedded_config, table)
+        except AssertionError:
+            return 0  # the loader has not created the table yet
+
     async def extract() -> AsyncIterator[Batch]:
         yield [{"id": i} for i in range(5)]
-        await anyio.sleep(0.6)
+        # The source pauses (until the rows land, for at most 10 s: far beyond flush_interval,
+        # also when the loader's start is slow); the loader must not sit on the rows.
+        with anyio.move_on_after(10):
+            while await landed() < 5:
+                await anyio.sleep(0.05)
         seen_during_pause.append(await count(embedded_config, table))
         yield [{"id": 5}]
 

@@ -19,6 +19,7 @@ from typing import Any
 from uuid import UUID
 
 import anyio
+import httpx
 import pytest
 from test_clickhouse import collect, count, source, sql
 
@@ -27,6 +28,7 @@ from ductwork import (
     ClickHouseConfig,
     ClickHouseExtractError,
     ClickHouseLoadError,
+    CompositionError,
     TimeWindow,
     create_clickhouse_extractor,
     create_clickhouse_loader,
@@ -35,6 +37,7 @@ from ductwork import (
 )
 from ductwork.connectors.clickhouse import capabilities
 from ductwork.connectors.clickhouse.client import Connection
+from ductwork.connectors.clickhouse.codec import ServerError
 
 pytestmark = pytest.mark.clickhouse
 
@@ -422,6 +425,76 @@ async def test_without_deduplication_a_failure_after_sending_is_not_retryable(
     assert error.result is not None
     assert error.result.records_out == 100
     assert await count(clickhouse, table) == 200  # which is why: the lost batch did land
+
+
+def refuse_inserts(monkeypatch: pytest.MonkeyPatch, after: int, error: Exception) -> None:
+    """Make every insert after the first ``after`` fail with ``error`` before anything is sent
+    (the server refusing the connection, or refusing the insert as overloaded)."""
+    insert = Connection.insert
+    seen = [0]
+
+    async def refusing(
+        self: Connection, query: str, body: bytes, params: Mapping[str, Any]
+    ) -> None:
+        seen[0] += 1
+        if seen[0] > after:
+            raise error
+        await insert(self, query, body, params)
+
+    monkeypatch.setattr(Connection, "insert", refusing)
+
+
+@pytest.mark.parametrize(
+    "refusal",
+    [
+        httpx.ConnectError("connection refused"),
+        ServerError("Code: 202. DB::Exception: Too many simultaneous queries. Maximum: 1"),
+    ],
+    ids=["refused", "overloaded"],
+)
+async def test_a_batch_never_sent_after_committed_rows_without_deduplication_is_final(
+    clickhouse: ClickHouseConfig, table: str, monkeypatch: pytest.MonkeyPatch, refusal: Exception
+) -> None:
+    await sql(
+        clickhouse, f"CREATE TABLE {table} (id UInt64, name String) ENGINE = MergeTree ORDER BY id"
+    )
+    refuse_inserts(monkeypatch, 2, refusal)
+    pipeline = create_el_pipeline(
+        source(rows(500)), loader(clickhouse, table, create_table=None, retries=1), logging=False
+    )
+    retrying = create_retry_pipeline(pipeline, max_retries=3, backoff_factor=0.0, logging=False)
+    with pytest.raises(CompositionError) as info:
+        await retrying.run(window=DAY)
+    result = info.value.result
+    assert result is not None
+    assert result.attempts == 1  # not run again: that would insert 200 rows twice
+    error = info.value.__cause__
+    assert isinstance(error, ClickHouseLoadError)
+    assert error.retryable is False
+    assert error.batch == 3
+    assert error.rows_committed == 200
+    assert "running again would insert them twice" in str(error)
+    assert "does not deduplicate inserts" in str(error) or "no insert_deduplication_token" in str(
+        error
+    )
+    assert result.children[0].records_out == 200  # committed, not buffered
+    assert await count(clickhouse, table) == 200
+
+
+async def test_a_batch_never_sent_before_any_commit_stays_retryable(
+    clickhouse: ClickHouseConfig, table: str, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    await sql(
+        clickhouse, f"CREATE TABLE {table} (id UInt64, name String) ENGINE = MergeTree ORDER BY id"
+    )
+    refuse_inserts(monkeypatch, 0, httpx.ConnectError("connection refused"))
+    with pytest.raises(ClickHouseLoadError) as info:
+        await create_el_pipeline(
+            source(rows(150)), loader(clickhouse, table, create_table=None), logging=False
+        ).run(window=DAY)
+    assert info.value.retryable is True  # nothing of the run is in the table
+    assert info.value.rows_committed == 0
+    assert await count(clickhouse, table) == 0
 
 
 async def test_a_rejected_batch_leaves_records_out_at_what_was_committed(

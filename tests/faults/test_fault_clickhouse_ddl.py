@@ -23,6 +23,8 @@ INJECTED = "UInt8) ENGINE=Memory; DROP TABLE x --"
         "String -- comment",
         "Nullable(String)\nENGINE = Log",
         "Enum8('a' = 1); DROP TABLE t",
+        "Decimal(9, 2), injected Nullable(String)",  # a second column smuggled into the DDL
+        "String, injected String",
     ],
 )
 def test_an_injected_type_is_refused_and_nothing_is_sent(api: FaultServer, spec: str) -> None:

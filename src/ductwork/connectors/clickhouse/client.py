@@ -243,6 +243,8 @@ class Connection:
         password = config.password.get_secret_value()
         if password:
             headers["X-ClickHouse-Key"] = password
+        # Masked wherever a response is quoted: a server may echo credentials in an error.
+        self.secrets = (password,) if password else ()
         if not config.compression:
             headers["Accept-Encoding"] = "identity"
         # chdb:// runs the same requests on the embedded engine, in-process (uncompressed).
@@ -317,7 +319,7 @@ class Connection:
         try:
             rows: list[Any] = await self.client.fetch(sql)
         except ChClientError as exc:
-            raise ServerError(str(exc)) from None
+            raise ServerError(str(exc)).mask(self.secrets) from None
         return rows
 
     async def execute(self, sql: str) -> None:
@@ -325,7 +327,7 @@ class Connection:
         try:
             await self.client.execute(sql)
         except ChClientError as exc:
-            raise ServerError(str(exc)) from None
+            raise ServerError(str(exc)).mask(self.secrets) from None
 
     async def rows(
         self, sql: str, params: Mapping[str, Any] | None = None, *, settings: bool = True
@@ -352,12 +354,16 @@ class Connection:
                 result started (raised while the body is read).
         """
         base = self.params if settings else {}
-        async with self.http.stream(
-            "POST", self.url, params={**base, **params}, content=sql.encode()
-        ) as response:
-            result = ResultStream(response)
-            await result.check()
-            yield result
+        try:
+            async with self.http.stream(
+                "POST", self.url, params={**base, **params}, content=sql.encode()
+            ) as response:
+                result = ResultStream(response)
+                await result.check()
+                yield result  # errors decoded from the body, by the caller too, are masked
+        except ServerError as exc:
+            exc.mask(self.secrets)
+            raise
 
     async def insert(self, query: str, body: bytes, params: Mapping[str, Any]) -> None:
         """POST an insert body.
@@ -374,16 +380,20 @@ class Connection:
                 functools.partial(gzip.compress, body, compresslevel=1)
             )
             headers["Content-Encoding"] = "gzip"
-        async with self.http.stream(
-            "POST",
-            self.url,
-            params={**self.params, **params, "query": query},
-            content=body,
-            headers=headers,
-        ) as response:
-            result = ResultStream(response)
-            await result.check()
-            await result.aread()
+        try:
+            async with self.http.stream(
+                "POST",
+                self.url,
+                params={**self.params, **params, "query": query},
+                content=body,
+                headers=headers,
+            ) as response:
+                result = ResultStream(response)
+                await result.check()
+                await result.aread()
+        except ServerError as exc:
+            exc.mask(self.secrets)
+            raise
 
 
 class ResultStream:

@@ -23,6 +23,7 @@ from decimal import Decimal
 from enum import Enum
 from ipaddress import IPv4Address, IPv6Address
 from typing import Any
+from urllib.parse import quote, quote_plus
 from uuid import UUID
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
@@ -35,6 +36,7 @@ __all__ = [
     "ServerError",
     "decode_error_text",
     "encode_records",
+    "mask_secrets",
     "quote_identifier",
     "split_args",
     "split_table",
@@ -176,11 +178,35 @@ class ServerError(Exception):
     def __str__(self) -> str:
         return f"ClickHouse error {self.code}: {self.message}" if self.code else self.message
 
+    def mask(self, secrets: Iterable[str]) -> ServerError:
+        """Replace every secret the message quotes (a server may echo a request's credentials
+        back in its error) by ``***``, in place; return the error."""
+        self.message = mask_secrets(self.message, secrets)
+        self.args = (self.message,)
+        return self
+
     @property
     def transient(self) -> bool:
         """Whether the code says the condition passes (overload, network, keeper), so that
         running the query again may succeed."""
         return self.code in TRANSIENT_CODES
+
+
+def mask_secrets(text: str, secrets: Iterable[str]) -> str:
+    """``text`` with each secret, as given and URL-encoded, replaced by ``***`` (longest first).
+
+    Example:
+        >>> mask_secrets("wrong password 'p@ss w0rd' (p%40ss%20w0rd)", ["p@ss w0rd"])
+        "wrong password '***' (***)"
+    """
+    forms = {form for secret in secrets if secret for form in _encodings(secret)}
+    for form in sorted(forms, key=len, reverse=True):
+        text = text.replace(form, "***")
+    return text
+
+
+def _encodings(secret: str) -> tuple[str, ...]:
+    return (secret, quote(secret, safe=""), quote_plus(secret), json.dumps(secret)[1:-1])
 
 
 def decode_error_text(text: str) -> tuple[int | None, str]:

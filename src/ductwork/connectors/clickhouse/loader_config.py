@@ -31,10 +31,15 @@ class ClickHouseLoaderConfig(StageOptions):
     """``insert`` appends; ``upsert`` replaces rows by key in a ``ReplacingMergeTree`` table
     (see :mod:`ductwork.connectors.clickhouse`)."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 100_000
-    """Rows per insert."""
+    """Rows per insert. The loader's memory is about one insert of encoded rows (some 15 bytes
+    per numeric or short-string column, plus a copy while it is sent): lower it for wide rows
+    (10,000 to 20,000 for some 200 columns), above all with deduplication tokens, which cut inserts
+    by rows alone."""
     max_bytes: Annotated[int, Field(ge=1024, strict=True)] = 64 * 1024 * 1024
-    """Flush when the encoded buffer reaches this many bytes (not with deduplication tokens:
-    then inserts are cut by ``batch_size`` alone, so that a rerun cuts them alike)."""
+    """Flush when the buffer reaches this many bytes (not with deduplication tokens: then
+    inserts are cut by ``batch_size`` alone, so that a rerun cuts them alike). The buffer holds
+    the encoded rows only, not the records (but for ``upsert`` and ``dead_letter``, which need
+    them back), so this bounds the memory it takes, not only the size of the insert."""
     flush_interval: Annotated[float, Field(gt=0)] | None = 30.0
     """Flush when the oldest buffered record is this many seconds old, also while the input
     pauses (the rest is flushed when the run ends); ``None`` never. Not with deduplication

@@ -15,6 +15,7 @@ from typing import Any, Protocol
 
 import anyio
 import httpx
+import orjson
 import pyarrow as pa
 
 from ..._exceptions import ClickHouseLoadError
@@ -60,7 +61,11 @@ class InsertSink:
         self.config = loader.config
         self.conn = conn
         self.ctx = ctx
-        self.parts: list[tuple[Batch, bytes]] = []
+        # Encoded records waiting for an insert, each with its records only where an insert
+        # needs them back (upsert, dead letters): otherwise only the bytes are held, so that
+        # max_bytes bounds the buffer's memory (see the config).
+        self.parts: list[tuple[Batch | None, bytes]] = []
+        self.keep_records = self.config.mode == "upsert" or self.config.dead_letter is not None
         self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
         self.caps: Capabilities | None = None
         self.types: list[tuple[str, str]] = []  # the table's (column, type), for Native inserts
@@ -203,7 +208,7 @@ class InsertSink:
             data = encode_records(part)
         if self.since is None:
             self.since = monotonic()
-        self.parts.append((part, data))
+        self.parts.append((part if self.keep_records else None, data))
         self.rows += len(part)
         self.nbytes += len(data)
 
@@ -240,9 +245,9 @@ class InsertSink:
             body = parts[0][1][1:-1]
         else:
             body = b",".join(memoryview(data)[1:-1] for _, data in parts)
-        records: Batch | None = None
+        records: Any = None
         if self.config.mode == "upsert":
-            records = [record for part, _ in parts for record in part]
+            records = _records(parts)
             kept = latest_per_key(
                 records, self.key, self.version, self.loader.qualified, batch_no, self._error
             )
@@ -255,7 +260,7 @@ class InsertSink:
             await self._send(body, self._token(batch_no, body))
         except ServerError as exc:
             if records is None:
-                records = [record for part, _ in parts for record in part]
+                records = _records(parts) if self.keep_records else EncodedRows(body, count)
             if self.config.dead_letter is not None and exc.code in _BAD_DATA:
                 await self._isolate(records, batch_no, exc)
                 return
@@ -376,6 +381,8 @@ class InsertSink:
             record = records[exc.row - 1]
             where = f"; first rejected record (row {exc.row} of the batch): {short_repr(record)}"
         done = self._done()
+        if exc.code in _OVERLOADED and not self._rerun_is_safe():
+            done += f"; {self._not_again()}"
         return ClickHouseLoadError(
             f"insert into {self.loader.qualified} failed at batch {batch_no} "
             f"({len(records)} rows): {exc}{where}; {done}",
@@ -385,23 +392,25 @@ class InsertSink:
             batch=batch_no,
             record=record,
             rows_committed=self.rows_inserted,
-            retryable=exc.code in _OVERLOADED,
+            retryable=exc.code in _OVERLOADED and self._rerun_is_safe(),
         )
 
     def _connection_error(
         self, exc: httpx.TransportError, batch_no: int, count: int
     ) -> ClickHouseLoadError:
-        """A failed connection: retryable if nothing was sent, or if the table deduplicates the
-        re-sent rows; otherwise the server may have written them, and a retry could again."""
+        """A failed connection: retryable if the table deduplicates the re-sent rows, or if
+        nothing of this run reached the server; otherwise the server may have written this batch,
+        or has written earlier ones, and running again would write them twice."""
         unsent = isinstance(exc, httpx.ConnectError | httpx.ConnectTimeout)
-        what = (
-            ""
-            if unsent or self.dedup_tokens
-            else (
+        if self.dedup_tokens or (unsent and self._rerun_is_safe()):
+            what = ""
+        elif unsent:
+            what = f"; {self._not_again()}"
+        else:
+            what = (
                 f"; the rows were sent, so the server may have written them, and a retry could "
                 f"write them twice ({self.no_dedup}): not retryable"
             )
-        )
         return ClickHouseLoadError(
             f"insert into {self.loader.qualified} failed at batch {batch_no} ({count} rows): "
             f"connection to {self.loader.connection.url} failed: {type(exc).__name__}: {exc}; "
@@ -410,11 +419,42 @@ class InsertSink:
             table=self.loader.qualified,
             batch=batch_no,
             rows_committed=self.rows_inserted,
-            retryable=unsent or self.dedup_tokens,
+            retryable=self.dedup_tokens or (unsent and self._rerun_is_safe()),
+        )
+
+    def _rerun_is_safe(self) -> bool:
+        """Whether running the load again cannot write a row twice: the table deduplicates the
+        re-sent inserts (by token, or by key for an upsert), or nothing of this run was
+        committed yet."""
+        return self.dedup_tokens or self.config.mode == "upsert" or self.rows_inserted == 0
+
+    def _not_again(self) -> str:
+        return (
+            f"the earlier batches were committed and {self.no_dedup}, so running again would "
+            f"insert them twice: not retryable"
         )
 
     def _done(self) -> str:
         return f"{self.rows_inserted} rows were inserted before it"
+
+
+def _records(parts: list[tuple[Batch | None, bytes]]) -> Batch:
+    return [record for part, _ in parts if part is not None for record in part]
+
+
+class EncodedRows:
+    """The rows of an insert body of records (not held beside it) as an error names them: the
+    one asked for decoded from the body, as it was sent."""
+
+    def __init__(self, body: bytes, count: int) -> None:
+        self.body = body
+        self.count = count
+
+    def __len__(self) -> int:
+        return self.count
+
+    def __getitem__(self, index: int) -> Any:
+        return orjson.loads(b"[" + self.body + b"]")[index]
 
 
 class TableRows:

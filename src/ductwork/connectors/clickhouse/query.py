@@ -245,12 +245,22 @@ def template_fields(template: str) -> list[str]:
     """The ``{name}`` placeholders of a query template, in order of appearance.
 
     Raises:
-        ValueError: unbalanced braces, or a placeholder that is not a plain name.
+        ValueError: unbalanced braces, a placeholder that is not a plain name, or one inside a
+            quoted string or identifier (its bound literal brings its own quotes: ``= {name}``,
+            not ``= '{name}'``).
     """
     names: list[str] = []
-    for _, field, spec, conversion in string.Formatter().parse(template):
+    scan = _QuoteScan()
+    for text, field, spec, conversion in string.Formatter().parse(template):
+        scan.feed(text)
         if field is None:
             continue
+        if scan.quote:
+            raise ValueError(
+                f"placeholder {{{field}}} is inside a quoted {scan.what()}: write it bare "
+                f"(WHERE name = {{{field}}}, not WHERE name = '{{{field}}}'); the value is bound "
+                f"with its own quotes"
+            )
         if not valid_identifier(field) or spec or conversion:
             raise ValueError(
                 f"placeholder {{{field}{'!' + conversion if conversion else ''}"
@@ -260,6 +270,46 @@ def template_fields(template: str) -> list[str]:
         if field not in names:
             names.append(field)
     return names
+
+
+class _QuoteScan:
+    """Follows the quoting of SQL text fed piece by piece: string literals (``'...'``, with
+    ``''`` and backslash escapes), quoted identifiers (``"..."`` and backticks) and comments
+    (``--`` to the end of the line, ``/* ... */``), so that a placeholder's place is known."""
+
+    def __init__(self) -> None:
+        self.quote = ""  # the open quote character, or "" outside quotes
+        self.comment = ""  # "--" or "/*" inside a comment
+        self.escaped = False
+        self.last = ""
+
+    def what(self) -> str:
+        return "string literal" if self.quote == "'" else "identifier"
+
+    def feed(self, text: str) -> None:
+        for ch in text:
+            last, self.last = self.last, ch
+            if self.comment == "--":
+                if ch == "\n":
+                    self.comment = ""
+            elif self.comment == "/*":
+                if last == "*" and ch == "/":
+                    self.comment = ""
+                    self.last = ""
+            elif self.quote:
+                if self.escaped:
+                    self.escaped = False
+                elif ch == "\\":
+                    self.escaped = True
+                elif ch == self.quote:
+                    self.quote = ""  # a doubled quote closes and opens again
+            elif ch in "'\"`":
+                self.quote = ch
+            elif last == "-" and ch == "-":
+                self.comment = "--"
+            elif last == "/" and ch == "*":
+                self.comment = "/*"
+                self.last = ""
 
 
 def bind_query(
