@@ -3,8 +3,12 @@
 from __future__ import annotations
 
 import asyncio
+import os
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -365,3 +369,24 @@ def test_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="http"):
         Scheduler(make_registry(), http="127.0.0.1:8080")  # a server object, not an address
     assert "s3cret" not in repr(HttpServer(8080, token="s3cret").config)
+
+
+def test_the_extras_are_imported_only_when_used() -> None:
+    code = """
+import sys
+import ductwork, ductwork.cli, ductwork.scheduler
+from ductwork.ops import HttpServer, RunMetrics, enable_tracing
+from ductwork.ops import auth, dashboard, metrics, routes, server, tracing, views
+HttpServer("127.0.0.1:0", token="t0ken")
+RunMetrics().install()()
+loaded = sorted(
+    name for name in sys.modules
+    if name.split(".")[0] in ("prometheus_client", "starlette", "uvicorn", "opentelemetry")
+)
+print(loaded)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
