@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 import os
+import signal
 import socket
 import subprocess
 import sys
@@ -390,3 +392,23 @@ print(loaded)
         [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
     )
     assert done.stdout.strip() == "[]", done.stdout
+
+
+def logging_setup() -> list[tuple[str, int, list[logging.Handler], bool, bool]]:
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "ductwork"]
+    loggers = [logging.getLogger(name) for name in names]
+    return [
+        (name, lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+        for name, lg in zip(names, loggers, strict=True)
+    ]
+
+
+async def test_the_server_leaves_the_hosts_logging_and_signals_alone() -> None:
+    before = logging_setup()
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    async with serving(make_registry()) as (_, _, client):
+        assert (await client.get("/healthz")).status_code == 200
+        during = logging_setup()
+        assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
+    assert during == before
+    assert logging_setup() == before
