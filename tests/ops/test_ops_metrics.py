@@ -24,6 +24,7 @@ from ductwork import (
     create_http_extractor,
     create_lambda_transformer,
     create_parallel_pipeline,
+    create_retry_pipeline,
 )
 from ductwork.core.instrument import installed
 from ductwork.ops import RunMetrics
@@ -322,3 +323,32 @@ async def test_scheduler_ticks_skipped_ticks_and_lateness_equal_the_job_status()
     assert sample(found, "ductwork_scheduler_jobs", status="disabled") == 1
     assert sample(found, "ductwork_scheduler_jobs", status="enabled") == 0
     assert sample(found, "ductwork_scheduler_running") == 1
+
+
+async def test_a_retry_counts_each_attempt_once() -> None:
+    attempts: list[str] = []
+
+    async def flaky(ctx: RunContext) -> AsyncIterator[Batch]:
+        attempts.append(ctx.run_id)
+        if len(attempts) < 3:
+            raise ConnectionError("the source is down")
+        yield [{"n": 1}]
+
+    again = create_retry_pipeline(
+        create_el_pipeline(flaky, lambda batch: None, name="flaky", logging=False),
+        backoff_factor=0.01,
+        name="again",
+        logging=False,
+    )
+    metrics = RunMetrics()
+    remove = metrics.install()
+    try:
+        result = await again.run()
+    finally:
+        remove()
+    assert [str(child.status) for child in result.children] == ["failed", "failed", "succeeded"]
+    found = samples(metrics.text())
+    assert sample(found, "ductwork_runs_total", pipeline="again", status="succeeded") == 1
+    assert sample(found, "ductwork_runs_total", pipeline="flaky", status="failed") == 2
+    assert sample(found, "ductwork_runs_total", pipeline="flaky", status="succeeded") == 1
+    assert sample(found, "ductwork_stage_records_out_total", pipeline="flaky", stage="flaky") == 1
