@@ -213,6 +213,25 @@ async def test_a_job_added_while_running_fires_and_a_removed_one_stops() -> None
     assert scheduler.statistics().runs_started == count
 
 
+async def test_a_job_removed_while_its_run_goes_on_is_gone_from_the_status() -> None:
+    recorder = Recorder("held", hold=True)
+    registry = registry_with(recorder)
+
+    async with open_scheduler(registry, grace_period=10) as scheduler:
+        assert scheduler.trigger("held")
+        await wait_for(lambda: len(recorder.started) == 1)
+        registry.unregister_pipeline("held")
+        assert scheduler.status() == []
+        with pytest.raises(RegistryError, match="no cron job 'held'"):
+            scheduler.job_status("held")
+        assert scheduler.statistics().runs_in_flight == 1
+        recorder.release.set()
+        await wait_for(lambda: scheduler.statistics().runs_in_flight == 0)
+        assert scheduler.status() == []
+
+    assert recorder.finished == [recorder.started[0].run_id]
+
+
 async def test_a_changed_schedule_is_picked_up() -> None:
     recorder = Recorder("moving")
     registry = registry_with(recorder, "0 0 1 1 *")  # once a year

@@ -193,3 +193,22 @@ def test_the_dashboard_in_a_browser(served: tuple[str, Serving]) -> None:
     assert errors == []
     assert serving.stop() == 0
     assert "stopped: 5 run(s): 5 succeeded" in "".join(serving.out)
+
+
+@pytest.mark.timeout(120)
+def test_the_dashboard_refreshes_itself(served: tuple[str, Serving]) -> None:
+    url, serving = served
+    with sync_playwright() as playwright:
+        browser = launch_chromium(playwright)
+        page: Page = browser.new_page()  # type: ignore[attr-defined]
+        page.goto(url + "/")
+        row = page.locator('tr.job[data-job="daily_orders"]')
+        expect(row.locator("svg.runs-chart g.run")).to_have_count(0)
+        page.evaluate("window.notReloaded = true")
+        seed(url, "daily_orders", 1)
+        # the page's script fetches it again (every 5 s by default) and swaps the content in
+        expect(row.locator("svg.runs-chart g.run")).to_have_count(1, timeout=15_000)
+        expect(row.locator(".job-state")).to_have_text("succeeded")
+        assert page.evaluate("window.notReloaded") is True
+        browser.close()  # type: ignore[attr-defined]
+    assert serving.stop() == 0

@@ -24,6 +24,7 @@ from ductwork import (
     create_http_extractor,
     create_lambda_transformer,
     create_parallel_pipeline,
+    create_retry_pipeline,
 )
 from ductwork.core.instrument import installed
 from ductwork.ops import RunMetrics
@@ -284,3 +285,70 @@ async def test_install_observes_every_run_once_compositions_included() -> None:
         )
     names = {f.name for f in text_string_to_metric_families(metrics.text())}
     assert all(name.startswith("ductwork_") for name in names)
+
+
+async def test_scheduler_ticks_skipped_ticks_and_lateness_equal_the_job_status() -> None:
+    release = anyio.Event()
+
+    async def held(ctx: RunContext) -> AsyncIterator[Batch]:
+        await release.wait()
+        yield [{"n": 1}]
+
+    registry = PipelineRegistry(state=MemoryStateStore())
+    registry.register_pipeline(
+        "every_second",
+        lambda: create_el_pipeline(held, lambda batch: None, name="every_second", logging=False),
+        "* * * * * *",
+    )
+    async with serving(registry) as (scheduler, _, client):
+        with anyio.fail_after(10):  # a first tick starts the held run, the next ones are skipped
+            while scheduler.job_status("every_second").skipped < 2:
+                await anyio.sleep(0.02)
+        scheduler.disable("every_second")  # no more ticks: the figures stand still
+        status = scheduler.job_status("every_second")
+        found = samples((await client.get("/metrics")).text)
+        release.set()
+    assert status.ticks >= 3
+    assert sample(found, "ductwork_scheduler_ticks_total", pipeline="every_second") == status.ticks
+    assert (
+        sample(found, "ductwork_scheduler_ticks_skipped_total", pipeline="every_second")
+        == status.skipped
+    )
+    lateness = "ductwork_scheduler_tick_lateness_seconds"
+    assert sample(found, f"{lateness}_count", pipeline="every_second") == status.ticks
+    assert sample(found, f"{lateness}_sum", pipeline="every_second") == pytest.approx(
+        status.tick_lateness_seconds
+    )
+    assert status.tick_lateness_seconds > 0
+    assert sample(found, "ductwork_scheduler_jobs", status="disabled") == 1
+    assert sample(found, "ductwork_scheduler_jobs", status="enabled") == 0
+    assert sample(found, "ductwork_scheduler_running") == 1
+
+
+async def test_a_retry_counts_each_attempt_once() -> None:
+    attempts: list[str] = []
+
+    async def flaky(ctx: RunContext) -> AsyncIterator[Batch]:
+        attempts.append(ctx.run_id)
+        if len(attempts) < 3:
+            raise ConnectionError("the source is down")
+        yield [{"n": 1}]
+
+    again = create_retry_pipeline(
+        create_el_pipeline(flaky, lambda batch: None, name="flaky", logging=False),
+        backoff_factor=0.01,
+        name="again",
+        logging=False,
+    )
+    metrics = RunMetrics()
+    remove = metrics.install()
+    try:
+        result = await again.run()
+    finally:
+        remove()
+    assert [str(child.status) for child in result.children] == ["failed", "failed", "succeeded"]
+    found = samples(metrics.text())
+    assert sample(found, "ductwork_runs_total", pipeline="again", status="succeeded") == 1
+    assert sample(found, "ductwork_runs_total", pipeline="flaky", status="failed") == 2
+    assert sample(found, "ductwork_runs_total", pipeline="flaky", status="succeeded") == 1
+    assert sample(found, "ductwork_stage_records_out_total", pipeline="flaky", stage="flaky") == 1

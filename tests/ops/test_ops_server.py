@@ -3,8 +3,14 @@
 from __future__ import annotations
 
 import asyncio
+import logging
+import os
+import signal
 import socket
+import subprocess
+import sys
 from collections.abc import AsyncIterator, Callable
+from pathlib import Path
 from typing import Any
 
 import anyio
@@ -365,3 +371,44 @@ def test_options_are_validated() -> None:
     with pytest.raises(ConfigError, match="http"):
         Scheduler(make_registry(), http="127.0.0.1:8080")  # a server object, not an address
     assert "s3cret" not in repr(HttpServer(8080, token="s3cret").config)
+
+
+def test_the_extras_are_imported_only_when_used() -> None:
+    code = """
+import sys
+import ductwork, ductwork.cli, ductwork.scheduler
+from ductwork.ops import HttpServer, RunMetrics, enable_tracing
+from ductwork.ops import auth, dashboard, metrics, routes, server, tracing, views
+HttpServer("127.0.0.1:0", token="t0ken")
+RunMetrics().install()()
+loaded = sorted(
+    name for name in sys.modules
+    if name.split(".")[0] in ("prometheus_client", "starlette", "uvicorn", "opentelemetry")
+)
+print(loaded)
+"""
+    env = {**os.environ, "PYTHONPATH": str(Path(__file__).resolve().parents[2] / "src")}
+    done = subprocess.run(
+        [sys.executable, "-c", code], capture_output=True, text=True, env=env, check=True
+    )
+    assert done.stdout.strip() == "[]", done.stdout
+
+
+def logging_setup() -> list[tuple[str, int, list[logging.Handler], bool, bool]]:
+    names = ["", "uvicorn", "uvicorn.error", "uvicorn.access", "ductwork"]
+    loggers = [logging.getLogger(name) for name in names]
+    return [
+        (name, lg.level, list(lg.handlers), lg.propagate, lg.disabled)
+        for name, lg in zip(names, loggers, strict=True)
+    ]
+
+
+async def test_the_server_leaves_the_hosts_logging_and_signals_alone() -> None:
+    before = logging_setup()
+    handlers = [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)]
+    async with serving(make_registry()) as (_, _, client):
+        assert (await client.get("/healthz")).status_code == 200
+        during = logging_setup()
+        assert [signal.getsignal(signal.SIGINT), signal.getsignal(signal.SIGTERM)] == handlers
+    assert during == before
+    assert logging_setup() == before

@@ -6,7 +6,8 @@ Nothing here runs per record or per batch. :class:`RunMetrics` is an
 the run ends it adds the result's figures to its totals, once. A scrape (:meth:`RunMetrics.collect`)
 reports the totals plus the live counters of the runs in flight, so the counters move while a long
 run goes on and never go back when it ends. Runs executed elsewhere (on the workers of a cluster)
-are added from the results they return with :meth:`RunMetrics.observe`.
+are added from the results they return: by the run of the composition that started them when
+it ends, or with :meth:`RunMetrics.observe`.
 
 The metrics (every name starts with ``ductwork_``; labels are ``pipeline``, ``stage`` and
 ``status``, none of which grows without bound):
@@ -180,6 +181,8 @@ class RunMetrics(Instrument):
         self._runs: Counter[tuple[str, str]] = Counter()
         self._durations: dict[str, _Durations] = {}
         self._in_flight: dict[int, RunResult] = {}
+        # the results this process observed whose parent, observed too, has not ended yet
+        self._here: set[int] = set()
 
     def __repr__(self) -> str:
         return f"RunMetrics(runs={sum(self._runs.values())}, in_flight={len(self._in_flight)})"
@@ -193,20 +196,32 @@ class RunMetrics(Instrument):
     def run(
         self, runnable: Runnable, ctx: RunContext, result: RunResult
     ) -> AbstractContextManager[None]:
-        """Hold on to ``result`` while the run goes on; add its figures when it ends."""
-        return self._observing(result)
+        """Hold on to ``result`` while the run goes on; add its figures when it ends, and those
+        of its children that ran elsewhere (on a cluster's workers), from their results."""
+        return self._observing(result, ctx.parent_run_id)
 
     @contextmanager
-    def _observing(self, result: RunResult) -> Iterator[None]:
+    def _observing(self, result: RunResult, parent_run_id: str | None) -> Iterator[None]:
         key = id(result)
         with self._lock:
+            parent_here = parent_run_id is not None and any(
+                run.run_id == parent_run_id for run in self._in_flight.values()
+            )
             self._in_flight[key] = result
+            self._here.add(key)
         try:
             yield
         finally:
             with self._lock:
                 self._in_flight.pop(key, None)
                 self._add(result)
+                for child in result.children:
+                    if id(child) in self._here:
+                        self._here.discard(id(child))
+                    else:  # run out of this process's sight: counted from its result
+                        self._add_tree(child)
+                if not parent_here:
+                    self._here.discard(key)
 
     # --- adding results --------------------------------------------------------------------
 

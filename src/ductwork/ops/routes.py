@@ -30,12 +30,15 @@ if TYPE_CHECKING:
     from starlette.requests import Request
     from starlette.responses import Response
 
-__all__ = ["MAX_LIMIT", "Routes"]
+__all__ = ["ACTIONS", "MAX_LIMIT", "Routes"]
 
 logger = logging.getLogger("ductwork.ops")
 
 MAX_LIMIT = 1000
 """The most runs one request may ask for (``limit=``)."""
+
+ACTIONS = ("trigger", "enable", "disable")
+"""What ``POST /api/jobs/{name}/{action}`` may do to a job."""
 
 
 @dataclass(eq=False)
@@ -237,7 +240,7 @@ class Routes:
         if refusal is not None:
             return _json({"error": refusal.error}, refusal.status, refusal.headers)
         name, action = request.path_params["name"], request.path_params["action"]
-        if action not in ("trigger", "enable", "disable"):
+        if action not in ACTIONS:
             return _json({"error": f"unknown action {action!r}: trigger, enable or disable"}, 404)
         if self._job_view(name) is None:
             return _json({"error": f"no cron job named {name!r}"}, 404)

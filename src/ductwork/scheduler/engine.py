@@ -328,8 +328,13 @@ class Scheduler:
         return self.config.job_overlap.get(name, self.config.overlap)
 
     def status(self) -> list[JobStatus]:
-        """A snapshot of every cron job the scheduler knows, sorted by name."""
-        return [self._snapshot(job) for _, job in sorted(self._jobs.items())]
+        """A snapshot of every cron job the scheduler knows, sorted by name (a job removed from
+        the registry is gone at once, also while its last run goes on)."""
+        return [
+            self._snapshot(job)
+            for _, job in sorted(self._jobs.items())
+            if job.definition is not None
+        ]
 
     def job_status(self, name: str) -> JobStatus:
         """A snapshot of job ``name``.
