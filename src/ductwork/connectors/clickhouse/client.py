@@ -35,6 +35,7 @@ from pydantic import BeforeValidator, ConfigDict, Field, SecretStr, field_valida
 
 from ...core.config import Options
 from . import capabilities as _capabilities
+from .bulk import BulkReader, BulkResponse, bulk_eligible
 from .capabilities import Capabilities
 from .codec import ServerError, valid_identifier
 from .embedded import EmbeddedTransport
@@ -258,6 +259,10 @@ class Connection:
             transport=embedded,
         )
         self.url = config.url + "/" if embedded is None else embedded.url
+        # result streams of plain-HTTP servers are read with aiohttp (see .bulk)
+        self.bulk: BulkReader | None = None
+        if embedded is None and bulk_eligible(config.url, config.compression):
+            self.bulk = BulkReader(headers, self.http.timeout)
         merged = {**config.settings, **settings}
         self.settings: dict[str, SettingValue] = merged
         self.params: dict[str, Any] = {"database": config.database, **merged}
@@ -277,7 +282,11 @@ class Connection:
         return self
 
     async def __aexit__(self, *exc_info: object) -> None:
-        await self.http.aclose()
+        try:
+            if self.bulk is not None:
+                await self.bulk.aclose()
+        finally:
+            await self.http.aclose()
 
     async def capabilities(self) -> Capabilities:
         """What the server can do: detected on the first connection to this URL as this user,
@@ -354,13 +363,20 @@ class Connection:
                 result started (raised while the body is read).
         """
         base = self.params if settings else {}
+        query = {**base, **params}
         try:
+            if self.bulk is not None:
+                async with self.bulk.post(self.url, query, sql.encode()) as bulk:
+                    result = ResultStream(bulk)
+                    await result.check()
+                    yield result  # errors decoded from the body, by the caller too, are masked
+                return
             async with self.http.stream(
-                "POST", self.url, params={**base, **params}, content=sql.encode()
+                "POST", self.url, params=query, content=sql.encode()
             ) as response:
                 result = ResultStream(response)
                 await result.check()
-                yield result  # errors decoded from the body, by the caller too, are masked
+                yield result
         except ServerError as exc:
             exc.mask(self.secrets)
             raise
@@ -400,7 +416,7 @@ class ResultStream:
     """A streamed response whose body raises the server's error where the server appended one
     (see the module docs), instead of ending early or breaking off."""
 
-    def __init__(self, response: httpx.Response) -> None:
+    def __init__(self, response: httpx.Response | BulkResponse) -> None:
         self.response = response
         self.status_code = response.status_code
         self.headers = response.headers
