@@ -134,6 +134,7 @@ class FaultServer:
                         self.scheme = "https"
                     self.request.settimeout(None)
                 super().setup()
+                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def finish(self) -> None:
                 try:
@@ -141,7 +142,6 @@ class FaultServer:
                 finally:
                     if self.scheme == "https":
                         self.request.close()  # the server closes only the socket it accepted
-                self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
 
             def handle(self) -> None:
                 try:
