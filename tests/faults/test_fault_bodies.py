@@ -218,3 +218,29 @@ def test_json_nested_to_the_limit_is_read(tmp_path: Path, piece: int) -> None:
 
     with pytest.raises(FileFormatError, match="nested deeper than 1024"):
         feed_all()
+
+
+def test_a_json_array_item_stops_at_max_record_size(tmp_path: Path) -> None:
+    parser = JsonArrayParser("x.json", text_codec("utf-8"), None, MIB, records_path="data")
+    assert parser.feed(b'{"meta": "' + b"m" * (2 * MIB) + b'", "data": [{"a": 1}, {"b": "') == [
+        {"a": 1}
+    ]
+    fed = 0
+
+    def feed_forever() -> None:
+        nonlocal fed
+        for _ in range(64):
+            parser.feed(b"x" * CHUNK)
+            fed += CHUNK
+
+    with pytest.raises(FileFormatError, match="max_record_size"):
+        feed_forever()
+    assert fed <= MIB
+    path = tmp_path / "items.json"
+    path.write_bytes(b'[{"a": "' + b"x" * (MIB // 2) + b'"}, {"b": "' + b"y" * (3 * MIB) + b'"}]')
+    rows: list[dict[str, Any]] = []
+    extractor = create_file_extractor(path, max_record_size=MIB)
+    pipeline = create_el_pipeline(extractor, rows.extend, logging=False)
+    with pytest.raises(FileFormatError, match="max_record_size"):
+        anyio.run(pipeline.run)
+    assert len(rows) <= 1

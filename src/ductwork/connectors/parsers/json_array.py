@@ -75,7 +75,9 @@ class _DepthGauge:
 class JsonArrayParser(RecordParser):
     """A JSON array of objects, at the top level or under a dotted ``records_path``, parsed
     incrementally with ijson (yajl2 C backend): memory holds one block and the records it
-    completes, never the whole array.
+    completes, never the whole array. An item may not exceed ``max_record_size``: once the array
+    has started, a run of input that long without completing one fails (checked per block, so
+    the bound is ``max_record_size`` plus a block).
 
     Syntax errors raise :class:`JsonSyntaxError` carrying the block number; the extractor then
     rescans the file with :meth:`locate` set, which feeds that block a line at a time to find the
@@ -110,6 +112,7 @@ class JsonArrayParser(RecordParser):
         self._count = 0  # records seen, for messages about a bad item
         self._start = True
         self._depth = _DepthGauge()
+        self._since = 0  # bytes fed since an item was last completed, once the array started
 
     @property
     def offsets_known(self) -> bool:
@@ -117,6 +120,15 @@ class JsonArrayParser(RecordParser):
 
     def feed(self, data: bytes) -> list[Record]:
         self._feed_utf8(self._as_utf8(data, ()))
+        if not self._items and self._watch is None:
+            self._since += len(data)
+            if self._since > self.max_record_size:
+                raise self.error(
+                    f"no complete array item within max_record_size={self.max_record_size} bytes",
+                    self.line,
+                    None,
+                    None,
+                )
         return self._take()
 
     def _feed_utf8(self, data: bytes) -> None:
@@ -221,6 +233,7 @@ class JsonArrayParser(RecordParser):
             return []
         records = list(items)
         del items[:]
+        self._since = 0
         first = self._count
         self._count += len(records)
         if set(map(type, records)) == {dict}:
