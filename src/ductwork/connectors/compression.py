@@ -17,7 +17,7 @@ from __future__ import annotations
 import bz2
 import zlib
 from collections.abc import Callable
-from typing import Literal, Protocol, cast
+from typing import ClassVar, Literal, Protocol, cast
 
 import zstandard
 
@@ -132,18 +132,33 @@ class _NoDecoder:
         return None
 
 
-class _GzipDecoder:
-    """gzip members, one ``zlib.decompressobj`` each, output bounded by ``max_length``."""
+class _ZlibDecoder:
+    """What the gzip and deflate decoders share: the buffered input and the end-of-stream check."""
 
     __slots__ = ("_d", "_input", "_started")
+    _truncated: ClassVar[str]
 
-    def __init__(self) -> None:
-        self._d = zlib.decompressobj(wbits=31)
+    def __init__(self, wbits: int) -> None:
+        self._d = zlib.decompressobj(wbits=wbits)
         self._input = b""
-        self._started = False  # the current member has received input
+        self._started = False  # the current stream has received input
 
     def feed(self, data: bytes) -> None:
         self._input = self._input + data if self._input else data
+
+    def finish(self) -> None:
+        if self._started and not self._d.eof:
+            raise CorruptDataError(self._truncated)
+
+
+class _GzipDecoder(_ZlibDecoder):
+    """gzip members, one ``zlib.decompressobj`` each, output bounded by ``max_length``."""
+
+    __slots__ = ()
+    _truncated = "truncated gzip stream (the file ends inside a member)"
+
+    def __init__(self) -> None:
+        super().__init__(31)
 
     def read(self, max_length: int) -> bytes:
         while self._input:
@@ -167,10 +182,6 @@ class _GzipDecoder:
             if out:
                 return out
         return b""
-
-    def finish(self) -> None:
-        if self._started and not self._d.eof:
-            raise CorruptDataError("truncated gzip stream (the file ends inside a member)")
 
 
 class _Bz2Decoder:
@@ -372,20 +383,16 @@ def make_decoder(codec: Codec) -> Decoder:
     return _NoDecoder()
 
 
-class _DeflateDecoder:
+class _DeflateDecoder(_ZlibDecoder):
     """An HTTP ``deflate`` body, output bounded by ``max_length``: a zlib stream, or (as some
     servers send it, and browsers and httpx accept) a raw deflate stream."""
 
-    __slots__ = ("_d", "_input", "_started", "_zlib")
+    __slots__ = ("_zlib",)
+    _truncated = "truncated deflate stream (the body ends inside it)"
 
     def __init__(self) -> None:
-        self._d = zlib.decompressobj()
-        self._input = b""
-        self._started = False
+        super().__init__(zlib.MAX_WBITS)
         self._zlib = True  # still reading it as a zlib stream
-
-    def feed(self, data: bytes) -> None:
-        self._input = self._input + data if self._input else data
 
     def read(self, max_length: int) -> bytes:
         while self._input and not self._d.eof:
@@ -404,10 +411,6 @@ class _DeflateDecoder:
             if out:
                 return out
         return b""
-
-    def finish(self) -> None:
-        if self._started and not self._d.eof:
-            raise CorruptDataError("truncated deflate stream (the body ends inside it)")
 
 
 class _Chain:
