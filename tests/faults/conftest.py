@@ -20,3 +20,10 @@ def other() -> Iterator[FaultServer]:
     """A second server: another origin (its port differs)."""
     with fault_server() as server:
         yield server
+
+
+@pytest.fixture
+def tls_api() -> Iterator[FaultServer]:
+    """A server whose one port speaks HTTP and HTTPS: two origins differing in scheme alone."""
+    with fault_server(tls=True) as server:
+        yield server

@@ -6,20 +6,32 @@ a whole body, a redirect, or a chunked body written piece by piece (to stream la
 bodies, trickle bytes, or drop the connection). Every request is recorded for assertions. Runs on
 the standard library's ``ThreadingHTTPServer`` in a daemon thread; ``stop()`` wakes handlers that
 are waiting on ``server.stopping``.
+
+With ``tls=True`` one port speaks both plain HTTP and HTTPS (a connection opening with a TLS
+handshake is wrapped, with the certificate in ``tls/`` for 127.0.0.1 and localhost, signed by
+``tls/ca.pem``), so two URLs may differ in their scheme alone: ``url`` and ``https_url``.
 """
 
 from __future__ import annotations
 
 import socket
+import ssl
+import sys
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urlsplit
 
 import orjson
+
+TLS = Path(__file__).parent / "tls"
+CA_FILE = str(TLS / "ca.pem")
+"""The certificate authority that signed the server certificate (``verify=CA_FILE``)."""
+_TLS_HANDSHAKE = 0x16
 
 
 @dataclass
@@ -31,6 +43,7 @@ class Request:
     query: dict[str, str]
     headers: dict[str, str]
     raw_path: str
+    scheme: str = "http"
 
 
 class Reply:
@@ -94,11 +107,15 @@ class FaultServer:
 
     __test__ = False
 
-    def __init__(self) -> None:
+    def __init__(self, tls: bool = False) -> None:
         self.lock = threading.Lock()
         self.requests: list[Request] = []
         self.routes: dict[str, Handler] = {}
         self.stopping = threading.Event()
+        self.tls: ssl.SSLContext | None = None
+        if tls:
+            self.tls = ssl.create_default_context(ssl.Purpose.CLIENT_AUTH)
+            self.tls.load_cert_chain(TLS / "server.pem", TLS / "server.key")
         owner = self
 
         class _Handler(BaseHTTPRequestHandler):
@@ -108,13 +125,28 @@ class FaultServer:
                 pass
 
             def setup(self) -> None:
+                self.scheme = "http"
+                if owner.tls is not None:
+                    self.request.settimeout(10)
+                    first = self.request.recv(1, socket.MSG_PEEK)
+                    if first and first[0] == _TLS_HANDSHAKE:
+                        self.request = owner.tls.wrap_socket(self.request, server_side=True)
+                        self.scheme = "https"
+                    self.request.settimeout(None)
                 super().setup()
                 self.connection.setsockopt(socket.IPPROTO_TCP, socket.TCP_NODELAY, 1)
+
+            def finish(self) -> None:
+                try:
+                    super().finish()
+                finally:
+                    if self.scheme == "https":
+                        self.request.close()  # the server closes only the socket it accepted
 
             def handle(self) -> None:
                 try:
                     super().handle()
-                except (ConnectionError, OSError):
+                except (ConnectionError, OSError, ssl.SSLError):
                     pass  # the client went away
 
             def do_GET(self) -> None:
@@ -124,11 +156,18 @@ class FaultServer:
 
         self.httpd = ThreadingHTTPServer(("127.0.0.1", 0), _Handler)
         self.httpd.daemon_threads = True
+        self.httpd.handle_error = self._handle_error  # type: ignore[method-assign]
         self.port = self.httpd.server_address[1]
         self.url = f"http://127.0.0.1:{self.port}"
+        self.https_url = f"https://127.0.0.1:{self.port}"
         self.thread = threading.Thread(
             target=self.httpd.serve_forever, kwargs={"poll_interval": 0.02}, daemon=True
         )
+
+    def _handle_error(self, request: Any, client_address: Any) -> None:
+        """A client that breaks off its TLS handshake is not an error of the server."""
+        if not isinstance(sys.exc_info()[1], (ssl.SSLError, ConnectionError, TimeoutError)):
+            ThreadingHTTPServer.handle_error(self.httpd, request, client_address)
 
     def route(self, path: str, handler: Handler) -> str:
         """Serve ``path`` with ``handler``; return its absolute URL."""
@@ -145,9 +184,9 @@ class FaultServer:
         length = int(h.headers.get("Content-Length") or 0)
         if length:
             h.rfile.read(length)
-        request = Request(
-            h.command, parts.path, query, {k.lower(): v for k, v in h.headers.items()}, h.path
-        )
+        headers = {k.lower(): v for k, v in h.headers.items()}
+        scheme = getattr(h, "scheme", "http")
+        request = Request(h.command, parts.path, query, headers, h.path, scheme)
         with self.lock:
             self.requests.append(request)
         handler = self.routes.get(parts.path)
@@ -159,8 +198,8 @@ class FaultServer:
 
 
 @contextmanager
-def fault_server() -> Iterator[FaultServer]:
-    server = FaultServer()
+def fault_server(tls: bool = False) -> Iterator[FaultServer]:
+    server = FaultServer(tls)
     server.thread.start()
     try:
         yield server

@@ -1,9 +1,12 @@
-"""Hostile bodies: a CSV quote never closed, an endless NDJSON line, huge CSV fields and records
-that are not objects. Parsing is linear in the body (each chunk scanned once while a record goes
-on), bounded by ``max_record_size``, and shared by files and HTTP."""
+"""Hostile bodies: a CSV quote never closed, an endless NDJSON line, huge CSV fields, records
+that are not objects and JSON nested a hundred thousand levels deep. Parsing is linear in the
+body (each chunk scanned once while a record goes on), bounded by ``max_record_size`` and by
+the nesting depth, and shared by files and HTTP."""
 
 from __future__ import annotations
 
+import subprocess
+import sys
 from pathlib import Path
 from typing import Any
 
@@ -18,7 +21,7 @@ from ductwork import (
     create_file_extractor,
     create_http_extractor,
 )
-from ductwork.connectors.parsers import CsvParser, JsonlParser, text_codec
+from ductwork.connectors.parsers import CsvParser, JsonArrayParser, JsonlParser, text_codec
 
 CHUNK = 64 * 1024
 MIB = 1024 * 1024
@@ -161,3 +164,83 @@ async def test_csv_fields_longer_than_128_kib(tmp_path: Path, api: FaultServer) 
     assert [len(r["blob"]) for r in rows] == [MIB, MIB]
     url = api.route("/csv", stream(path.read_bytes(), "text/csv"))
     assert [len(r["blob"]) for r in await run_http(url, response_format="csv")] == [MIB, MIB]
+
+
+NESTED = """
+import resource, sys, anyio
+resource.setrlimit(resource.RLIMIT_AS, (3 << 30, 3 << 30))
+from ductwork import FileFormatError, create_el_pipeline, create_file_extractor
+
+async def main():
+    try:
+        await create_el_pipeline(create_file_extractor(sys.argv[1]), print, logging=False).run()
+    except Exception as exc:
+        cause = exc.__cause__ if isinstance(exc.__cause__, FileFormatError) else exc
+        print(type(cause).__name__, cause)
+
+anyio.run(main)
+"""
+
+
+def test_a_json_nesting_bomb_fails_before_it_takes_the_memory(tmp_path: Path) -> None:
+    # ijson's memory grows with the square of the depth: these 200 KB would take about 25 GB.
+    path = tmp_path / "deep.json"
+    path.write_bytes(b"[" * 100_000 + b"]" * 100_000)
+    done = subprocess.run(
+        [sys.executable, "-c", NESTED, str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr[-2000:]
+    assert done.stdout.startswith("FileFormatError"), done.stdout
+    assert "nested deeper than 1024" in done.stdout
+
+
+@pytest.mark.parametrize("piece", [1, 7, 4096])
+def test_json_nested_to_the_limit_is_read(tmp_path: Path, piece: int) -> None:
+    # 1 array, 1022 objects and 1 array: 1024 levels, strings holding brackets and escapes
+    inner = b'{"s": "[\\\\\\"{", "v": ' * 1022 + b"[1]" + b"}" * 1022
+    body = b'[{"a": "]]]"}, ' + inner + b"]"
+    parser = JsonArrayParser("x.json", text_codec("utf-8"), None, MIB, records_path=None)
+    records = []
+    for start in range(0, len(body), piece):
+        records += parser.feed(body[start : start + piece])
+    records += parser.finish()
+    assert len(records) == 2
+    deeper = b"[" + b'{"v": ' * 1024 + b"1" + b"}" * 1024 + b"]"
+    parser = JsonArrayParser("x.json", text_codec("utf-8"), None, MIB, records_path=None)
+
+    def feed_all() -> None:
+        for start in range(0, len(deeper), piece):
+            parser.feed(deeper[start : start + piece])
+
+    with pytest.raises(FileFormatError, match="nested deeper than 1024"):
+        feed_all()
+
+
+def test_a_json_array_item_stops_at_max_record_size(tmp_path: Path) -> None:
+    parser = JsonArrayParser("x.json", text_codec("utf-8"), None, MIB, records_path="data")
+    assert parser.feed(b'{"meta": "' + b"m" * (2 * MIB) + b'", "data": [{"a": 1}, {"b": "') == [
+        {"a": 1}
+    ]
+    fed = 0
+
+    def feed_forever() -> None:
+        nonlocal fed
+        for _ in range(64):
+            parser.feed(b"x" * CHUNK)
+            fed += CHUNK
+
+    with pytest.raises(FileFormatError, match="max_record_size"):
+        feed_forever()
+    assert fed <= MIB
+    path = tmp_path / "items.json"
+    path.write_bytes(b'[{"a": "' + b"x" * (MIB // 2) + b'"}, {"b": "' + b"y" * (3 * MIB) + b'"}]')
+    rows: list[dict[str, Any]] = []
+    extractor = create_file_extractor(path, max_record_size=MIB)
+    pipeline = create_el_pipeline(extractor, rows.extend, logging=False)
+    with pytest.raises(FileFormatError, match="max_record_size"):
+        anyio.run(pipeline.run)
+    assert len(rows) <= 1

@@ -7,7 +7,7 @@ from typing import Any
 
 import anyio
 import pytest
-from faultserver import FaultServer, Reply, Request
+from faultserver import CA_FILE, FaultServer, Reply, Request
 
 from ductwork import (
     BasicAuth,
@@ -72,6 +72,29 @@ async def test_a_redirect_to_another_host_drops_credentials(api: FaultServer) ->
     assert landed.headers["host"].startswith("localhost:")
     assert not carries_secret(landed)
     assert landed.headers["accept"] == "application/json"  # plain headers still go
+
+
+@pytest.mark.parametrize("kind", sorted(AUTHS))
+async def test_a_redirect_that_changes_only_the_scheme_drops_credentials(
+    tls_api: FaultServer, kind: str
+) -> None:
+    plain = tls_api.route("/plain", records)
+    tls_api.route("/down", lambda request, reply: reply.redirect(plain))
+    secure = tls_api.https_url + "/secure"
+    tls_api.route("/secure", records)
+    tls_api.route("/up", lambda request, reply: reply.redirect(secure, 307))
+    options = {"auth": AUTHS[kind], "verify": CA_FILE}
+    assert await run(tls_api.https_url + "/down", **options) == [{"id": 1}]
+    assert await run(tls_api.url + "/up", **options) == [{"id": 1}]
+    (down,), (up,) = tls_api.seen("/down"), tls_api.seen("/up")
+    assert (down.scheme, up.scheme) == ("https", "http")
+    assert carries_secret(down)
+    assert carries_secret(up)
+    (landed_plain,), (landed_secure,) = tls_api.seen("/plain"), tls_api.seen("/secure")
+    assert (landed_plain.scheme, landed_secure.scheme) == ("http", "https")
+    assert landed_plain.headers["host"] == landed_secure.headers["host"] == down.headers["host"]
+    assert not carries_secret(landed_plain), landed_plain.headers
+    assert not carries_secret(landed_secure), landed_secure.headers
 
 
 async def test_a_redirect_within_the_origin_keeps_credentials(api: FaultServer) -> None:

@@ -1,6 +1,7 @@
 """Decompression bombs: every codec hands out decoded bytes in bounded pieces, a highly
 compressible ``.jsonl.zst`` costs the extractor no more memory than the same content as gzip,
-and an HTTP body sent with ``Content-Encoding: zstd`` or ``gzip`` is decoded in bounded pieces."""
+and an HTTP body sent with ``Content-Encoding: zstd``, ``gzip`` or ``deflate`` (or several of them
+in turn) is decoded in bounded pieces."""
 
 from __future__ import annotations
 
@@ -8,6 +9,7 @@ import bz2
 import gzip
 import subprocess
 import sys
+import zlib
 from pathlib import Path
 from typing import Any
 
@@ -17,7 +19,11 @@ import zstandard
 from faultserver import FaultServer, Reply, Request
 
 from ductwork import HttpError, create_el_pipeline, create_http_extractor
-from ductwork.connectors.compression import CorruptDataError, make_decoder
+from ductwork.connectors.compression import (
+    CorruptDataError,
+    make_content_decoder,
+    make_decoder,
+)
 from ductwork.connectors.parsers import JsonlParser
 
 # Lines of one repeated record: zstd packs 48 MiB of them into a few KiB.
@@ -34,6 +40,61 @@ def bomb(codec: str, size: int = DECODED) -> bytes:
     if codec == "zstd":
         return zstandard.ZstdCompressor(level=19).compress(data)
     return data
+
+
+def content_encoded(encoding: str, data: bytes) -> bytes:
+    """``data`` encoded as an HTTP body with ``Content-Encoding: encoding`` (codings applied in
+    the order listed; ``raw-deflate`` is a deflate body without its zlib header)."""
+    for name in (part.strip() for part in encoding.split(",")):
+        if name == "deflate":
+            data = zlib.compress(data, 9)
+        elif name == "raw-deflate":
+            packer = zlib.compressobj(9, zlib.DEFLATED, -zlib.MAX_WBITS)
+            data = packer.compress(data) + packer.flush()
+        else:
+            data = _compress(name, data)
+    return data
+
+
+def _compress(codec: str, data: bytes) -> bytes:
+    if codec == "gzip":
+        return gzip.compress(data, 9)
+    return zstandard.ZstdCompressor(level=19).compress(data)
+
+
+HTTP_CODINGS = ["deflate", "raw-deflate", "gzip, gzip", "gzip, zstd", "zstd, deflate"]
+
+
+@pytest.mark.parametrize("encoding", HTTP_CODINGS)
+def test_every_content_decoder_returns_at_most_max_length_per_call(encoding: str) -> None:
+    data = LINE * (8 * 1024 * 1024 // len(LINE))
+    compressed = content_encoded(encoding, data)
+    codings = [name.strip().replace("raw-", "") for name in encoding.split(",")]
+    decoder = make_content_decoder(codings)
+    out = []
+    for start in range(0, len(compressed), 64 * 1024):
+        decoder.feed(compressed[start : start + 64 * 1024])
+        while block := decoder.read(64 * 1024):
+            assert len(block) <= 64 * 1024
+            out.append(block)
+    decoder.finish()
+    assert b"".join(out) == data
+
+
+@pytest.mark.parametrize("encoding", ["deflate", "raw-deflate", "gzip, zstd"])
+def test_a_truncated_or_corrupt_content_coding_is_reported(encoding: str) -> None:
+    compressed = content_encoded(encoding, LINE * 5000)
+    codings = [name.strip().replace("raw-", "") for name in encoding.split(",")]
+    decoder = make_content_decoder(codings)
+    decoder.feed(compressed[:-20])
+    while decoder.read(1 << 20):
+        pass
+    with pytest.raises(CorruptDataError, match="truncated"):
+        decoder.finish()
+    decoder = make_content_decoder(codings)
+    decoder.feed(b"\xff" * 64)
+    with pytest.raises(CorruptDataError, match=r"corrupt|not a zstd"):
+        decoder.read(1 << 20)
 
 
 @pytest.mark.parametrize("codec", ["none", "gzip", "bz2", "zstd"])
@@ -140,7 +201,7 @@ def compressed_body(encoding: str, body: bytes) -> Any:
     return handler
 
 
-@pytest.mark.parametrize("encoding", ["zstd", "gzip"])
+@pytest.mark.parametrize("encoding", ["zstd", "gzip", *HTTP_CODINGS])
 async def test_a_compressed_http_body_is_decoded_in_bounded_pieces(
     api: FaultServer, encoding: str, monkeypatch: pytest.MonkeyPatch
 ) -> None:
@@ -152,7 +213,9 @@ async def test_a_compressed_http_body_is_decoded_in_bounded_pieces(
         return feed(self, data)
 
     monkeypatch.setattr(JsonlParser, "feed", measured)
-    url = api.route("/bomb", compressed_body(encoding, bomb(encoding)))
+    header = encoding.replace("raw-", "")
+    data = LINE * (DECODED // len(LINE))
+    url = api.route("/bomb", compressed_body(header, content_encoded(encoding, data)))
     count = 0
 
     def load(batch: list[Any]) -> None:

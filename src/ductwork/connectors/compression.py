@@ -1,5 +1,6 @@
 """Streaming compression codecs: gzip, bz2 (stdlib) and zstd (zstandard), for files and for
-HTTP bodies sent with ``Content-Encoding: gzip`` or ``zstd``.
+HTTP bodies sent with ``Content-Encoding: gzip``, ``deflate`` or ``zstd`` (or several of them,
+applied in turn).
 
 Decoders take compressed input a piece at a time and return decompressed output in bounded pieces,
 so memory does not grow with the file, however compressible it is. They read concatenated members
@@ -15,17 +16,20 @@ from __future__ import annotations
 
 import bz2
 import zlib
-from typing import Literal, Protocol, cast
+from collections.abc import Callable
+from typing import ClassVar, Literal, Protocol, cast
 
 import zstandard
 
 __all__ = [
     "COMPRESSION_EXTENSIONS",
+    "CONTENT_CODINGS",
     "Codec",
     "CorruptDataError",
     "Decoder",
     "Encoder",
     "infer_compression",
+    "make_content_decoder",
     "make_decoder",
     "make_encoder",
     "strip_compression_suffix",
@@ -128,18 +132,33 @@ class _NoDecoder:
         return None
 
 
-class _GzipDecoder:
-    """gzip members, one ``zlib.decompressobj`` each, output bounded by ``max_length``."""
+class _ZlibDecoder:
+    """What the gzip and deflate decoders share: the buffered input and the end-of-stream check."""
 
     __slots__ = ("_d", "_input", "_started")
+    _truncated: ClassVar[str]
 
-    def __init__(self) -> None:
-        self._d = zlib.decompressobj(wbits=31)
+    def __init__(self, wbits: int) -> None:
+        self._d = zlib.decompressobj(wbits=wbits)
         self._input = b""
-        self._started = False  # the current member has received input
+        self._started = False  # the current stream has received input
 
     def feed(self, data: bytes) -> None:
         self._input = self._input + data if self._input else data
+
+    def finish(self) -> None:
+        if self._started and not self._d.eof:
+            raise CorruptDataError(self._truncated)
+
+
+class _GzipDecoder(_ZlibDecoder):
+    """gzip members, one ``zlib.decompressobj`` each, output bounded by ``max_length``."""
+
+    __slots__ = ()
+    _truncated = "truncated gzip stream (the file ends inside a member)"
+
+    def __init__(self) -> None:
+        super().__init__(31)
 
     def read(self, max_length: int) -> bytes:
         while self._input:
@@ -163,10 +182,6 @@ class _GzipDecoder:
             if out:
                 return out
         return b""
-
-    def finish(self) -> None:
-        if self._started and not self._d.eof:
-            raise CorruptDataError("truncated gzip stream (the file ends inside a member)")
 
 
 class _Bz2Decoder:
@@ -366,6 +381,85 @@ def make_decoder(codec: Codec) -> Decoder:
     if codec == "zstd":
         return _ZstdDecoder()
     return _NoDecoder()
+
+
+class _DeflateDecoder(_ZlibDecoder):
+    """An HTTP ``deflate`` body, output bounded by ``max_length``: a zlib stream, or (as some
+    servers send it, and browsers and httpx accept) a raw deflate stream."""
+
+    __slots__ = ("_zlib",)
+    _truncated = "truncated deflate stream (the body ends inside it)"
+
+    def __init__(self) -> None:
+        super().__init__(zlib.MAX_WBITS)
+        self._zlib = True  # still reading it as a zlib stream
+
+    def read(self, max_length: int) -> bytes:
+        while self._input and not self._d.eof:
+            data, self._input = self._input, b""
+            try:
+                out = self._d.decompress(data, max_length)
+            except zlib.error as exc:
+                if not (self._zlib and not self._started):
+                    raise CorruptDataError(f"corrupt deflate data: {exc}") from exc
+                self._zlib = False  # not a zlib header: a raw deflate stream
+                self._d = zlib.decompressobj(-zlib.MAX_WBITS)
+                self._input = data
+                continue
+            self._started = True
+            self._input = b"" if self._d.eof else self._d.unconsumed_tail
+            if out:
+                return out
+        return b""
+
+
+class _Chain:
+    """Several decoders in turn (``Content-Encoding: gzip, zstd``): each stage is fed at most
+    ``max_length`` bytes of the previous stage's output at a time, so every stage stays bounded."""
+
+    __slots__ = ("_stages",)
+
+    def __init__(self, stages: list[Decoder]) -> None:
+        self._stages = stages
+
+    def feed(self, data: bytes) -> None:
+        self._stages[0].feed(data)
+
+    def read(self, max_length: int) -> bytes:
+        return self._pull(len(self._stages) - 1, max_length)
+
+    def _pull(self, stage: int, max_length: int) -> bytes:
+        decoder = self._stages[stage]
+        while True:
+            out = decoder.read(max_length)
+            if out or stage == 0:
+                return out
+            piece = self._pull(stage - 1, max_length)
+            if not piece:
+                return b""
+            decoder.feed(piece)
+
+    def finish(self) -> None:
+        for decoder in self._stages:
+            decoder.finish()
+
+
+CONTENT_CODINGS: dict[str, Callable[[], Decoder]] = {
+    "gzip": _GzipDecoder,
+    "x-gzip": _GzipDecoder,
+    "deflate": _DeflateDecoder,
+    "zstd": _ZstdDecoder,
+}
+"""The HTTP content codings decoded here (names lower-case), each to a fresh decoder."""
+
+
+def make_content_decoder(codings: list[str]) -> Decoder:
+    """A fresh decoder for an HTTP body whose ``Content-Encoding`` lists ``codings`` (each a key
+    of :data:`CONTENT_CODINGS`), in the order they were applied."""
+    stages = [CONTENT_CODINGS[name]() for name in reversed(codings)]
+    if not stages:
+        return _NoDecoder()
+    return stages[0] if len(stages) == 1 else _Chain(stages)
 
 
 class _NoEncoder:

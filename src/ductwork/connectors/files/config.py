@@ -226,7 +226,7 @@ class FileExtractorConfig(_PathOptions):
     allow_no_match: bool = False
     """A glob that matches no file yields no records instead of failing."""
     max_record_size: Annotated[int, Field(ge=1024, strict=True)] = 64 * _MIB
-    """The longest line or CSV record accepted, in bytes."""
+    """The longest line, CSV record or JSON array item accepted, in bytes."""
     name: Annotated[str, Field(min_length=1)] = "read_files"
     """The stage name."""
 

@@ -10,7 +10,7 @@ import httpx
 
 from ...core.arrow import to_arrow
 from ...core.types import Batch
-from ..compression import Codec, CorruptDataError, make_decoder
+from ..compression import CONTENT_CODINGS, CorruptDataError, Decoder, make_content_decoder
 from .config import HttpExtractorConfig
 from .formats import ResponseFormatError, iter_arrow, iter_csv, iter_ndjson, json_records
 from .paging import PageInfo
@@ -20,7 +20,6 @@ SNIPPET = 200
 
 _DECODED_PIECE = 1024 * 1024
 """Bytes of a compressed body decoded at a time (the parsers' bound per chunk)."""
-_CONTENT_CODECS: dict[str, Codec] = {"gzip": "gzip", "x-gzip": "gzip", "zstd": "zstd"}
 
 
 class DeadlineExceeded(httpx.TimeoutException):
@@ -54,18 +53,23 @@ async def until(deadline: float | None, chunks: AsyncIterator[bytes]) -> AsyncIt
 def body(response: httpx.Response, deadline: float | None) -> AsyncIterator[bytes]:
     """The decoded chunks of a response body, within ``deadline``.
 
-    A body with ``Content-Encoding: gzip`` or ``zstd`` is decoded here in pieces of at most
-    a MiB (httpx's own decoders turn each network chunk into all of its output at once, which a
-    highly compressible body makes arbitrarily large); other encodings are left to httpx.
+    A body with ``Content-Encoding: gzip``, ``deflate`` or ``zstd``, or several of them in
+    turn (``gzip, gzip``), is decoded here in pieces of at most a MiB (httpx's own decoders turn
+    each network chunk into all of its output at once, which a highly compressible body makes
+    arbitrarily large); a body in a coding not listed here is left to httpx.
     """
-    codec = _CONTENT_CODECS.get(response.headers.get("content-encoding", "").strip().lower())
-    if codec is None:
+    header = response.headers.get("content-encoding", "")
+    codings = [name.strip().lower() for name in header.split(",")]
+    codings = [name for name in codings if name and name != "identity"]
+    if not codings or not all(name in CONTENT_CODINGS for name in codings):
         return until(deadline, response.aiter_bytes())
-    return _decoded(codec, until(deadline, response.aiter_raw()))
+    decoder = make_content_decoder(codings)
+    return _decoded(decoder, header.strip(), until(deadline, response.aiter_raw()))
 
 
-async def _decoded(codec: Codec, chunks: AsyncIterator[bytes]) -> AsyncIterator[bytes]:
-    decoder = make_decoder(codec)
+async def _decoded(
+    decoder: Decoder, coding: str, chunks: AsyncIterator[bytes]
+) -> AsyncIterator[bytes]:
     try:
         async for chunk in chunks:
             decoder.feed(chunk)
@@ -73,7 +77,7 @@ async def _decoded(codec: Codec, chunks: AsyncIterator[bytes]) -> AsyncIterator[
                 yield piece
         decoder.finish()
     except CorruptDataError as exc:
-        raise ResponseFormatError(f"the {codec} response body is corrupt: {exc}") from None
+        raise ResponseFormatError(f"the {coding} response body is corrupt: {exc}") from None
 
 
 async def read_snippet(response: httpx.Response, deadline: float | None) -> str:

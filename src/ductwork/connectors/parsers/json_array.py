@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import codecs
+import re
 from dataclasses import dataclass
 from typing import Any
 
@@ -12,12 +13,71 @@ import orjson
 from ...core.types import Record
 from .base import JsonSyntaxError, RecordParser, json_type, snippet
 
+MAX_DEPTH = 1024
+"""The deepest nesting of arrays and objects a JSON document may have (as orjson allows for a
+JSON Lines record): ijson's memory grows with the square of the depth, so a few hundred KB of
+brackets would otherwise take gigabytes."""
+
+_QUOTED = re.compile(rb'"[^"]*"')
+_NOT_STRUCTURE = bytes(sorted(set(range(256)) - set(b'[]{}"')))
+_SQUARE = bytes.maketrans(b"{}", b"[]")
+
+
+class _DepthGauge:
+    """The nesting depth of a JSON text fed block by block, checked against :data:`MAX_DEPTH`
+    before ijson sees a block, with a few linear passes per block in C (escapes and strings
+    dropped, brackets collapsed pair by pair), never a loop over the bytes in Python.
+
+    Removing ``\\\\`` pairs from the left, then ``\\"``, leaves every quote a string's start
+    or end; removing ``""`` then drops empty strings or joins two adjacent ones, which keeps
+    what is outside the strings."""
+
+    __slots__ = ("depth", "escape", "in_string")
+
+    def __init__(self) -> None:
+        self.depth = 0  # at the end of the text seen so far
+        self.in_string = False
+        self.escape = False  # the text seen so far ends in a string's backslash
+
+    def feed(self, data: bytes) -> int:
+        """Account for ``data``; return an upper bound of the depth reached within it."""
+        if self.escape and data:
+            data, self.escape = data[1:], False
+        if b"\\" in data:
+            data = data.replace(b"\\\\", b"")
+            if data.endswith(b"\\"):
+                data, self.escape = data[:-1], True
+            data = data.replace(b'\\"', b"")
+        text = data.translate(None, _NOT_STRUCTURE)
+        if self.in_string:
+            close = text.find(b'"')
+            if close < 0:
+                return self.depth
+            text, self.in_string = text[close + 1 :], False
+        if text.count(b'"') % 2:
+            text, self.in_string = text[: text.rfind(b'"')], True
+        text = text.replace(b'""', b"")
+        if b'"' in text:
+            text = _QUOTED.sub(b"", text)
+        brackets = text.translate(_SQUARE)
+        rounds = 0  # the depth of the pairs closed within the block
+        while b"[]" in brackets and self.depth + rounds <= MAX_DEPTH:
+            brackets = brackets.replace(b"[]", b"")
+            rounds += 1
+        closes = brackets.count(b"]")  # what is left: closes, then opens
+        opens = len(brackets) - closes
+        reached = self.depth + opens + rounds
+        self.depth = max(0, self.depth - closes) + opens
+        return reached
+
 
 @dataclass(eq=False, repr=False, kw_only=True)
 class JsonArrayParser(RecordParser):
     """A JSON array of objects, at the top level or under a dotted ``records_path``, parsed
     incrementally with ijson (yajl2 C backend): memory holds one block and the records it
-    completes, never the whole array.
+    completes, never the whole array. An item may not exceed ``max_record_size``: once the array
+    has started, a run of input that long without completing one fails (checked per block, so
+    the bound is ``max_record_size`` plus a block).
 
     Syntax errors raise :class:`JsonSyntaxError` carrying the block number; the extractor then
     rescans the file with :meth:`locate` set, which feeds that block a line at a time to find the
@@ -51,6 +111,8 @@ class JsonArrayParser(RecordParser):
         self._blocks = 0
         self._count = 0  # records seen, for messages about a bad item
         self._start = True
+        self._depth = _DepthGauge()
+        self._since = 0  # bytes fed since an item was last completed, once the array started
 
     @property
     def offsets_known(self) -> bool:
@@ -58,6 +120,15 @@ class JsonArrayParser(RecordParser):
 
     def feed(self, data: bytes) -> list[Record]:
         self._feed_utf8(self._as_utf8(data, ()))
+        if not self._items and self._watch is None:
+            self._since += len(data)
+            if self._since > self.max_record_size:
+                raise self.error(
+                    f"no complete array item within max_record_size={self.max_record_size} bytes",
+                    self.line,
+                    None,
+                    None,
+                )
         return self._take()
 
     def _feed_utf8(self, data: bytes) -> None:
@@ -74,6 +145,13 @@ class JsonArrayParser(RecordParser):
                         data,
                         "utf-8",
                     )
+        if self._depth.feed(data) > MAX_DEPTH:
+            raise self.error(
+                f"JSON nested deeper than {MAX_DEPTH} arrays and objects",
+                self.line,
+                self.offset,
+                None,
+            )
         if self._watch is not None:
             self._watch_for_path(data)
         if self.locate_block is not None and self._blocks == self.locate_block:
@@ -155,6 +233,7 @@ class JsonArrayParser(RecordParser):
             return []
         records = list(items)
         del items[:]
+        self._since = 0
         first = self._count
         self._count += len(records)
         if set(map(type, records)) == {dict}:
