@@ -12,6 +12,7 @@ import uuid
 from collections.abc import Iterator
 from typing import Any
 
+import orjson
 import pyarrow as pa
 import pytest
 from http_testserver import TestServer, _Handler
@@ -50,7 +51,12 @@ class _JsonServer(_Handler):
             headers["X-Total-Pages"] = str(math.ceil(len(matching) / limit))
         if "no_total" in q:
             headers = {}
-        self._json(matching[start : start + limit], headers=headers)
+        page = matching[start : start + limit]
+        if q.get("fmt") == "ndjson":
+            lines = b"".join(orjson.dumps(row) + b"\n" for row in page)
+            self._send(lines, content_type="application/x-ndjson", headers=headers)
+        else:
+            self._json(page, headers=headers)
 
 
 @pytest.fixture(scope="module")
@@ -130,6 +136,20 @@ async def test_offset_stops_at_the_total_count_header(api: TestServer, concurren
     rows = await extract(extractor)
     assert [r["id"] for r in rows] == list(range(ROWS))
     assert sorted(int(r.query["_start"]) for r in api.seen("/items")) == [0, 30, 60, 90]
+
+
+async def test_a_header_total_works_with_a_streamed_format(api: TestServer) -> None:
+    extractor = create_http_extractor(
+        api.url + "/items?fmt=ndjson",
+        response_format="ndjson",  # no JSON body to read a total from: the header has it
+        pagination=PageNumberPagination(
+            page_param="_page", page_size_param="_limit", page_size=40, total_header="X-Total-Count"
+        ),
+        concurrency=2,
+    )
+    rows = await extract(extractor)
+    assert [r["id"] for r in rows] == list(range(ROWS))
+    assert len(api.seen("/items")) == 3
 
 
 async def test_a_missing_total_header_is_a_clear_error(api: TestServer) -> None:
