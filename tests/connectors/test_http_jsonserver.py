@@ -23,10 +23,12 @@ from ductwork import (
     MemoryStateStore,
     OffsetPagination,
     PageNumberPagination,
+    RunContext,
     create_el_pipeline,
     create_http_extractor,
     loader,
 )
+from ductwork.connectors.http.run import MAX_BOUNDARY_KEYS, Run
 
 ROWS = 95
 """Records served; ``updated_at`` is shared by three records at a time (``id // 3``)."""
@@ -258,3 +260,13 @@ async def test_a_pipeline_without_a_store_keeps_its_cursor_for_the_process(
     again = await extract(incremental_items(api, 15, key="id"), name=name)
     assert [r["id"] for r in again] == [12, 13, 14]
     assert [r.query.get("updated_at_gte") for r in api.seen("/items")] == [None, "3"]
+
+
+def test_the_boundary_keys_kept_are_bounded() -> None:
+    run = Run(RunContext(), "http://api/items", {}, cursor_field="updated_at", key_field="id")
+    batch = [{"id": i, "updated_at": 7} for i in range(MAX_BOUNDARY_KEYS + 50)]
+    assert run.observe(batch) == batch
+    assert run.max_value == 7
+    assert len(run.top_keys) == MAX_BOUNDARY_KEYS
+    assert run.observe([{"id": -1, "updated_at": 8}]) is not None
+    assert run.top_keys == {-1}  # a higher value starts a new boundary
