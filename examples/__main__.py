@@ -3,10 +3,15 @@
 python -m examples            # all of them, then `ductwork` on examples/pipelines
 python -m examples orders     # only those whose file name contains "orders" (no tour)
 
+Each example is announced with the first line of its docstring (what it shows) and, when it
+fails something on purpose, with its ``EXPECTED`` note, so a deliberate failure in its run
+summary reads as what it is. Log lines go to ``examples/output/demo.log``, not the terminal.
+
 The tour runs the ``ductwork`` command on the discoverable modules of ``examples/pipelines``:
 ``validate``, ``list``, ``run`` (with a live progress display when stderr is a terminal),
-``backfill``, ``history``, and ``serve`` for two seconds, stopped as Ctrl+C would. Its state file
-and outputs go to ``examples/output/``; every start of the tour begins with a fresh state.
+``backfill``, ``history``, and ``serve`` for two seconds, stopped as
+Ctrl+C would. Its state file and outputs go to ``examples/output/``; every start of the tour
+begins with a fresh state.
 """
 
 from __future__ import annotations
@@ -18,6 +23,8 @@ import signal
 import subprocess
 import sys
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 
@@ -26,6 +33,36 @@ import anyio
 HERE = Path(__file__).parent
 PIPELINES = HERE / "pipelines"
 TOUR_OUTPUT = HERE / "output" / "tour"
+LOG = HERE / "output" / "demo.log"
+LOG_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+@contextmanager
+def logging_to(path: Path, mode: str = "w") -> Iterator[None]:
+    """Send the log lines of ductwork (and everything else at INFO) to ``path``, not the
+    terminal, while the block runs."""
+    path.parent.mkdir(parents=True, exist_ok=True)
+    handler = logging.FileHandler(path, mode=mode, encoding="utf-8")
+    handler.setFormatter(logging.Formatter(LOG_FORMAT))
+    root = logging.getLogger()
+    level = root.level
+    root.addHandler(handler)
+    root.setLevel(logging.INFO)
+    try:
+        yield
+    finally:
+        root.removeHandler(handler)
+        root.setLevel(level)
+        handler.close()
+
+
+def describe(module: ModuleType) -> list[str]:
+    """What an example shows (its docstring's first line) and what it fails on purpose."""
+    lines = [f"what it shows: {(module.__doc__ or '').strip().splitlines()[0]}"]
+    expected = getattr(module, "EXPECTED", None)
+    if expected:
+        lines.append(f"expected: {expected}")
+    return lines
 
 
 def load_example(path: Path) -> ModuleType:
@@ -50,12 +87,14 @@ def run_examples(selector: str) -> int:
     for path in example_paths(selector):
         print(f"\n=== {path.name} ===", flush=True)
         module = load_example(path)
+        print("\n".join(describe(module)), flush=True)
         try:
             result = anyio.run(module.main)
         except Exception as exc:
             failures += 1
             print(f"FAILED: {type(exc).__name__}: {exc}", flush=True)
             continue
+        print("run summary:", flush=True)
         print(result.summary(), flush=True)
     return failures
 
@@ -74,9 +113,9 @@ def ductwork_command(*args: str) -> list[str]:
     ]
 
 
-def show(*args: str, expect: int = 0) -> bool:
+def show(*args: str, why: str, expect: int = 0) -> bool:
     """Print and run one ``ductwork`` command; return whether it exited with ``expect``."""
-    print(f"\n$ ductwork {' '.join(args)}", flush=True)
+    print(f"\n$ ductwork {' '.join(args)}      # {why}", flush=True)
     done = subprocess.run(ductwork_command(*args), check=False)
     if done.returncode != expect:
         print(f"FAILED: exit code {done.returncode}, expected {expect}", flush=True)
@@ -86,10 +125,24 @@ def show(*args: str, expect: int = 0) -> bool:
 def show_serve(seconds: float) -> bool:
     """Run ``ductwork serve`` until it is serving, ``seconds`` more, then stop it with SIGINT
     (as Ctrl+C would)."""
-    print(f"\n$ ductwork serve      # stopped with Ctrl+C after {seconds:g} s", flush=True)
-    proc = subprocess.Popen(
-        ductwork_command("serve", "--grace", "5"), stdout=subprocess.PIPE, text=True
+    print(
+        f"\n$ ductwork serve      # runs the schedules; stopped with Ctrl+C after {seconds:g} s"
+        f" (its log lines go to {LOG.relative_to(HERE.parent)})",
+        flush=True,
     )
+    LOG.parent.mkdir(parents=True, exist_ok=True)
+    with LOG.open("a", encoding="utf-8") as log:
+        proc = subprocess.Popen(
+            ductwork_command("serve", "--grace", "5"), stdout=subprocess.PIPE, stderr=log, text=True
+        )
+        code = _serve_for(proc, seconds)
+    if code != 0:
+        print(f"FAILED: exit code {code}", flush=True)
+    return code == 0
+
+
+def _serve_for(proc: subprocess.Popen[str], seconds: float) -> int:
+    """Echo ``serve``'s output until it serves, wait ``seconds``, stop it; its exit code."""
     assert proc.stdout is not None
     for line in proc.stdout:  # up to the line saying it serves (imports can take a while)
         print(line, end="", flush=True)
@@ -99,10 +152,7 @@ def show_serve(seconds: float) -> bool:
     proc.send_signal(signal.SIGINT)
     rest, _ = proc.communicate(timeout=30)
     print(rest, end="", flush=True)
-    code = proc.returncode
-    if code != 0:
-        print(f"FAILED: exit code {code}", flush=True)
-    return code == 0
+    return proc.returncode
 
 
 def tour() -> int:
@@ -112,13 +162,15 @@ def tour() -> int:
     out = f"output_dir={TOUR_OUTPUT}"
     print("\n=== the ductwork command, on examples/pipelines ===", flush=True)
     steps = [
-        show("validate"),
-        show("list"),
-        show("run", "daily_orders", "--window", "2026-11-10", "--param", out),
+        show("validate", why="import every module, check every pipeline"),
+        show("list", why="the registered pipelines; none has run yet"),
+        show("run", "daily_orders", "--window", "2026-11-10", "--param", out,
+             why="one day's window"),
         show("backfill", "daily_orders", "--start", "2026-11-01", "--end", "2026-11-08",
-             "--workers", "4", "--param", out),
-        show("history", "daily_orders", "--limit", "4"),
-        show("list"),
+             "--workers", "4", "--param", out, why="seven days, four at a time"),
+        show("history", "daily_orders", "--limit", "4",
+             why="the newest runs; --json prints them as JSON for scripts"),
+        show("list", why="now with each pipeline's last run; --json for scripts"),
         show_serve(2.0),
     ]  # fmt: skip
     written = sorted(p.name for p in (TOUR_OUTPUT / "daily_orders").glob("*.jsonl"))
@@ -127,12 +179,11 @@ def tour() -> int:
 
 
 def main(argv: list[str]) -> int:
-    logging.basicConfig(
-        level=logging.INFO, format="%(asctime)s %(levelname)-7s %(name)s: %(message)s"
-    )
     logging.getLogger("httpx").setLevel(logging.WARNING)  # a line per request is too many
     selector = argv[0] if argv else ""
-    failures = run_examples(selector)
+    print(f"log lines (runs started and finished, retries, skipped rows) go to {LOG}", flush=True)
+    with logging_to(LOG):
+        failures = run_examples(selector)
     if not selector:
         failures += tour()
     return 1 if failures else 0

@@ -41,11 +41,16 @@ def only_big(batch: Batch) -> Batch:
     return [o for o in batch if o["total"] >= 200]
 
 
+def as_money(batch: Batch) -> Batch:
+    """Show the total with two decimals, as money is written (216.00, not 216.0)."""
+    return [{**o, "total": f"{o['total']:.2f}"} for o in batch]
+
+
 async def main() -> RunResult:
     """Run the pipeline once and return its result."""
     pipeline = create_etl_pipeline(
         read_orders,
-        [price, only_big],
+        [price, only_big, as_money],
         create_console_loader(
             "table", columns=["order_id", "day", "region", "product", "total"], max_rows=8
         ),

@@ -37,6 +37,10 @@ from ductwork import (
     create_sequential_pipeline,
 )
 
+EXPECTED = (
+    "the orders source fails once on purpose (a simulated connection reset): attempt 1 of "
+    "'sources' shows as failed, and the retry's attempt 2 succeeds"
+)
 BATCH_SIZE = 500
 COUNTRIES = ["DE", "FR", "NL", "SE", "US"]
 Warehouse = dict[str, list[dict[str, Any]]]
@@ -168,6 +172,7 @@ async def main() -> RunResult:
     """Run the composition once, print the revenue per country and return the result tree."""
     warehouse: Warehouse = {}
     result = await build_nightly(warehouse).run()
+    print("  revenue per country (paid orders):")
     for row in warehouse["revenue_by_country"]:
         print(f"  {row['country']:>5}: {row['revenue']:>10,.2f}")
     return result

@@ -22,6 +22,10 @@ from ductwork import (
     create_file_loader,
 )
 
+EXPECTED = (
+    "two malformed CSV rows are skipped and counted on purpose (records_skipped 2; the log "
+    "names their lines)"
+)
 HERE = Path(__file__).parent
 DATA = HERE / "data" / "customers.csv"
 OUTPUT = HERE / "output"
@@ -51,10 +55,12 @@ async def main(output_dir: Path = OUTPUT) -> RunResult:
         create_file_loader(output_dir / "{pipeline}.jsonl.gz"),
         name="customers_to_jsonl",
     )
-    return await pipeline.run()
+    result = await pipeline.run()
+    skipped = result.stages[0].metrics.get("records_skipped", 0)
+    print(f"  customers written: {result.records_out:,} ({skipped} malformed rows skipped)")
+    print(f"  output file: {output_dir / 'customers_to_jsonl.jsonl.gz'}")
+    return result
 
 
 if __name__ == "__main__":
-    result = anyio.run(main)
-    print(result.summary())
-    print(f"wrote {OUTPUT / 'customers_to_jsonl.jsonl.gz'}")
+    print(anyio.run(main).summary())

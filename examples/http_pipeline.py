@@ -31,6 +31,10 @@ from ductwork import (
     create_http_extractor,
 )
 
+EXPECTED = (
+    "the API answers the first request with 503 Service Unavailable on purpose; the extractor "
+    "retries it (the run summary counts http_status_503 1, http_retries 1)"
+)
 ORDERS = [
     {"id": i, "customer": f"customer-{i % 7}", "amount": round(10 + i * 2.5, 2)} for i in range(45)
 ]
@@ -93,6 +97,7 @@ def add_vat(batch: Batch) -> Batch:
 
 
 async def main() -> RunResult:
+    """Serve the API, run the pipeline once, print what it loaded; return the result."""
     loaded: list[dict[str, Any]] = []
     OrdersApi.unavailable_once = True
     with local_api() as base:
@@ -107,8 +112,14 @@ async def main() -> RunResult:
         )
         pipeline = create_etl_pipeline(orders, add_vat, loaded.extend, name="orders")
         result = await pipeline.run()
+    metrics = result.stages[0].metrics
+    gross = sum(order["gross"] for order in loaded)
     print(f"  loaded {len(loaded)} orders, ids {loaded[0]['id']}..{loaded[-1]['id']} in order")
-    print(f"  {result.stages[0].metrics}")
+    print(f"  gross total (amount + 20% VAT): {gross:,.2f}")
+    print(
+        f"  requests: {metrics['http_requests']} for {metrics['http_pages']} pages "
+        f"({metrics.get('http_retries_503', 0)} answered 503 and retried)"
+    )
     return result
 
 

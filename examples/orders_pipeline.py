@@ -61,6 +61,7 @@ class RevenueByRegion(Loader):
         sink = self._Sink()
         yield sink
         self.totals = {region: round(total, 2) for region, total in sorted(sink.totals.items())}
+        print("  revenue per region (orders of 20.00 or more):")
         for region, total in self.totals.items():
             print(f"  {region:>5}: {total:>10,.2f}")
 

@@ -21,7 +21,13 @@ import pytest
 ROOT = Path(__file__).resolve().parent.parent
 sys.path.insert(0, str(ROOT))
 
-from examples.__main__ import example_paths, load_example  # noqa: E402
+from examples.__main__ import (  # noqa: E402
+    describe,
+    example_paths,
+    load_example,
+    logging_to,
+    run_examples,
+)
 
 from ductwork import RunResult  # noqa: E402
 
@@ -48,6 +54,47 @@ async def test_example_runs(path: Path, chdb_url: str) -> None:
     assert isinstance(result, RunResult)
     assert result.succeeded, result.summary()
     assert result.records_out > 0
+
+
+@pytest.mark.parametrize("path", PATHS, ids=[p.stem for p in PATHS])
+def test_every_example_says_in_one_line_what_it_shows(path: Path) -> None:
+    shows, *expected = describe(load_example(path))
+    assert shows.startswith("what it shows: ")
+    assert len(shows) > len("what it shows: ") + 20
+    assert shows.endswith(".")
+    assert all(line.startswith("expected: ") for line in expected)
+
+
+def test_the_demo_announces_expected_failures_and_keeps_log_lines_apart(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    log = tmp_path / "demo.log"
+    with logging_to(log):
+        failures = sum(run_examples(name) for name in ("big_orders", "composed", "http_pipeline"))
+    out = capsys.readouterr().out
+    assert failures == 0, out
+    http = out[out.index("=== http_pipeline.py ===") :]
+    assert http.splitlines()[1:3] == [
+        "what it shows: Extract a paginated HTTP API, with retries and a rate limit, and load "
+        "the records.",
+        "expected: the API answers the first request with 503 Service Unavailable on purpose; "
+        "the extractor retries it (the run summary counts http_status_503 1, http_retries 1)",
+    ]
+    gross = sum(round((10 + i * 2.5) * 1.2, 2) for i in range(45))
+    assert f"  gross total (amount + 20% VAT): {gross:,.2f}\n" in http
+    assert "  requests: 6 for 5 pages (1 answered 503 and retried)\n" in http
+    assert "expected: the orders source fails once on purpose" in out
+    assert "  revenue per country (paid orders):\n" in out
+    assert "│ 216.00 │" in out  # money with two decimals
+    assert "216.0 " not in out
+    assert out.count("run summary:\n") == 3
+    # the log lines went to the log file, none to the results
+    logged = log.read_text()
+    assert "run started: orders" in logged
+    assert "failed (HTTP 503 Service Unavailable); retry 1 of 3" in logged
+    assert "load_sources: attempt 1 of 4 failed" in logged
+    for line in ("run started", "run succeeded", "retry 1 of 3", " INFO ", " ERROR "):
+        assert line not in out
 
 
 async def test_orders_example_totals_match_a_direct_computation() -> None:

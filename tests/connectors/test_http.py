@@ -38,6 +38,7 @@ from ductwork import (
     create_el_pipeline,
     create_http_extractor,
 )
+from ductwork.connectors.http.run import default_state_store
 
 FAST_RETRY = HttpRetryConfig(max_retries=3, backoff_factor=0.01, backoff_max=0.05)
 
@@ -670,13 +671,19 @@ async def test_incremental_cursor_is_not_stored_when_the_load_fails(api: TestSer
     assert await state.get("p:http:updated_at") == 9
 
 
-async def test_incremental_needs_a_state_store(api: TestServer) -> None:
+async def test_incremental_without_a_state_store_uses_the_process_default(
+    api: TestServer,
+) -> None:
     extractor = create_http_extractor(
-        api.url + "/since", incremental=IncrementalConfig(cursor_field="updated_at")
+        api.url + "/since?total=6",
+        incremental=IncrementalConfig(cursor_field="updated_at", param="since"),
     )
-    with pytest.raises(ExtractError, match="needs a state store") as info:
-        await run(extractor)
-    assert info.value.retryable is False
+    rows, _ = await run(extractor, name="no_store")
+    assert ids(rows) == list(range(6))
+    assert await default_state_store().get("no_store:http:updated_at") == 5
+    rows, _ = await run(extractor, name="no_store")
+    assert rows == []
+    assert [r.query.get("since") for r in api.seen("/since")] == [None, "5"]
 
 
 # --------------------------------------------------------------------------- resources

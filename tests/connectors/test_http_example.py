@@ -22,4 +22,9 @@ async def test_http_example_runs(capsys: pytest.CaptureFixture[str]) -> None:
     assert result.status == RunStatus.SUCCEEDED
     assert result.records_out == 45
     assert result.stages[0].metrics["http_retries"] == 1
-    assert "loaded 45 orders, ids 0..44 in order" in capsys.readouterr().out
+    out = capsys.readouterr().out
+    assert "loaded 45 orders, ids 0..44 in order" in out
+    assert "  requests: 6 for 5 pages (1 answered 503 and retried)\n" in out
+    gross = sum(round((10 + i * 2.5) * 1.2, 2) for i in range(45))
+    assert f"  gross total (amount + 20% VAT): {gross:,.2f}\n" in out
+    assert "{'http_" not in out  # the metrics are labelled, not a raw dict

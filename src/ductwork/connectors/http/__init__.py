@@ -45,7 +45,11 @@ With ``incremental=IncrementalConfig(cursor_field="updated_at", param="since")``
 last value stored in ``ctx.state`` (key ``"<pipeline>:<extractor name>:<cursor_field>"`` unless
 ``state_key`` says otherwise), sends it as ``?since=...`` (and as ``{last_value}`` in URL and
 parameter templates), and tracks the highest ``updated_at`` it sees. The new value is stored only
-once the whole run has succeeded, so a failed load never skips records on the next run.
+once the whole run has succeeded, so a failed load never skips records on the next run: delivery
+is at least once. An inclusive filter (``updated_at_gte``) sends the records holding the stored
+value again; with ``key="id"`` their keys are stored beside the value and they are dropped when
+they come back. A pipeline given no state store keeps its cursors in one
+:class:`~ductwork.MemoryStateStore` per process.
 """
 
 import typing as _typing

@@ -287,6 +287,11 @@ class IncrementalConfig(Options):
     """The value used on the first run (``None``: no parameter is sent)."""
     state_key: Annotated[str, Field(min_length=1)] | None = None
     """The key in the state store; default ``"<pipeline>:<name>:<cursor_field>"``."""
+    key: Annotated[str, Field(min_length=1)] | None = None
+    """The record field identifying a record (``"id"``). With it, a run also stores the keys of
+    the records holding the highest cursor value (at most 10,000), and the next run drops the
+    records whose cursor equals the stored value and whose key was among them: the boundary
+    that an inclusive filter (``updated_at_gte``) sends again. ``None``: no de-duplication."""
 
 
 class HttpExtractorConfig(Options):

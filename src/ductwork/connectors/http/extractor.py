@@ -123,8 +123,8 @@ class HttpExtractor(Extractor):
             info = PageInfo()
             async with aclosing(self._page(client, request, run, info, buffered=False)) as page:
                 async for batch in page:
-                    run.observe(batch)
-                    yield batch
+                    if (kept := run.observe(batch)) is not None:
+                        yield kept
             run.pages += 1
             request = self._next(request, info, run)
 
@@ -150,14 +150,14 @@ class HttpExtractor(Extractor):
         pagination = self.config.pagination
         stop = pagination.max_pages
         start = 0
-        if pagination.has_total:
+        if pagination.announces_total:
             # The first page says how many there are; the rest are fetched concurrently.
             first = pagination.first_request(run.url, run.params)
             info = PageInfo()
             async with aclosing(self._page(client, first, run, info, buffered=False)) as page:
                 async for batch in page:
-                    run.observe(batch)
-                    await emit(batch)
+                    if (kept := run.observe(batch)) is not None:
+                        await emit(kept)
             run.pages = 1
             if self._next(first, info, run) is None:
                 return
@@ -213,8 +213,8 @@ class HttpExtractor(Extractor):
                             raise slot.error
                         run.pages += 1
                         for batch in slot.batches:
-                            run.observe(batch)
-                            await emit(batch)
+                            if (kept := run.observe(batch)) is not None:
+                                await emit(kept)
                         slot.batches = []
                         if self._next(slot.request, slot.info, run) is None:
                             break

@@ -11,10 +11,11 @@ Each strategy is a small frozen pydantic model that says how to ask for the next
 ==========================  ==================================================================
 
 Every strategy stops on an empty page (unless ``stop_on_empty_page=False``) and after
-``max_pages``. Page-number and offset pagination also stop at a known total (``total_path`` or
-``total_pages_path`` in the JSON body); cursor, next-URL and Link pagination stop when the
-response names no next page, and fail with a clear error when it names one already fetched
-(a loop) instead of fetching forever.
+``max_pages``. Page-number and offset pagination also stop at a known total, read from the JSON
+body (``total_path``, ``total_pages_path``) or from a response header (``total_header``, such as
+the ``X-Total-Count`` json-server and many APIs send, or ``total_pages_header``); cursor,
+next-URL and Link pagination stop when the response names no next page, and fail with a clear
+error when it names one already fetched (a loop) instead of fetching forever.
 """
 
 from __future__ import annotations
@@ -104,8 +105,13 @@ class Pagination(Options):
 
     @property
     def has_total(self) -> bool:
-        """Whether a response says how many pages there are."""
+        """Whether the JSON body says how many pages there are."""
         return False
+
+    @property
+    def announces_total(self) -> bool:
+        """Whether a response says how many pages there are, in its body or a header."""
+        return self.has_total
 
     def first_request(self, url: str, params: dict[str, Any]) -> PageRequest:
         """The request for the first page."""
@@ -150,14 +156,10 @@ class _Predictable(Pagination):
         return self.request_at(request.url, request.params, request.index + 1)
 
     def _total(self, page: PageInfo, path: str) -> int:
-        value = get_path(page.body, path)
-        if value is None:
-            raise PaginationError(f"{path!r} (the total) is not in the response")
-        try:
-            total = int(value)
-        except (TypeError, ValueError):
-            raise PaginationError(f"{path!r} (the total) is not a number: {value!r}") from None
-        return max(0, total)
+        return _count(get_path(page.body, path), repr(path))
+
+    def _header_total(self, page: PageInfo, header: str) -> int:
+        return _count(page.headers.get(header), f"header {header!r}")
 
 
 class PageNumberPagination(_Predictable):
@@ -166,11 +168,18 @@ class PageNumberPagination(_Predictable):
     Page URLs are predictable, so with ``concurrency > 1`` the extractor fetches several at
     once. It stops on an empty page, after ``max_pages``, or at the total that
     ``total_pages_path`` (number of pages) or ``total_path`` (number of records, with
-    ``page_size``) reads from the JSON body.
+    ``page_size``) reads from the JSON body, or ``total_pages_header`` or ``total_header``
+    (number of records, with ``page_size``) from a response header.
 
     Example:
         >>> PageNumberPagination(page_size=50).first_request("https://api/x", {}).params
         {'page': 1, 'per_page': 50}
+        >>> json_server = PageNumberPagination(
+        ...     page_param="_page", page_size_param="_limit", page_size=100,
+        ...     total_header="X-Total-Count",
+        ... )
+        >>> json_server.request_at("https://api/x", {}, 2).params
+        {'_page': 3, '_limit': 100}
     """
 
     type: Literal["page_number"] = "page_number"
@@ -186,17 +195,29 @@ class PageNumberPagination(_Predictable):
     """The dotted path of the number of pages in the JSON body."""
     total_path: Annotated[str, Field(min_length=1)] | None = None
     """The dotted path of the total number of records in the JSON body (needs ``page_size``)."""
+    total_pages_header: Annotated[str, Field(min_length=1)] | None = None
+    """The response header holding the number of pages (``X-Total-Pages``)."""
+    total_header: Annotated[str, Field(min_length=1)] | None = None
+    """The response header holding the total number of records (``X-Total-Count``, as
+    json-server sends; needs ``page_size``)."""
 
     @model_validator(mode="after")
     def _check_total(self) -> PageNumberPagination:
-        if self.total_path is not None and self.page_size is None:
-            raise ValueError("total_path (a record count) needs page_size to count pages")
+        for name in ("total_path", "total_header"):
+            if getattr(self, name) is not None and self.page_size is None:
+                raise ValueError(f"{name} (a record count) needs page_size to count pages")
         return self
 
     @property
     def has_total(self) -> bool:
-        """Whether a response says how many pages there are."""
+        """Whether the JSON body says how many pages there are."""
         return self.total_pages_path is not None or self.total_path is not None
+
+    @property
+    def announces_total(self) -> bool:
+        """Whether a response says how many pages there are, in its body or a header."""
+        headers = (self.total_pages_header, self.total_header)
+        return self.has_total or any(header is not None for header in headers)
 
     def request_at(self, url: str, params: dict[str, Any], index: int) -> PageRequest:
         """The request for page ``index`` (0-based)."""
@@ -210,8 +231,14 @@ class PageNumberPagination(_Predictable):
         """The number of pages the response announces, if configured."""
         if self.total_pages_path is not None:
             return self._total(page, self.total_pages_path)
-        if self.total_path is not None and self.page_size is not None:
+        if self.total_pages_header is not None:
+            return self._header_total(page, self.total_pages_header)
+        if self.page_size is None:
+            return None
+        if self.total_path is not None:
             return math.ceil(self._total(page, self.total_path) / self.page_size)
+        if self.total_header is not None:
+            return math.ceil(self._header_total(page, self.total_header) / self.page_size)
         return None
 
 
@@ -220,7 +247,9 @@ class OffsetPagination(_Predictable):
 
     The offset advances by ``limit`` per page (the server must honour ``limit``). Page URLs are
     predictable, so ``concurrency > 1`` fetches several at once. Stops on an empty page, after
-    ``max_pages``, or at the record total read from ``total_path``.
+    ``max_pages``, or at the record total read from ``total_path`` in the JSON body or from the
+    ``total_header`` response header (json-server's ``?_start=&_limit=`` with
+    ``X-Total-Count``).
 
     Example:
         >>> OffsetPagination(limit=10).request_at("https://api/x", {}, 3).params
@@ -238,11 +267,18 @@ class OffsetPagination(_Predictable):
     """The offset of the first page."""
     total_path: Annotated[str, Field(min_length=1)] | None = None
     """The dotted path of the total number of records in the JSON body."""
+    total_header: Annotated[str, Field(min_length=1)] | None = None
+    """The response header holding the total number of records (``X-Total-Count``)."""
 
     @property
     def has_total(self) -> bool:
-        """Whether a response says how many records there are."""
+        """Whether the JSON body says how many records there are."""
         return self.total_path is not None
+
+    @property
+    def announces_total(self) -> bool:
+        """Whether a response says how many records there are, in its body or a header."""
+        return self.has_total or self.total_header is not None
 
     def request_at(self, url: str, params: dict[str, Any], index: int) -> PageRequest:
         """The request for page ``index`` (0-based)."""
@@ -253,10 +289,13 @@ class OffsetPagination(_Predictable):
 
     def total_pages(self, page: PageInfo) -> int | None:
         """The number of pages needed for the record total the response announces."""
-        if self.total_path is None:
+        if self.total_path is not None:
+            total = self._total(page, self.total_path)
+        elif self.total_header is not None:
+            total = self._header_total(page, self.total_header)
+        else:
             return None
-        remaining = self._total(page, self.total_path) - self.start_offset
-        return max(0, math.ceil(remaining / self.limit))
+        return max(0, math.ceil((total - self.start_offset) / self.limit))
 
 
 class CursorPagination(Pagination):
@@ -350,6 +389,17 @@ class LinkHeaderPagination(Pagination):
         if not target:
             return None
         return PageRequest(_join(page, request, target), {}, request.index + 1)
+
+
+def _count(value: Any, where: str) -> int:
+    """A total read from a response: a non-negative whole number."""
+    if value is None:
+        raise PaginationError(f"{where} (the total) is not in the response")
+    try:
+        total = int(value)
+    except (TypeError, ValueError):
+        raise PaginationError(f"{where} (the total) is not a number: {value!r}") from None
+    return max(0, total)
 
 
 def _join(page: PageInfo, request: PageRequest, target: str) -> str:
