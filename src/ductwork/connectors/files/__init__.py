@@ -17,12 +17,10 @@ the run succeeds; a failed or cancelled run deletes it and leaves the previous f
 aiofiles runs on asyncio, so this connector needs the asyncio backend of anyio (the default).
 """
 
-from .config import FileExtractorConfig as FileExtractorConfig
-from .config import FileLoaderConfig as FileLoaderConfig
-from .extractor import FileExtractor as FileExtractor
-from .extractor import create_file_extractor as create_file_extractor
-from .loader import FileLoader as FileLoader
-from .loader import create_file_loader as create_file_loader
+from typing import TYPE_CHECKING
+
+from ...core.exports import lazy_dir as _lazy_dir
+from ...core.exports import lazy_exports as _lazy_exports
 
 __all__ = (
     "FileExtractor",
@@ -32,3 +30,21 @@ __all__ = (
     "create_file_extractor",
     "create_file_loader",
 )
+
+#: For each module, the public names it defines, imported on first use.
+_EXPORTS: dict[str, tuple[str, ...]] = {
+    ".config": ("FileExtractorConfig", "FileLoaderConfig"),
+    ".extractor": ("FileExtractor", "create_file_extractor"),
+    ".loader": ("FileLoader", "create_file_loader"),
+}
+
+if TYPE_CHECKING:
+    from .config import FileExtractorConfig as FileExtractorConfig
+    from .config import FileLoaderConfig as FileLoaderConfig
+    from .extractor import FileExtractor as FileExtractor
+    from .extractor import create_file_extractor as create_file_extractor
+    from .loader import FileLoader as FileLoader
+    from .loader import create_file_loader as create_file_loader
+else:
+    __getattr__ = _lazy_exports(__name__, _EXPORTS)
+    __dir__ = _lazy_dir(globals(), _EXPORTS)
