@@ -164,110 +164,55 @@ __all__ = (
 )
 
 
-#: For each module, the public names it defines that are imported on first use.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    ".backfill": ("BackfillResult", "WindowRun", "backfill_pipeline"),
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".backfill": "BackfillResult WindowRun backfill_pipeline",
     ".connectors.clickhouse": (
-        "ClickHouseConfig",
-        "ClickHouseExtractor",
-        "ClickHouseExtractorConfig",
-        "ClickHouseLoader",
-        "ClickHouseLoaderConfig",
-        "create_clickhouse_extractor",
-        "create_clickhouse_loader",
+        "ClickHouseConfig ClickHouseExtractor ClickHouseExtractorConfig ClickHouseLoader"
+        " ClickHouseLoaderConfig create_clickhouse_extractor create_clickhouse_loader"
     ),
-    ".connectors.console": ("ConsoleLoader", "ConsoleLoaderConfig", "create_console_loader"),
+    ".connectors.console": "ConsoleLoader ConsoleLoaderConfig create_console_loader",
     ".connectors.files": (
-        "FileExtractor",
-        "FileExtractorConfig",
-        "FileLoader",
-        "FileLoaderConfig",
-        "create_file_extractor",
-        "create_file_loader",
+        "FileExtractor FileExtractorConfig FileLoader FileLoaderConfig create_file_extractor"
+        " create_file_loader"
     ),
     ".connectors.http": (
-        "BasicAuth",
-        "BearerAuth",
-        "CursorPagination",
-        "HeaderAuth",
-        "HttpExtractor",
-        "HttpExtractorConfig",
-        "HttpRetryConfig",
-        "IncrementalConfig",
-        "LinkHeaderPagination",
-        "NextUrlPagination",
-        "OffsetPagination",
-        "PageNumberPagination",
-        "RateLimitConfig",
-        "RateLimiter",
-        "create_http_extractor",
+        "BasicAuth BearerAuth CursorPagination HeaderAuth HttpExtractor HttpExtractorConfig"
+        " HttpRetryConfig IncrementalConfig LinkHeaderPagination NextUrlPagination OffsetPagination"
+        " PageNumberPagination RateLimitConfig RateLimiter create_http_extractor"
     ),
-    ".core.arrow": ("to_arrow", "to_records"),
-    ".core.compose": ("ConditionalPipeline", "ParallelPipeline", "SequentialPipeline"),
-    ".core.context": ("RunContext", "TimeWindow"),
-    ".core.executor": ("Executor", "LocalExecutor"),
-    ".core.pipeline": ("Pipeline", "PipelineConfig"),
-    ".core.result": ("RunResult", "StageStats"),
-    ".core.retry": ("RetryPipeline",),
-    ".core.runnable": ("Runnable",),
-    ".core.stages": ("Extractor", "Loader", "Sink", "Transformer", "loader", "transformer"),
-    ".core.store": ("StateStore",),
-    ".core.types": ("Batch", "Record", "RunStatus"),
-    ".cron": ("CronJob", "validate_schedule"),
-    ".discovery": ("DiscoveredModule", "DiscoveryFailure", "DiscoveryReport", "discover_pipelines"),
+    ".core.arrow": "to_arrow to_records",
+    ".core.compose": "ConditionalPipeline ParallelPipeline SequentialPipeline",
+    ".core.context": "RunContext TimeWindow",
+    ".core.executor": "Executor LocalExecutor",
+    ".core.pipeline": "Pipeline PipelineConfig",
+    ".core.result": "RunResult StageStats",
+    ".core.retry": "RetryPipeline",
+    ".core.runnable": "Runnable",
+    ".core.stages": "Extractor Loader Sink Transformer loader transformer",
+    ".core.store": "StateStore",
+    ".core.types": "Batch Record RunStatus",
+    ".cron": "CronJob validate_schedule",
+    ".discovery": "DiscoveredModule DiscoveryFailure DiscoveryReport discover_pipelines",
     ".factories": (
-        "create_conditional_pipeline",
-        "create_el_pipeline",
-        "create_etl_pipeline",
-        "create_parallel_pipeline",
-        "create_retry_pipeline",
-        "create_sequential_pipeline",
+        "create_conditional_pipeline create_el_pipeline create_etl_pipeline"
+        " create_parallel_pipeline create_retry_pipeline create_sequential_pipeline"
     ),
     ".registry": (
-        "PipelineRegistry",
-        "RegisteredPipeline",
-        "get_cron_job",
-        "get_default_registry",
-        "get_pipeline",
-        "get_pipeline_entry",
-        "list_cron_jobs",
-        "list_pipelines",
-        "register_cron_job",
-        "register_pipeline",
-        "register_pipeline_with_timescope",
-        "remove_cron_job",
-        "run_pipeline",
-        "unregister_pipeline",
-        "validate_pipeline",
+        "PipelineRegistry RegisteredPipeline get_cron_job get_default_registry get_pipeline"
+        " get_pipeline_entry list_cron_jobs list_pipelines register_cron_job register_pipeline"
+        " register_pipeline_with_timescope remove_cron_job run_pipeline unregister_pipeline"
+        " validate_pipeline"
     ),
-    ".scheduler": (
-        "JobStatus",
-        "Scheduler",
-        "SchedulerConfig",
-        "SchedulerStatistics",
-        "open_scheduler",
-    ),
-    ".state": ("JsonFileStateStore", "MemoryStateStore"),
-    ".state_sqlite": ("SqliteStateStore",),
-    ".timescope": (
-        "Timescope",
-        "daily",
-        "every",
-        "get_table_name",
-        "hourly",
-        "monthly",
-        "validate_timescope",
-        "weekly",
-    ),
+    ".scheduler": "JobStatus Scheduler SchedulerConfig SchedulerStatistics open_scheduler",
+    ".state": "JsonFileStateStore MemoryStateStore",
+    ".state_sqlite": "SqliteStateStore",
+    ".timescope": "Timescope daily every get_table_name hourly monthly validate_timescope weekly",
     ".transforms": (
-        "ColumnType",
-        "convert_types",
-        "create_lambda_transformer",
-        "transform_columns",
-        "validate_records",
+        "ColumnType convert_types create_lambda_transformer transform_columns validate_records"
     ),
     # needs the ``dask`` extra: kept out of __all__, so ``import *`` works without it
-    ".core.dask_executor": ("DaskExecutor",),
+    ".core.dask_executor": "DaskExecutor",
 }
 
 if TYPE_CHECKING:

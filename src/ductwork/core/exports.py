@@ -1,6 +1,7 @@
 """Package attributes resolved on first use (PEP 562): a package's ``__getattr__`` and ``__dir__``.
 
-A package lists the names it exports in a mapping from the module that defines them to the names;
+A package lists the names it exports in a mapping from the module that defines them to the names
+(one string, separated by spaces);
 its ``__getattr__`` imports that module only when one of the names is first asked for and keeps
 the value as an attribute of the package, so the next lookup is an ordinary one. Importing the
 package then costs only the package itself: no connector, no pydantic, no Arrow until they are
@@ -15,7 +16,7 @@ from __future__ import annotations
 
 import importlib
 import sys
-from collections.abc import Callable, Collection, Iterable, Mapping
+from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
 __all__ = ["deferred_fallback", "lazy_dir", "lazy_exports", "lazy_names", "no_attribute"]
@@ -67,28 +68,27 @@ def lazy_names(
 
 def lazy_exports(
     package: str,
-    exports: Mapping[str, Iterable[str]],
+    exports: Mapping[str, str],
     fallback: Callable[[str], Any] | None = None,
 ) -> Callable[[str], Any]:
     """:func:`lazy_names` with the names grouped by the module that defines them.
 
     Args:
         package: the package's ``__name__``.
-        exports: for each module (``".core.pipeline"``), the names of it that the package exports.
+        exports: for each module (``".core.pipeline"``), the names of it that the package exports,
+            separated by spaces (``"Pipeline PipelineConfig"``).
         fallback: what answers every other name; by default an ``AttributeError``.
 
     Example:
-        >>> getattr_ = lazy_exports("json", {".decoder": ["JSONDecoder", "JSONDecodeError"]})
+        >>> getattr_ = lazy_exports("json", {".decoder": "JSONDecoder JSONDecodeError"})
         >>> getattr_("JSONDecodeError").__name__
         'JSONDecodeError'
     """
-    modules = {name: module for module, names in exports.items() for name in names}
+    modules = {name: module for module, names in exports.items() for name in names.split()}
     return lazy_names(package, modules, fallback)
 
 
-def lazy_dir(
-    namespace: Mapping[str, Any], exports: Mapping[str, Iterable[str]]
-) -> Callable[[], list[str]]:
+def lazy_dir(namespace: Mapping[str, Any], exports: Mapping[str, str]) -> Callable[[], list[str]]:
     """The ``__dir__`` of a package: its attributes and the names it would import on first use.
 
     Args:
@@ -97,7 +97,7 @@ def lazy_dir(
     """
 
     def __dir__() -> list[str]:
-        return sorted({*namespace, *(name for names in exports.values() for name in names)})
+        return sorted({*namespace, *(name for names in exports.values() for name in names.split())})
 
     return __dir__
 

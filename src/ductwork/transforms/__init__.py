@@ -32,19 +32,13 @@ __all__ = (
     "validate_records",
 )
 
-#: For each module, the public names it defines, imported on first use.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    ".base": (
-        "Failure",
-        "PolicyConfig",
-        "RecordTransformer",
-        "TransformErrorHandling",
-        "TransformRun",
-    ),
-    ".columns": ("ColumnMappingConfig", "ColumnTransformer", "transform_columns"),
-    ".conversion": ("ColumnType", "TypeConversionConfig", "TypeConverter", "convert_types"),
-    ".lambda_": ("LambdaConfig", "LambdaTransformer", "create_lambda_transformer"),
-    ".validation": ("RecordValidator", "ValidationConfig", "validate_records"),
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".base": "Failure PolicyConfig RecordTransformer TransformErrorHandling TransformRun",
+    ".columns": "ColumnMappingConfig ColumnTransformer transform_columns",
+    ".conversion": "ColumnType TypeConversionConfig TypeConverter convert_types",
+    ".lambda_": "LambdaConfig LambdaTransformer create_lambda_transformer",
+    ".validation": "RecordValidator ValidationConfig validate_records",
 }
 
 if TYPE_CHECKING:

@@ -62,16 +62,12 @@ __all__ = (
     "create_clickhouse_loader",
 )
 
-#: For each module, the public names it defines, imported on first use.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    ".client": ("ClickHouseConfig",),
-    ".extractor": (
-        "ClickHouseExtractor",
-        "ClickHouseExtractorConfig",
-        "create_clickhouse_extractor",
-    ),
-    ".loader": ("ClickHouseLoader", "create_clickhouse_loader"),
-    ".loader_config": ("ClickHouseLoaderConfig",),
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".client": "ClickHouseConfig",
+    ".extractor": "ClickHouseExtractor ClickHouseExtractorConfig create_clickhouse_extractor",
+    ".loader": "ClickHouseLoader create_clickhouse_loader",
+    ".loader_config": "ClickHouseLoaderConfig",
 }
 
 if TYPE_CHECKING:

@@ -31,11 +31,11 @@ __all__ = (
     "create_file_loader",
 )
 
-#: For each module, the public names it defines, imported on first use.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    ".config": ("FileExtractorConfig", "FileLoaderConfig"),
-    ".extractor": ("FileExtractor", "create_file_extractor"),
-    ".loader": ("FileLoader", "create_file_loader"),
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".config": "FileExtractorConfig FileLoaderConfig",
+    ".extractor": "FileExtractor create_file_extractor",
+    ".loader": "FileLoader create_file_loader",
 }
 
 if TYPE_CHECKING:

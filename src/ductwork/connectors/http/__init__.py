@@ -74,25 +74,14 @@ __all__ = (
     "redact_url",
 )
 
-#: For each module, the public names it defines, imported on first use.
-_EXPORTS: dict[str, tuple[str, ...]] = {
-    ".config": (
-        "BasicAuth",
-        "BearerAuth",
-        "HeaderAuth",
-        "HttpExtractorConfig",
-        "IncrementalConfig",
-        "redact_url",
-    ),
-    ".extractor": ("HttpExtractor", "create_http_extractor"),
-    ".limits": ("HttpRetryConfig", "RateLimitConfig", "RateLimiter"),
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".config": "BasicAuth BearerAuth HeaderAuth HttpExtractorConfig IncrementalConfig redact_url",
+    ".extractor": "HttpExtractor create_http_extractor",
+    ".limits": "HttpRetryConfig RateLimitConfig RateLimiter",
     ".paging": (
-        "CursorPagination",
-        "LinkHeaderPagination",
-        "NextUrlPagination",
-        "NoPagination",
-        "OffsetPagination",
-        "PageNumberPagination",
+        "CursorPagination LinkHeaderPagination NextUrlPagination NoPagination OffsetPagination"
+        " PageNumberPagination"
     ),
 }
 
