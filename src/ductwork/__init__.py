@@ -31,8 +31,7 @@ from ._exceptions import TransformError as TransformError
 from ._exceptions import TypeConversionError as TypeConversionError
 from ._version import __version__ as __version__
 from .core.exports import deferred_fallback as _deferred_fallback
-from .core.exports import lazy_dir as _lazy_dir
-from .core.exports import lazy_exports as _lazy_exports
+from .core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "BackfillResult",
@@ -327,9 +326,7 @@ if TYPE_CHECKING:
     from .transforms import validate_records as validate_records
 else:
     # RetryConfig is the deprecated old name of HttpRetryConfig (a warning on use).
-    __getattr__ = _lazy_exports(
-        __name__,
-        _EXPORTS,
-        _deferred_fallback(__name__, {"RetryConfig"}, ".connectors.http.limits", "renamed_names"),
+    _renamed = _deferred_fallback(
+        __name__, {"RetryConfig"}, ".connectors.http.limits", "renamed_names"
     )
-    __dir__ = _lazy_dir(globals(), _EXPORTS)
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS, _renamed)

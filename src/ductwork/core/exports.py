@@ -1,9 +1,9 @@
 """Package attributes resolved on first use (PEP 562): a package's ``__getattr__`` and ``__dir__``.
 
 A package lists the names it exports in a mapping from the module that defines them to the names
-(one string, separated by spaces);
-its ``__getattr__`` imports that module only when one of the names is first asked for and keeps
-the value as an attribute of the package, so the next lookup is an ordinary one. Importing the
+(one string, separated by spaces); its ``__getattr__`` imports that module only when one of the
+names is first asked for and keeps the value as an attribute of the package, so the next lookup
+is an ordinary one. Importing the
 package then costs only the package itself: no connector, no pydantic, no Arrow until they are
 used, and names whose module needs an optional extra work without the extra until they are used.
 ``from package import *`` still imports everything in the package's ``__all__``.
@@ -15,11 +15,10 @@ type checkers and editors see them as re-exports.
 from __future__ import annotations
 
 import importlib
-import sys
 from collections.abc import Callable, Collection, Mapping
 from typing import Any
 
-__all__ = ["deferred_fallback", "lazy_dir", "lazy_exports", "lazy_names", "no_attribute"]
+__all__ = ["deferred_fallback", "lazy_names", "no_attribute"]
 
 
 def no_attribute(package: str) -> Callable[[str], Any]:
@@ -32,74 +31,41 @@ def no_attribute(package: str) -> Callable[[str], Any]:
 
 
 def lazy_names(
-    package: str,
-    modules: Mapping[str, str],
+    namespace: dict[str, Any],
+    exports: Mapping[str, str],
     fallback: Callable[[str], Any] | None = None,
-) -> Callable[[str], Any]:
-    """The ``__getattr__`` of ``package``: each name in ``modules`` is imported on first use.
+) -> tuple[Callable[[str], Any], Callable[[], list[str]]]:
+    """The ``__getattr__`` and ``__dir__`` of a package: each name is imported on first use.
 
-    The value found is set on the package (when it is imported), so ``__getattr__`` is asked for
-    each name once only.
+    The value found is stored in the package's namespace, so ``__getattr__`` is asked for each
+    name once only; ``__dir__`` lists the package's attributes and the names not imported yet.
 
     Args:
-        package: the package's ``__name__`` (relative module names are resolved against it).
-        modules: for each lazily imported name, the module that defines it (``".core.x"``).
+        namespace: the package's ``globals()`` (its ``__name__`` resolves relative modules).
+        exports: for each module (``".core.pipeline"``), the names of it that the package exports,
+            separated by spaces (``"Pipeline PipelineConfig"``).
         fallback: what answers every other name; by default an ``AttributeError``.
 
     Example:
-        >>> getattr_ = lazy_names("json", {"JSONDecoder": ".decoder"}, fallback=repr)
-        >>> getattr_("JSONDecoder").__name__, getattr_("other")
-        ('JSONDecoder', "'other'")
+        >>> getattr_, dir_ = lazy_names({"__name__": "json"}, {".decoder": "JSONDecoder"}, repr)
+        >>> getattr_("JSONDecoder").__name__, getattr_("other"), dir_()
+        ('JSONDecoder', "'other'", ['JSONDecoder', '__name__'])
     """
+    package = namespace["__name__"]
+    modules = {name: module for module, names in exports.items() for name in names.split()}
     otherwise = fallback if fallback is not None else no_attribute(package)
 
     def __getattr__(name: str) -> Any:
         source = modules.get(name)
         if source is None:
             return otherwise(name)
-        value = getattr(importlib.import_module(source, package), name)
-        namespace = sys.modules.get(package)
-        if namespace is not None:
-            setattr(namespace, name, value)
+        value = namespace[name] = getattr(importlib.import_module(source, package), name)
         return value
 
-    return __getattr__
-
-
-def lazy_exports(
-    package: str,
-    exports: Mapping[str, str],
-    fallback: Callable[[str], Any] | None = None,
-) -> Callable[[str], Any]:
-    """:func:`lazy_names` with the names grouped by the module that defines them.
-
-    Args:
-        package: the package's ``__name__``.
-        exports: for each module (``".core.pipeline"``), the names of it that the package exports,
-            separated by spaces (``"Pipeline PipelineConfig"``).
-        fallback: what answers every other name; by default an ``AttributeError``.
-
-    Example:
-        >>> getattr_ = lazy_exports("json", {".decoder": "JSONDecoder JSONDecodeError"})
-        >>> getattr_("JSONDecodeError").__name__
-        'JSONDecodeError'
-    """
-    modules = {name: module for module, names in exports.items() for name in names.split()}
-    return lazy_names(package, modules, fallback)
-
-
-def lazy_dir(namespace: Mapping[str, Any], exports: Mapping[str, str]) -> Callable[[], list[str]]:
-    """The ``__dir__`` of a package: its attributes and the names it would import on first use.
-
-    Args:
-        namespace: the package's ``globals()``.
-        exports: the mapping given to :func:`lazy_exports`.
-    """
-
     def __dir__() -> list[str]:
-        return sorted({*namespace, *(name for names in exports.values() for name in names.split())})
+        return sorted({*namespace, *modules})
 
-    return __dir__
+    return __getattr__, __dir__
 
 
 def deferred_fallback(

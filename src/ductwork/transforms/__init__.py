@@ -7,8 +7,7 @@ Every transformer here works per batch and shares one error policy (``error_hand
 from typing import TYPE_CHECKING
 
 from .._exceptions import RecordValidationError as RecordValidationError
-from ..core.exports import lazy_dir as _lazy_dir
-from ..core.exports import lazy_exports as _lazy_exports
+from ..core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "ColumnMappingConfig",
@@ -61,5 +60,4 @@ if TYPE_CHECKING:
     from .validation import ValidationConfig as ValidationConfig
     from .validation import validate_records as validate_records
 else:
-    __getattr__ = _lazy_exports(__name__, _EXPORTS)
-    __dir__ = _lazy_dir(globals(), _EXPORTS)
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS)

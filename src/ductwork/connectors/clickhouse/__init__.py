@@ -49,8 +49,7 @@ small concurrent inserts, each still answered once written; they are deduplicate
 
 from typing import TYPE_CHECKING
 
-from ...core.exports import lazy_dir as _lazy_dir
-from ...core.exports import lazy_exports as _lazy_exports
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "ClickHouseConfig",
@@ -79,5 +78,4 @@ if TYPE_CHECKING:
     from .loader import create_clickhouse_loader as create_clickhouse_loader
     from .loader_config import ClickHouseLoaderConfig as ClickHouseLoaderConfig
 else:
-    __getattr__ = _lazy_exports(__name__, _EXPORTS)
-    __dir__ = _lazy_dir(globals(), _EXPORTS)
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS)

@@ -19,8 +19,7 @@ aiofiles runs on asyncio, so this connector needs the asyncio backend of anyio (
 
 from typing import TYPE_CHECKING
 
-from ...core.exports import lazy_dir as _lazy_dir
-from ...core.exports import lazy_exports as _lazy_exports
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "FileExtractor",
@@ -46,5 +45,4 @@ if TYPE_CHECKING:
     from .loader import FileLoader as FileLoader
     from .loader import create_file_loader as create_file_loader
 else:
-    __getattr__ = _lazy_exports(__name__, _EXPORTS)
-    __dir__ = _lazy_dir(globals(), _EXPORTS)
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS)

@@ -51,8 +51,7 @@ once the whole run has succeeded, so a failed load never skips records on the ne
 from typing import TYPE_CHECKING
 
 from ...core.exports import deferred_fallback as _deferred_fallback
-from ...core.exports import lazy_dir as _lazy_dir
-from ...core.exports import lazy_exports as _lazy_exports
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "BasicAuth",
@@ -107,9 +106,5 @@ if TYPE_CHECKING:
     RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
     # RetryConfig is the deprecated old name of HttpRetryConfig (a warning on use).
-    __getattr__ = _lazy_exports(
-        __name__,
-        _EXPORTS,
-        _deferred_fallback(__name__, {"RetryConfig"}, ".limits", "renamed_names"),
-    )
-    __dir__ = _lazy_dir(globals(), _EXPORTS)
+    _renamed = _deferred_fallback(__name__, {"RetryConfig"}, ".limits", "renamed_names")
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS, _renamed)
