@@ -11,9 +11,13 @@ the extractor was called. Two ways, each in a fresh process (for a clean peak RS
 Prints the runs started against the ticks expected, the median and 99th percentile lateness,
 their ratio to the baseline and peak RSS. Then the start-up time of the ``ductwork`` command
 (``python -m ductwork --version``) beside ``python -c "import ductwork"`` and an empty
-interpreter, median of several starts.
+interpreter (``python -c pass``, the unit of the ratios), median of several starts taken in turns.
+``--compare SRC`` measures the same commands with another version's sources (``SRC`` is the
+directory that holds its ``ductwork`` package, such as a checkout's ``src``) in the same turns,
+and gives each command's ratio to that version; ``--startup-only`` skips the scheduler part.
 
     python -m benchmarks.bench_scheduler [--jobs N] [--seconds S] [--starts K]
+    python -m benchmarks.bench_scheduler --startup-only --starts 15 --compare ../ductwork-0.1/src
 """
 
 from __future__ import annotations
@@ -22,6 +26,7 @@ import argparse
 import json
 import logging
 import math
+import os
 import statistics
 import subprocess
 import sys
@@ -29,10 +34,11 @@ import time
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
 from functools import partial
+from pathlib import Path
 
 import anyio
 
-from benchmarks._util import machine, peak_rss_mb, repeat, run_isolated, table
+from benchmarks._util import interleave, machine, peak_rss_mb, run_isolated, table
 from ductwork import Batch, PipelineRegistry, RunContext, create_el_pipeline, open_scheduler
 
 
@@ -91,11 +97,58 @@ def measure(mode: str, jobs: int, seconds: float) -> dict[str, float]:
     }
 
 
-def startup(args: list[str], starts: int) -> float:
-    timing = repeat(
-        lambda: subprocess.run([sys.executable, *args], check=True, capture_output=True), starts
+#: The commands whose start-up is measured, by label: the arguments given to the interpreter.
+STARTUP_COMMANDS = {
+    "python -c pass": ["-c", "pass"],
+    'python -c "import ductwork"': ["-c", "import ductwork"],
+    "python -m ductwork --version": ["-m", "ductwork", "--version"],
+}
+
+
+def start(args: list[str], env: dict[str, str]) -> float:
+    """Seconds from starting an interpreter with ``args`` to its exit."""
+    t0 = time.perf_counter()
+    subprocess.run([sys.executable, *args], check=True, capture_output=True, env=env)
+    return time.perf_counter() - t0
+
+
+def startup(starts: int, compare: Path | None = None) -> dict[tuple[str, str], float]:
+    """The median start-up of every command (``{(version, command): seconds}``), in turns.
+
+    ``version`` is ``"this"`` for the sources this interpreter imports, and the ``compare``
+    directory's name for the sources in it (put first on ``PYTHONPATH``).
+    """
+    versions = {"this": dict(os.environ)}
+    if compare is not None:
+        path = os.pathsep.join(filter(None, [str(compare), os.environ.get("PYTHONPATH")]))
+        versions[str(compare)] = {**os.environ, "PYTHONPATH": path}
+    cases = {
+        (version, label): partial(start, args, env)
+        for version, env in versions.items()
+        for label, args in STARTUP_COMMANDS.items()
+        if version == "this" or label != "python -c pass"
+    }
+    samples = interleave(
+        {f"{version}: {label}": case for (version, label), case in cases.items()}, starts
     )
-    return timing.median
+    return {key: statistics.median(samples[f"{key[0]}: {key[1]}"]) for key in cases}
+
+
+def startup_table(medians: dict[tuple[str, str], float], compare: Path | None) -> str:
+    """The start-up rows: wall time, ratio to ``python -c pass`` and, with ``compare``, to it."""
+    empty = medians["this", "python -c pass"]
+    headers = ["command", "wall time", "ratio"]
+    if compare is not None:
+        headers.append(f"vs {compare}")
+    rows = []
+    for (version, label), took in medians.items():
+        row = [label if version == "this" else f"{label} ({version})"]
+        row += [f"{took * 1000:.0f} ms", f"{took / empty:.2f}"]
+        if compare is not None:
+            other = medians.get((str(compare), label))
+            row.append(f"{took / other:.2f}" if version == "this" and other else "")
+        rows.append(row)
+    return table(headers, rows)
 
 
 def main() -> None:
@@ -104,8 +157,16 @@ def main() -> None:
     parser.add_argument("--seconds", type=float, default=5.0)
     parser.add_argument("--starts", type=int, default=7)
     parser.add_argument("--mode", choices=["baseline", "ductwork"])
+    parser.add_argument("--startup-only", action="store_true", help="measure the start-up only")
+    parser.add_argument(
+        "--compare", type=Path, help="also start another version's sources (its src directory)"
+    )
     args = parser.parse_args()
     logging.disable(logging.WARNING)
+    if args.startup_only:
+        print(f"# Start-up ({machine()})")
+        print_startup(args.starts, args.compare)
+        return
     if args.mode:
         print(json.dumps(measure(args.mode, args.jobs, args.seconds)))
         return
@@ -140,18 +201,12 @@ def main() -> None:
     headers = ["scheduler", "runs / ticks", "p50 late", "p99 late", "max late", "p50 ratio", "RSS"]
     print(table(headers, rows))
 
-    print(f"\n# Start-up, median of {args.starts} starts\n")
-    empty = startup(["-c", "pass"], args.starts)
-    rows = [
-        ["python -c pass", f"{empty * 1000:.0f} ms", "1.00"],
-    ]
-    for label, argv in (
-        ('python -c "import ductwork"', ["-c", "import ductwork"]),
-        ("python -m ductwork --version", ["-m", "ductwork", "--version"]),
-    ):
-        took = startup(argv, args.starts)
-        rows.append([label, f"{took * 1000:.0f} ms", f"{took / empty:.2f}"])
-    print(table(["command", "wall time", "ratio"], rows))
+    print_startup(args.starts, args.compare)
+
+
+def print_startup(starts: int, compare: Path | None) -> None:
+    print(f"\n# Start-up, median of {starts} starts\n")
+    print(startup_table(startup(starts, compare), compare))
 
 
 if __name__ == "__main__":

@@ -47,13 +47,9 @@ written as one block, atomically. With ``async_insert=True`` (21.11 and later) t
 small concurrent inserts, each still answered once written; they are deduplicated from 23.7.
 """
 
-from .client import ClickHouseConfig as ClickHouseConfig
-from .extractor import ClickHouseExtractor as ClickHouseExtractor
-from .extractor import ClickHouseExtractorConfig as ClickHouseExtractorConfig
-from .extractor import create_clickhouse_extractor as create_clickhouse_extractor
-from .loader import ClickHouseLoader as ClickHouseLoader
-from .loader import create_clickhouse_loader as create_clickhouse_loader
-from .loader_config import ClickHouseLoaderConfig as ClickHouseLoaderConfig
+from typing import TYPE_CHECKING
+
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "ClickHouseConfig",
@@ -64,3 +60,22 @@ __all__ = (
     "create_clickhouse_extractor",
     "create_clickhouse_loader",
 )
+
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".client": "ClickHouseConfig",
+    ".extractor": "ClickHouseExtractor ClickHouseExtractorConfig create_clickhouse_extractor",
+    ".loader": "ClickHouseLoader create_clickhouse_loader",
+    ".loader_config": "ClickHouseLoaderConfig",
+}
+
+if TYPE_CHECKING:
+    from .client import ClickHouseConfig as ClickHouseConfig
+    from .extractor import ClickHouseExtractor as ClickHouseExtractor
+    from .extractor import ClickHouseExtractorConfig as ClickHouseExtractorConfig
+    from .extractor import create_clickhouse_extractor as create_clickhouse_extractor
+    from .loader import ClickHouseLoader as ClickHouseLoader
+    from .loader import create_clickhouse_loader as create_clickhouse_loader
+    from .loader_config import ClickHouseLoaderConfig as ClickHouseLoaderConfig
+else:
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS)

@@ -17,12 +17,9 @@ the run succeeds; a failed or cancelled run deletes it and leaves the previous f
 aiofiles runs on asyncio, so this connector needs the asyncio backend of anyio (the default).
 """
 
-from .config import FileExtractorConfig as FileExtractorConfig
-from .config import FileLoaderConfig as FileLoaderConfig
-from .extractor import FileExtractor as FileExtractor
-from .extractor import create_file_extractor as create_file_extractor
-from .loader import FileLoader as FileLoader
-from .loader import create_file_loader as create_file_loader
+from typing import TYPE_CHECKING
+
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "FileExtractor",
@@ -32,3 +29,20 @@ __all__ = (
     "create_file_extractor",
     "create_file_loader",
 )
+
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".config": "FileExtractorConfig FileLoaderConfig",
+    ".extractor": "FileExtractor create_file_extractor",
+    ".loader": "FileLoader create_file_loader",
+}
+
+if TYPE_CHECKING:
+    from .config import FileExtractorConfig as FileExtractorConfig
+    from .config import FileLoaderConfig as FileLoaderConfig
+    from .extractor import FileExtractor as FileExtractor
+    from .extractor import create_file_extractor as create_file_extractor
+    from .loader import FileLoader as FileLoader
+    from .loader import create_file_loader as create_file_loader
+else:
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS)

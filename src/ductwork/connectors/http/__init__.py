@@ -52,26 +52,10 @@ they come back. A pipeline given no state store keeps its cursors in one
 :class:`~ductwork.MemoryStateStore` per process.
 """
 
-import typing as _typing
+from typing import TYPE_CHECKING
 
-from .config import BasicAuth as BasicAuth
-from .config import BearerAuth as BearerAuth
-from .config import HeaderAuth as HeaderAuth
-from .config import HttpExtractorConfig as HttpExtractorConfig
-from .config import IncrementalConfig as IncrementalConfig
-from .config import redact_url as redact_url
-from .extractor import HttpExtractor as HttpExtractor
-from .extractor import create_http_extractor as create_http_extractor
-from .limits import HttpRetryConfig as HttpRetryConfig
-from .limits import RateLimitConfig as RateLimitConfig
-from .limits import RateLimiter as RateLimiter
-from .limits import renamed_names as _renamed_names
-from .paging import CursorPagination as CursorPagination
-from .paging import LinkHeaderPagination as LinkHeaderPagination
-from .paging import NextUrlPagination as NextUrlPagination
-from .paging import NoPagination as NoPagination
-from .paging import OffsetPagination as OffsetPagination
-from .paging import PageNumberPagination as PageNumberPagination
+from ...core.exports import deferred_fallback as _deferred_fallback
+from ...core.exports import lazy_names as _lazy_names
 
 __all__ = (
     "BasicAuth",
@@ -93,8 +77,38 @@ __all__ = (
     "redact_url",
 )
 
+#: For each module, the public names it defines (separated by spaces), imported on first use.
+_EXPORTS: dict[str, str] = {
+    ".config": "BasicAuth BearerAuth HeaderAuth HttpExtractorConfig IncrementalConfig redact_url",
+    ".extractor": "HttpExtractor create_http_extractor",
+    ".limits": "HttpRetryConfig RateLimitConfig RateLimiter",
+    ".paging": (
+        "CursorPagination LinkHeaderPagination NextUrlPagination NoPagination OffsetPagination"
+        " PageNumberPagination"
+    ),
+}
 
-if _typing.TYPE_CHECKING:
+if TYPE_CHECKING:
+    from .config import BasicAuth as BasicAuth
+    from .config import BearerAuth as BearerAuth
+    from .config import HeaderAuth as HeaderAuth
+    from .config import HttpExtractorConfig as HttpExtractorConfig
+    from .config import IncrementalConfig as IncrementalConfig
+    from .config import redact_url as redact_url
+    from .extractor import HttpExtractor as HttpExtractor
+    from .extractor import create_http_extractor as create_http_extractor
+    from .limits import HttpRetryConfig as HttpRetryConfig
+    from .limits import RateLimitConfig as RateLimitConfig
+    from .limits import RateLimiter as RateLimiter
+    from .paging import CursorPagination as CursorPagination
+    from .paging import LinkHeaderPagination as LinkHeaderPagination
+    from .paging import NextUrlPagination as NextUrlPagination
+    from .paging import NoPagination as NoPagination
+    from .paging import OffsetPagination as OffsetPagination
+    from .paging import PageNumberPagination as PageNumberPagination
+
     RetryConfig = HttpRetryConfig  # the old name, deprecated (a warning on use)
 else:
-    __getattr__ = _renamed_names(__name__)
+    # RetryConfig is the deprecated old name of HttpRetryConfig (a warning on use).
+    _renamed = _deferred_fallback(__name__, {"RetryConfig"}, ".limits", "renamed_names")
+    __getattr__, __dir__ = _lazy_names(globals(), _EXPORTS, _renamed)
