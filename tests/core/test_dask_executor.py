@@ -85,6 +85,7 @@ def day_pipeline(folder: Path, *, fail_on: str | None = None) -> Any:
 async def backfill_with(executor: Any, folder: Path, **options: Any) -> Any:
     registry = PipelineRegistry(state=MemoryStateStore())
     registry.register_pipeline("days", day_pipeline(folder, **options), timescope="daily")
+    progress: list[tuple[int, int, int]] = []
     outcome = await registry.backfill(
         "days",
         "2024-01-01",
@@ -92,7 +93,12 @@ async def backfill_with(executor: Any, folder: Path, **options: Any) -> Any:
         executor=executor,
         max_workers=4,
         raise_on_failure=False,
+        on_progress=lambda o: progress.append((len(o.succeeded), len(o.running), len(o.failed))),
     )
+    # Live progress: every window started and ended once, at most 4 ran at a time.
+    assert len(progress) == 1 + 2 * 12
+    assert max(running for _, running, _ in progress) <= 4
+    assert progress[-1] == (len(outcome.succeeded), 0, len(outcome.failed))
     return registry, outcome
 
 
