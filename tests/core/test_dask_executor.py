@@ -413,3 +413,30 @@ async def test_retryable_failures_are_submitted_again_with_backoff(
     assert sorted(p.name for p in tmp_path.glob("try-*")) == ["try-0", "try-1"]
     assert str(caught.value.__cause__ or caught.value).endswith("the source is broken")
     assert [r["status"] for r in await registry.history("flaky")] == ["failed"]
+
+
+def overlapping(folder: Path, name: str) -> Any:
+    async def extract(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
+        mark = folder / f"running-{name}"
+        mark.write_text("")
+        try:
+            peak = 0
+            for _ in range(10):  # long enough for a second child to start, if one may
+                peak = max(peak, len(list(folder.glob("running-*"))))
+                await anyio.sleep(0.05)
+            (folder / f"seen-{name}").write_text(str(peak))
+            yield [{"name": name}]
+        finally:
+            mark.unlink()
+
+    return create_el_pipeline(extract, lambda batch: None, name, logging=False)
+
+
+async def test_max_workers_bounds_the_children_on_the_cluster(
+    executor: DaskExecutor, tmp_path: Path
+) -> None:
+    children = [overlapping(tmp_path, name) for name in "abc"]
+    both = create_parallel_pipeline(children, max_workers=1, executor=executor, logging=False)
+    result = await both.run()
+    assert result.records_out == 3
+    assert {int((tmp_path / f"seen-{name}").read_text()) for name in "abc"} == {1}
