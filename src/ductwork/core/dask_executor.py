@@ -179,7 +179,7 @@ def _run_on_worker(
                 done.set()
                 with contextlib.suppress(Exception):  # release the watcher, forget the event
                     cancel.set()
-                    watcher.join()
+                    watcher.join(timeout=30)  # a scheduler gone mid-wait: give up
                     cancel.clear()
 
     anyio.run(main)
