@@ -5,7 +5,8 @@ runs with the local executor (every window in this process's event loop, ``max_w
 with a ``DaskExecutor`` on a LocalCluster of 2 worker processes (one thread each), in the same
 run; the speed-up is the ratio of the two (median of several repetitions). Then the per-window
 overhead of the Dask path: a backfill of empty windows, one at a time, on the cluster against the
-same locally.
+same locally. First, this machine's own ceiling for the speed-up: the same work in two plain
+processes against one (below 2x when other work runs, or the cores are shared or virtual).
 The cluster starts once, before the timings, and is warmed up by one window.
 
     python -m benchmarks.bench_distributed [--windows W] [--records R] [--repeats N] [--json PATH]
@@ -16,7 +17,9 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import multiprocessing
 from collections.abc import AsyncIterator
+from concurrent.futures import ProcessPoolExecutor
 from datetime import UTC, datetime, timedelta
 from time import perf_counter
 from typing import Any
@@ -42,21 +45,49 @@ START = datetime(2024, 1, 1, tzinfo=UTC)
 BATCH = 10_000
 
 
+def work(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
+    """The CPU-bound transformer of every window."""
+    out = []
+    for row in batch:
+        h = row["v"]
+        for _ in range(4):
+            h = (h * 1_103_515_245 + 12_345) % 2_147_483_648
+        out.append({"id": row["id"], "h": h})
+    return out
+
+
+def rows(start: int, end: int) -> list[dict[str, Any]]:
+    return [{"id": i, "v": i * 7} for i in range(start, end)]
+
+
 def build(records: int) -> Pipeline:
     async def extract(ctx: RunContext) -> AsyncIterator[Batch]:
         for start in range(0, records, BATCH):
-            yield [{"id": i, "v": i * 7} for i in range(start, min(start + BATCH, records))]
-
-    def work(batch: list[dict[str, Any]]) -> list[dict[str, Any]]:
-        out = []
-        for row in batch:
-            h = row["v"]
-            for _ in range(4):
-                h = (h * 1_103_515_245 + 12_345) % 2_147_483_648
-            out.append({"id": row["id"], "h": h})
-        return out
+            yield rows(start, min(start + BATCH, records))
 
     return create_etl_pipeline(extract, work, lambda batch: None, "cpu", logging=False)
+
+
+def bare_window(records: int) -> None:
+    """One window's work without ductwork: the rows made and transformed."""
+    for start in range(0, records, BATCH):
+        work(rows(start, min(start + BATCH, records)))
+
+
+def machine_ceiling(records: int) -> float:
+    """How much faster two plain processes do two windows' work than one: this machine's
+    own limit for the speed-up (other load, shared or virtual cores)."""
+    context = multiprocessing.get_context("spawn")
+    with ProcessPoolExecutor(2, mp_context=context) as pool:
+        list(pool.map(bare_window, [1, 1]))  # started and warm
+        t0 = perf_counter()
+        bare_window(records)
+        bare_window(records)
+        one = perf_counter() - t0
+        t0 = perf_counter()
+        list(pool.map(bare_window, [records, records]))
+        two = perf_counter() - t0
+    return one / two
 
 
 async def backfill(executor: Executor, windows: int, records: int, workers: int) -> float:
@@ -72,6 +103,7 @@ async def backfill(executor: Executor, windows: int, records: int, workers: int)
 
 
 async def measure(windows: int, records: int, repeats: int, empty: int) -> list[dict[str, Any]]:
+    ceiling = Timing.of([machine_ceiling(records) for _ in range(repeats)])
     async with open_local_cluster(2) as dask:
         local = LocalExecutor()
         await backfill(dask, 2, 1, 2)  # warm-up: the workers import ductwork
@@ -84,6 +116,13 @@ async def measure(windows: int, records: int, repeats: int, empty: int) -> list[
     local_t, dask_t = Timing.of(local_times), Timing.of(dask_times)
     rss = peak_rss_mb()
     return [
+        {
+            "case": "this machine's ceiling: 2 windows' work in 2 plain processes vs 1",
+            "seconds": None,
+            "ratio": ceiling.median,
+            "per_window_ms": None,
+            "peak_rss_mb": rss,
+        },
         {
             "case": f"{windows} windows of {records:,} records, local executor",
             "seconds": local_t.median,
@@ -114,7 +153,7 @@ def render(rows: list[dict[str, Any]]) -> str:
         [
             [
                 r["case"],
-                f"{r['seconds']:.2f}",
+                "-" if r["seconds"] is None else f"{r['seconds']:.2f}",
                 f"{r['ratio']:.2f}x",
                 "-" if r["per_window_ms"] is None else f"{r['per_window_ms']:.1f} ms",
                 f"{r['peak_rss_mb']:.0f}",

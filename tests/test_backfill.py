@@ -274,3 +274,36 @@ async def test_backfill_resumes_after_the_process_is_killed(tmp_path: Path, days
     assert days.ran == [f"2024-01-{d:02d}" for d in range(6, 11)]
     history = await registry.history("days", limit=None)
     assert len(history) == 10  # five before the crash, five after; the killed run left none
+
+
+async def test_progress_is_reported_as_windows_start_and_end(
+    registry: PipelineRegistry, days: Days
+) -> None:
+    days.failing = {"2024-03-02"}
+    seen: list[tuple[int, int, int, int]] = []
+
+    def progress(outcome: BackfillResult) -> None:
+        counts = (outcome.succeeded, outcome.running, outcome.failed, outcome.skipped)
+        seen.append(tuple(len(windows) for windows in counts))  # type: ignore[arg-type]
+
+    await backfill_pipeline("days", "2024-03-04", "2024-03-05", registry=registry)
+    outcome = await backfill_pipeline(
+        "days",
+        "2024-03-01",
+        "2024-03-05",
+        registry=registry,
+        raise_on_failure=False,
+        on_progress=progress,
+    )
+    assert len(outcome.failed) == 1
+    # (succeeded, running, failed, skipped): planned, then each window's start and end.
+    assert seen == [
+        (0, 0, 0, 1),
+        (0, 1, 0, 1),
+        (1, 0, 0, 1),
+        (1, 1, 0, 1),
+        (1, 0, 1, 1),
+        (1, 1, 1, 1),
+        (2, 0, 1, 1),
+    ]
+    assert outcome.running == []

@@ -48,6 +48,7 @@ def cluster() -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # no fixed port to collide on
         host="127.0.0.1",
     ) as local:
         yield local

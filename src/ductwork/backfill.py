@@ -26,7 +26,7 @@ Example:
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 from datetime import date, datetime
 from typing import Any
 
@@ -52,6 +52,7 @@ async def backfill_pipeline(
     state: StateStore | None = None,
     now: datetime | None = None,
     executor: Executor | None = None,
+    on_progress: Callable[[BackfillResult], object] | None = None,
 ) -> BackfillResult:
     """Run the registered pipeline ``name`` for every window of its timescope in ``[start, end)``.
 
@@ -77,6 +78,9 @@ async def backfill_pipeline(
         executor: where the windows run: :class:`~ductwork.LocalExecutor` (default, in this
             event loop) or :class:`~ductwork.DaskExecutor` (on a Dask cluster's workers; the
             history and the record of succeeded windows stay in ``state``, here).
+        on_progress: called with the :class:`BackfillResult` as it stands once the windows are
+            planned and each time a window starts or ends (``.succeeded``, ``.running`` and
+            ``.failed`` give a live display its counts); it must not block.
 
     Returns:
         A :class:`BackfillResult` with one entry per window.
@@ -101,4 +105,5 @@ async def backfill_pipeline(
         state=state,
         now=now,
         executor=executor,
+        on_progress=on_progress,
     )

@@ -109,6 +109,7 @@ class BackfillResult:
     run_id: str = field(default_factory=new_run_id)
 
     succeeded = _WindowsWith(RunStatus.SUCCEEDED, "Windows that ran and succeeded.")
+    running = _WindowsWith(RunStatus.RUNNING, "Windows running now (while the backfill runs).")
     failed = _WindowsWith(RunStatus.FAILED, "Windows that ran and failed.")
     skipped = _WindowsWith(
         RunStatus.SKIPPED, "Windows skipped (already succeeded, or not complete yet)."
@@ -221,6 +222,7 @@ async def run_backfill(
     stop_on_failure: bool = False,
     raise_on_failure: bool = True,
     now: datetime | None = None,
+    on_progress: Callable[[BackfillResult], object] | None = None,
 ) -> BackfillResult:
     """Run ``run_window`` for every window of ``timescope`` in ``[start, end)`` not done yet.
 
@@ -240,6 +242,9 @@ async def run_backfill(
             not run); runs in flight finish.
         raise_on_failure: raise when a window failed (otherwise just return the result).
         now: the current time, for deciding which windows are complete (default: now).
+        on_progress: called with the backfill's :class:`BackfillResult`, as it stands, once the
+            windows are planned and each time a window starts or ends (for a live display of
+            the windows done, running and failed; it must not block).
 
     Returns:
         A :class:`BackfillResult` with one entry per window.
@@ -286,6 +291,12 @@ async def run_backfill(
     pending = iter(to_run)
     stopping = False
 
+    def progressed() -> None:
+        if on_progress is not None:
+            on_progress(outcome)
+
+    progressed()
+
     async def worker() -> None:
         nonlocal stopping
         for item in pending:
@@ -293,6 +304,7 @@ async def run_backfill(
                 item.reason = NOT_RUN
                 continue
             item.status = RunStatus.RUNNING
+            progressed()
             try:
                 item.result = await run_window(item.window)
             except PipelineError as exc:
@@ -303,6 +315,7 @@ async def run_backfill(
                 stopping = stopping or stop_on_failure
             else:
                 item.status = RunStatus.SUCCEEDED
+            progressed()
 
     attributes: dict[str, str | int] = {"ductwork.pipeline": name, "ductwork.windows": len(to_run)}
     try:

@@ -45,6 +45,7 @@ def cluster() -> Iterator[Any]:
         n_workers=2,
         threads_per_worker=1,
         dashboard_address=None,
+        scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},  # no fixed port to collide on
         host="127.0.0.1",
     ) as local:
         yield local
@@ -56,7 +57,7 @@ async def executor(cluster: Any) -> AsyncIterator[DaskExecutor]:
         yield dask
 
 
-async def wait_for(path: Path, timeout: float = 20) -> None:
+async def wait_for(path: Path, timeout: float = 60) -> None:
     with anyio.fail_after(timeout):
         while not path.exists():
             await anyio.sleep(0.02)
@@ -84,6 +85,7 @@ def day_pipeline(folder: Path, *, fail_on: str | None = None) -> Any:
 async def backfill_with(executor: Any, folder: Path, **options: Any) -> Any:
     registry = PipelineRegistry(state=MemoryStateStore())
     registry.register_pipeline("days", day_pipeline(folder, **options), timescope="daily")
+    progress: list[tuple[int, int, int]] = []
     outcome = await registry.backfill(
         "days",
         "2024-01-01",
@@ -91,7 +93,12 @@ async def backfill_with(executor: Any, folder: Path, **options: Any) -> Any:
         executor=executor,
         max_workers=4,
         raise_on_failure=False,
+        on_progress=lambda o: progress.append((len(o.succeeded), len(o.running), len(o.failed))),
     )
+    # Live progress: every window started and ended once, at most 4 ran at a time.
+    assert len(progress) == 1 + 2 * 12
+    assert max(running for _, running, _ in progress) <= 4
+    assert progress[-1] == (len(outcome.succeeded), 0, len(outcome.failed))
     return registry, outcome
 
 
@@ -217,7 +224,7 @@ async def test_fail_fast_cancels_the_other_children_on_the_cluster(
     executor: DaskExecutor, tmp_path: Path
 ) -> None:
     async def fail_after_start(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
-        with anyio.fail_after(20):
+        with anyio.fail_after(60):
             while not (tmp_path / "slow.started").exists():
                 await anyio.sleep(0.02)
         raise KeyError("boom")
@@ -243,7 +250,7 @@ def killable(folder: Path) -> Any:
         if day == "2024-01-03":
             attempt = len(list(folder.glob("attempt-*")))
             (folder / f"attempt-{attempt}").write_text(str(os.getpid()))
-            with anyio.fail_after(20):
+            with anyio.fail_after(60):
                 while not (folder / "go").exists():
                     await anyio.sleep(0.02)
         yield [{"day": day, "n": 5}]
@@ -257,6 +264,9 @@ async def test_a_killed_worker_has_its_window_rerun(executor: DaskExecutor, tmp_
 
     async def kill_then_go() -> None:
         await wait_for(tmp_path / "attempt-0")
+        with anyio.fail_after(60):  # the attempt's output is open: a temporary file to leave
+            while not list(tmp_path.glob(".2024-01-03.jsonl.*.tmp")):
+                await anyio.sleep(0.02)
         os.kill(int((tmp_path / "attempt-0").read_text()), signal.SIGKILL)
         await wait_for(tmp_path / "attempt-1")
         (tmp_path / "go").write_text("")
@@ -267,12 +277,10 @@ async def test_a_killed_worker_has_its_window_rerun(executor: DaskExecutor, tmp_
             "k", "2024-01-01", "2024-01-07", executor=executor, max_workers=2
         )
     assert len(outcome.succeeded) == 6
-    # The killed attempt never renamed its temporary file: no output of it is visible.
+    # The killed attempt never renamed its temporary file, and the re-run removed it (its
+    # writer's lock died with the worker): the outputs and nothing else.
     names = [p.name for p in tmp_path.iterdir() if not p.name.startswith(("attempt", "go"))]
-    assert sorted(n for n in names if not n.endswith(".tmp")) == [
-        f"2024-01-0{d}.jsonl" for d in range(1, 7)
-    ]
-    assert all(n.startswith(".2024-01-03.jsonl.") for n in names if n.endswith(".tmp"))
+    assert sorted(names) == [f"2024-01-0{d}.jsonl" for d in range(1, 7)]
     for d in range(1, 7):
         text = (tmp_path / f"2024-01-0{d}.jsonl").read_text()
         rows = [json.loads(line) for line in text.splitlines()]
@@ -374,3 +382,61 @@ async def test_the_executor_checks_what_it_is_given(cluster: Any) -> None:
         await executor.aclose()
         assert client.status != "closed"  # a client passed in is left open
     assert repr(LocalExecutor()) == "LocalExecutor()"
+
+
+def flaky(folder: Path) -> Any:
+    async def extract(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
+        attempts = len(list(folder.glob("try-*")))
+        (folder / f"try-{attempts}").write_text(str(os.getpid()))
+        if attempts == 0:
+            raise PipelineError("the source is not ready", retryable=True)
+        if attempts == 1:
+            raise PipelineError("the source is broken", retryable=False)
+        yield [{"n": 1}]
+
+    return create_el_pipeline(extract, lambda batch: None, "flaky", logging=False)
+
+
+async def test_retryable_failures_are_submitted_again_with_backoff(
+    cluster: Any, tmp_path: Path
+) -> None:
+    with pytest.raises(ValueError, match="factor"):
+        DaskExecutor(cluster.scheduler_address, backoff_factor=-1)
+    async with DaskExecutor(
+        cluster.scheduler_address, retries=3, backoff_factor=0.0, max_backoff=0.0
+    ) as dask:
+        registry = PipelineRegistry(state=MemoryStateStore())
+        registry.register_pipeline("flaky", flaky(tmp_path))
+        with pytest.raises(PipelineError) as caught:
+            await registry.run("flaky", executor=dask)
+    # The retryable failure was submitted again; the second one is not retryable: it stays.
+    assert sorted(p.name for p in tmp_path.glob("try-*")) == ["try-0", "try-1"]
+    assert str(caught.value.__cause__ or caught.value).endswith("the source is broken")
+    assert [r["status"] for r in await registry.history("flaky")] == ["failed"]
+
+
+def overlapping(folder: Path, name: str) -> Any:
+    async def extract(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
+        mark = folder / f"running-{name}"
+        mark.write_text("")
+        try:
+            peak = 0
+            for _ in range(10):  # long enough for a second child to start, if one may
+                peak = max(peak, len(list(folder.glob("running-*"))))
+                await anyio.sleep(0.05)
+            (folder / f"seen-{name}").write_text(str(peak))
+            yield [{"name": name}]
+        finally:
+            mark.unlink()
+
+    return create_el_pipeline(extract, lambda batch: None, name, logging=False)
+
+
+async def test_max_workers_bounds_the_children_on_the_cluster(
+    executor: DaskExecutor, tmp_path: Path
+) -> None:
+    children = [overlapping(tmp_path, name) for name in "abc"]
+    both = create_parallel_pipeline(children, max_workers=1, executor=executor, logging=False)
+    result = await both.run()
+    assert result.records_out == 3
+    assert {int((tmp_path / f"seen-{name}").read_text()) for name in "abc"} == {1}

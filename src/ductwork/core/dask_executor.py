@@ -12,9 +12,9 @@ travel back in the outcome, and the caller applies them to its own store only af
 succeeded. Run history is recorded by the caller too (the registry does it for a backfill).
 
 Faults: a worker that dies mid-run has its task recomputed on another worker by Dask (up to the
-scheduler's ``distributed.scheduler.allowed-failures``); ``retries`` asks Dask to rerun a task
-whose function raised, which only happens when ductwork itself fails on the worker (a failed run
-is a result, not a raised error; retry a failed run with :func:`~ductwork.create_retry_pipeline`).
+scheduler's ``distributed.scheduler.allowed-failures``); a run whose failure is retryable is
+submitted again with backoff, up to ``retries`` times; Dask itself reruns nothing that raised
+(tasks are submitted with ``retries=0``).
 Cancelling the caller sets a :class:`distributed.Event` the worker watches: the run there is
 cancelled within one batch, and the future is cancelled.
 """
@@ -41,6 +41,7 @@ import cloudpickle
 import distributed
 
 from .._exceptions import PipelineError
+from .backoff import Backoff
 from .context import RunContext
 from .executor import Executor
 from .result import RunResult
@@ -50,7 +51,6 @@ from .types import RunStatus
 
 __all__ = ["DaskExecutor", "open_local_cluster", "ship_by_value"]
 
-_POLL_SECONDS = 0.1
 _T = TypeVar("_T")
 
 
@@ -161,23 +161,26 @@ def _run_on_worker(
             done = threading.Event()
 
             def watch() -> None:
-                # A thread of its own, not joined: the run ends without waiting for a poll.
-                while not done.is_set():
-                    try:
-                        signalled = cancel.wait(_POLL_SECONDS)
-                    except Exception:  # the cluster went away: nothing will cancel the run
-                        return
-                    if signalled:
-                        with contextlib.suppress(RuntimeError):  # the loop already ended
-                            if not done.is_set():
-                                anyio.from_thread.run_sync(scope.cancel, token=loop)
-                        return
+                # One wait, no polling: the event is set by the caller to cancel, or by this
+                # task when the run ends (which releases the wait).
+                try:
+                    cancel.wait()
+                except Exception:  # the cluster went away: nothing will cancel the run
+                    return
+                if not done.is_set():
+                    with contextlib.suppress(RuntimeError):  # the loop already ended
+                        anyio.from_thread.run_sync(scope.cancel, token=loop)
 
-            threading.Thread(target=watch, name=f"ductwork-cancel-{token}", daemon=True).start()
+            watcher = threading.Thread(target=watch, name=f"ductwork-cancel-{token}", daemon=True)
+            watcher.start()
             try:
                 await runnable.execute(dataclasses.replace(ctx, state=store), result)
             finally:
                 done.set()
+                with contextlib.suppress(Exception):  # release the watcher, forget the event
+                    cancel.set()
+                    watcher.join(timeout=30)  # a scheduler gone mid-wait: give up
+                    cancel.clear()
 
     anyio.run(main)
     writes = store.writes if store is not None else []
@@ -206,10 +209,13 @@ class DaskExecutor(Executor):
             :class:`distributed.Client` made with ``asynchronous=True``. An executor made from an
             address connects on first use and disconnects on :meth:`aclose` (or the end of
             ``async with``); a client passed in is left open.
-        retries: how many times Dask reruns a task whose function raised (``0`` by default: a
-            failed run is a result, and ductwork's retry composition decides what is retryable).
-            A worker's death is recomputed by Dask regardless, up to the scheduler's
-            ``allowed-failures``.
+        retries: how many times a run whose failure is retryable (its error's ``.retryable``,
+            such as a window whose workers kept dying past the scheduler's
+            ``allowed-failures``) is submitted again (``0`` by default). Dask itself reruns
+            nothing that raised (tasks are submitted with ``retries=0``); a worker's death is
+            recomputed by Dask regardless, up to ``allowed-failures``.
+        backoff_factor: seconds before the first resubmission, doubled for each further one.
+        max_backoff: the longest wait between two attempts, in seconds.
 
     Example (not run here: it needs a cluster)::
 
@@ -218,10 +224,18 @@ class DaskExecutor(Executor):
                                     max_workers=16)
     """
 
-    def __init__(self, address_or_client: str | distributed.Client, *, retries: int = 0) -> None:
+    def __init__(
+        self,
+        address_or_client: str | distributed.Client,
+        *,
+        retries: int = 0,
+        backoff_factor: float = 1.0,
+        max_backoff: float = 60.0,
+    ) -> None:
         if isinstance(retries, bool) or not isinstance(retries, int) or retries < 0:
             raise ValueError(f"retries must be a non-negative integer, got {retries!r}")
         self.retries = retries
+        self.backoff = Backoff(factor=backoff_factor, maximum=max_backoff)
         self._address: str | None = None
         self._client: distributed.Client | None = None
         self._owned = False
@@ -268,7 +282,30 @@ class DaskExecutor(Executor):
         self._owned = False
 
     async def execute(self, runnable: Runnable, ctx: RunContext, result: RunResult) -> RunResult:
-        """Run ``runnable`` on a worker and fill ``result`` in with what it reports."""
+        """Run ``runnable`` on a worker and fill ``result`` in with what it reports.
+
+        A failed run whose error is retryable is submitted again, up to ``retries`` times.
+        """
+        retries = self.backoff.retries(self.retries)
+        while True:
+            await self._execute_once(runnable, ctx, result)
+            retryable = getattr(result.error, "retryable", False)
+            if result.status is not RunStatus.FAILED or not retryable or not retries.left:
+                return result
+            delay = retries.take()
+            ctx.logger.warning(
+                "%s failed on the cluster (%s); attempt %d of %d in %.1fs",
+                runnable.name,
+                result.error,
+                retries.spent + 1,
+                retries.limit + 1,
+                delay,
+            )
+            await retries.wait()
+
+    async def _execute_once(
+        self, runnable: Runnable, ctx: RunContext, result: RunResult
+    ) -> RunResult:
         client = await self.client()
         token = uuid.uuid4().hex
         state = ctx.state
@@ -285,7 +322,7 @@ class DaskExecutor(Executor):
             state is not None,
             key=f"ductwork-{runnable.name}-{token}",
             pure=False,
-            retries=self.retries,
+            retries=0,
         )
 
         async def answer() -> None:
@@ -364,6 +401,8 @@ async def open_local_cluster(workers: int) -> AsyncIterator[DaskExecutor]:
             threads_per_worker=1,
             host="127.0.0.1",
             dashboard_address=None,
+            # The scheduler's HTTP server would otherwise try port 8787 first.
+            scheduler_kwargs={"dashboard_address": "127.0.0.1:0"},
             asynchronous=True,
         ) as cluster,
         distributed.Client(cluster, asynchronous=True, set_as_default=False) as client,

@@ -1,4 +1,9 @@
-"""The file loader's sink: a temporary file beside the target, renamed into place on success."""
+"""The file loader's sink: a temporary file beside the target, renamed into place on success.
+
+The writer holds an exclusive ``flock`` on its temporary file while it writes. A writer that was
+killed (SIGKILL, a lost machine) cannot remove its file, but its lock goes with it: the next sink
+opened in that directory removes the temporary files nobody holds.
+"""
 
 from __future__ import annotations
 
@@ -6,9 +11,11 @@ import asyncio
 import bz2
 import contextlib
 import csv
+import fcntl
 import gzip
 import io
 import os
+import re
 import secrets
 import shutil
 from contextlib import AbstractAsyncContextManager
@@ -16,6 +23,7 @@ from typing import IO, TYPE_CHECKING, Any, Literal
 
 import aiofiles
 import anyio
+import anyio.lowlevel
 import pyarrow as pa
 import zstandard
 from aiofiles.threadpool.binary import AsyncBufferedIOBase
@@ -34,6 +42,7 @@ if TYPE_CHECKING:
 __all__ = ["FileSink"]
 
 _WHITESPACE = b" \t\r\n"
+_TEMP_NAME = re.compile(r"\..+\.[0-9a-f]{12}\.tmp")
 
 
 class _Prepared:
@@ -60,6 +69,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         self.codec: Codec = "none" if config.columnar else codec_for(config.compression, path)
         self._state: Literal["new", "open", "closed"] = "new"
         self._tmp: str | None = None
+        self._lock: int | None = None  # the open descriptor holding the temp file's flock
         self._file: AsyncBufferedIOBase | None = None
         self._writer: RecordWriter | ParquetWriter | ArrowStreamWriter | None = None
         self._encoder: Encoder | None = None
@@ -84,9 +94,12 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
             raise RuntimeError("a file sink can be opened only once; call loader.open(ctx) again")
         self._state = "open"
         try:
-            prepared = await anyio.to_thread.run_sync(self._prepare)
-            assert self._tmp is not None
-            self._file = await aiofiles.open(self._tmp, "ab" if prepared.continuing else "wb")
+            # Shielded: the thread goes on anyway, and what it opens must be known to close.
+            with anyio.CancelScope(shield=True):
+                prepared = await anyio.to_thread.run_sync(self._prepare)
+                assert self._tmp is not None
+                self._file = await aiofiles.open(self._tmp, "ab" if prepared.continuing else "wb")
+            await anyio.lowlevel.checkpoint()
         except BaseException:
             self._state = "closed"
             await self._discard()
@@ -102,6 +115,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         directory = os.path.dirname(os.path.abspath(self.path))
         if config.make_dirs:
             os.makedirs(directory, exist_ok=True)
+        _remove_dead_temp_files(directory)
         base = os.path.basename(self.path)
         while True:
             tmp = os.path.join(directory, f".{base}.{secrets.token_hex(6)}.tmp")
@@ -109,9 +123,11 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
                 fd = os.open(tmp, os.O_WRONLY | os.O_CREAT | os.O_EXCL | os.O_CLOEXEC, 0o666)
             except FileExistsError:
                 continue
-            os.close(fd)
-            break
-        self._tmp = tmp
+            fcntl.flock(fd, fcntl.LOCK_EX)
+            if _same_file(fd, tmp):
+                break
+            os.close(fd)  # another sink took it for a dead writer's between create and lock
+        self._tmp, self._lock = tmp, fd
         prepared = _Prepared()
         if not os.path.isfile(self.path):
             return prepared
@@ -300,6 +316,7 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
         # arrive between the rename and the bookkeeping.
         os.replace(self._tmp, self.path)
         self._tmp = None
+        self._unlock()
         self.ctx.add_metric("bytes_written", self._written)
 
     async def _discard(self) -> None:
@@ -321,6 +338,45 @@ class FileSink(AbstractAsyncContextManager["FileSink"]):
             if tmp is not None:
                 with contextlib.suppress(FileNotFoundError):
                     os.unlink(tmp)
+            self._unlock()
+
+    def _unlock(self) -> None:
+        """Release the temporary file's lock (after its rename or removal)."""
+        lock, self._lock = self._lock, None
+        if lock is not None:
+            os.close(lock)
+
+
+def _same_file(fd: int, path: str) -> bool:
+    """Whether ``path`` still names the file open as ``fd``."""
+    try:
+        named = os.stat(path)
+    except FileNotFoundError:
+        return False
+    opened = os.fstat(fd)
+    return (named.st_dev, named.st_ino) == (opened.st_dev, opened.st_ino)
+
+
+def _remove_dead_temp_files(directory: str) -> None:
+    """Remove the sinks' temporary files in ``directory`` that no live writer holds locked."""
+    try:
+        names = [name for name in os.listdir(directory) if _TEMP_NAME.fullmatch(name)]
+    except OSError:
+        return
+    for name in names:
+        path = os.path.join(directory, name)
+        try:
+            fd = os.open(path, os.O_RDONLY | os.O_CLOEXEC)
+        except OSError:
+            continue  # gone already, or not ours to read
+        try:
+            fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
+            if _same_file(fd, path):
+                os.unlink(path)
+        except OSError:
+            pass  # locked: its writer is alive
+        finally:
+            os.close(fd)
 
 
 def _last_non_space(file: IO[bytes], end: int) -> tuple[int, bytes]:
