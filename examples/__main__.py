@@ -46,13 +46,24 @@ def logging_to(path: Path, mode: str = "w") -> Iterator[None]:
     handler.setFormatter(logging.Formatter(LOG_FORMAT))
     root = logging.getLogger()
     level = root.level
+    # ductwork's own logger may have been set up by the host (a level, no propagation): let its
+    # lines reach the file while the block runs, and put it back afterwards
+    own = logging.getLogger("ductwork")
+    saved = (own.level, own.propagate, own.disabled)
+    disabled_below = logging.root.manager.disable
+    logging.disable(logging.NOTSET)
     root.addHandler(handler)
     root.setLevel(logging.INFO)
+    own.setLevel(logging.NOTSET)
+    own.propagate, own.disabled = True, False
     try:
         yield
     finally:
         root.removeHandler(handler)
         root.setLevel(level)
+        own.setLevel(saved[0])
+        own.propagate, own.disabled = saved[1], saved[2]
+        logging.disable(disabled_below)
         handler.close()
 
 
