@@ -579,6 +579,7 @@ def test_backfill_runs_every_window_and_resumes(project: Path) -> None:
     assert done.returncode == 0, done.stderr
     assert "4 daily windows: 4 succeeded, 0 failed, 0 skipped" in done.stdout
     assert done.stdout.count(": succeeded") == 4
+    assert "backfill days:" not in done.stderr  # no status line by default without a terminal
 
     again = ductwork(
         "backfill", "days", "--start", "2024-02-26", "--end", "2024-03-02", project=project
@@ -600,10 +601,17 @@ def test_a_failed_backfill_exits_1(project: Path) -> None:
         "2024-03-04",
         "--param",
         "fail_day=2",
+        "--progress",
         project=project,
     )
     assert done.returncode == 1
     assert "3 daily windows: 2 succeeded, 1 failed, 0 skipped" in done.stdout
+    # --progress without a terminal: a plain line per finished window, in order
+    assert [line for line in done.stderr.splitlines() if line.startswith("backfill days:")] == [
+        "backfill days: 1/3 done, 0 running, 0 failed",
+        "backfill days: 1/3 done, 0 running, 1 failed",
+        "backfill days: 2/3 done, 0 running, 1 failed",
+    ]
     (error,) = [line for line in done.stderr.splitlines() if line.startswith("ductwork: error")]
     assert "backfill failed for 1 of 3 windows" in error
     assert "no data for 2024-03-02" in error
@@ -612,6 +620,54 @@ def test_a_failed_backfill_exits_1(project: Path) -> None:
     )
     assert done.returncode == 2
     assert "has no timescope" in done.stderr
+
+
+def test_backfill_shows_a_status_line_on_a_terminal(project: Path) -> None:
+    master, slave = pty.openpty()
+    proc = subprocess.Popen(
+        [
+            sys.executable,
+            "-m",
+            "ductwork",
+            "backfill",
+            "days",
+            "--start",
+            "2024-03-01",
+            "--end",
+            "2024-03-04",
+            "--workers",
+            "2",
+        ],
+        stdout=subprocess.PIPE,
+        stderr=slave,
+        env=env_for(project),
+        cwd=project,
+    )
+    os.close(slave)
+    shown = b""
+    while True:
+        ready, _, _ = select.select([master], [], [], 0.1)
+        if ready:
+            try:
+                chunk = os.read(master, 65536)
+            except OSError:
+                break
+            if not chunk:
+                break
+            shown += chunk
+        elif proc.poll() is not None:
+            break
+    os.close(master)
+    assert proc.stdout is not None
+    with proc.stdout:
+        out = proc.stdout.read().decode()
+    assert proc.wait(10) == 0
+    terminal = shown.decode()
+    # rewritten in place, the final state always shown, and the line ended
+    assert terminal.startswith("\r\x1b[Kbackfill days: ")
+    assert terminal.endswith("\r\x1b[Kbackfill days: 3/3 done, 0 running, 0 failed\r\n")
+    assert out.startswith("backfill days (daily) · succeeded")
+    assert "backfill days:" not in out
 
 
 def test_history_table(project: Path) -> None:

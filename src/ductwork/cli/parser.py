@@ -203,6 +203,13 @@ def build_parser() -> argparse.ArgumentParser:
         "--stop-on-failure", action="store_true", help="start no window after one failed"
     )
     cmd.add_argument("--param", action="append", type=_param, default=[], metavar="KEY=VALUE")
+    cmd.add_argument(
+        "--progress",
+        action=argparse.BooleanOptionalAction,
+        default=None,
+        help="a status line on stderr: windows done, running and failed (default: on a "
+        "terminal, rewritten in place; --progress elsewhere: a line per finished window)",
+    )
 
     cmd = command("history", "recent runs of a pipeline, newest first")
     cmd.add_argument("name", help="the pipeline's name")
