@@ -82,9 +82,12 @@ def ductwork(project: Path, *args: str) -> subprocess.CompletedProcess[str]:
 def test_a_backfill_on_a_cluster_by_address(cluster: Any, project: Path) -> None:
     address = cluster.scheduler_address
     args = ("backfill", "days", "--start", "2024-03-01", "--end", "2024-03-07", "--workers", "3")
-    done = ductwork(project, *args, "--cluster", address)
+    done = ductwork(project, *args, "--cluster", address, "--progress")
     assert done.returncode == 0, done.stderr
     assert "6 daily windows: 6 succeeded, 0 failed, 0 skipped" in done.stdout
+    status = [line for line in done.stderr.splitlines() if line.startswith("backfill days:")]
+    assert len(status) == 6  # a line per finished window
+    assert status[-1] == "backfill days: 6/6 done, 0 running, 0 failed"
     pids = {int(p.read_text()) for p in (project / "out").iterdir()}
     with distributed.Client(cluster) as client:
         workers = set(client.run(os.getpid).values())
