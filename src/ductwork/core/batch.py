@@ -76,30 +76,28 @@ _ROW_COUNTERS: dict[type, RowCounter] = {
 }
 
 _record_batch: type | None = None
-"""``pyarrow.RecordBatch`` once :func:`_add_arrow_kinds` has entered the Arrow kinds."""
+"""``pyarrow.RecordBatch`` once :func:`_add_arrow_kinds` has found pyarrow loaded."""
 
 
-def _add_arrow_kinds() -> bool:
-    """Enter ``pyarrow.Table`` and ``RecordBatch`` in ``_ROW_COUNTERS`` if pyarrow is loaded and
-    they are not there yet; whether they were entered now."""
+def _add_arrow_kinds() -> type | None:
+    """Enter ``pyarrow.Table`` and ``RecordBatch`` in ``_ROW_COUNTERS`` (if not there) when
+    pyarrow is loaded, and return ``RecordBatch``; ``None`` while pyarrow is not loaded."""
     global _record_batch
-    if _record_batch is not None or "pyarrow" not in sys.modules:
-        return False
+    if "pyarrow" not in sys.modules:
+        return None
     import pyarrow as pa
 
     _ROW_COUNTERS.setdefault(pa.Table, _table_rows)
     _ROW_COUNTERS.setdefault(pa.RecordBatch, _table_rows)
     _record_batch = pa.RecordBatch
-    return True
+    return _record_batch
 
 
 def normalize(batch: Any) -> Any:
     """The batch as it travels on: a ``RecordBatch`` becomes a one-chunk table (no copy)."""
     if type(batch) is list:
         return batch
-    if _record_batch is None:
-        _add_arrow_kinds()
-    if _record_batch is not None and type(batch) is _record_batch:
+    if type(batch) is (_record_batch or _add_arrow_kinds()):
         import pyarrow as pa
 
         return pa.Table.from_batches([batch])
