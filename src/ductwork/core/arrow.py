@@ -170,6 +170,7 @@ def at_boundary(
     if accepts == "any":
         return fn
     logged = False
+    known = _KINDS.get  # the kind of a batch's type, per batch without importing pyarrow
 
     def note(what: str) -> None:
         nonlocal logged
@@ -182,7 +183,8 @@ def at_boundary(
     if accepts == "records":
 
         def records_in(batch: Any, *args: Any) -> Any:
-            if type(batch) is not list and arrow_kind(batch) == "table":
+            kind = known(type(batch))
+            if kind == "table" or (kind is None and _kind_of(type(batch)) == "table"):
                 note("records")
                 batch = batch.to_pylist()
             return fn(batch, *args)
@@ -190,7 +192,7 @@ def at_boundary(
         return records_in
 
     def arrow_in(batch: Any, *args: Any) -> Any:
-        if type(batch) is list or arrow_kind(batch) != "table":
+        if (known(type(batch)) or _kind_of(type(batch))) != "table":
             note("Arrow tables")
             batch = to_arrow(batch)
         return fn(batch, *args)
