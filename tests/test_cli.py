@@ -216,6 +216,53 @@ def test_help_and_version_import_no_command_module() -> None:
     assert not loaded & commands
 
 
+#: What neither ``import ductwork`` nor ``ductwork --version`` or ``--help`` may load.
+HEAVY = ("pyarrow", "numpy", "chdb", "distributed", "uvicorn", "prometheus_client", "aiohttp")
+
+
+@pytest.mark.parametrize(
+    "argv",
+    [["-c", "import ductwork"], ["-m", "ductwork", "--version"], ["-m", "ductwork", "--help"]],
+    ids=["import", "version", "help"],
+)
+def test_start_up_loads_no_heavy_dependency(argv: list[str]) -> None:
+    report = "print(json.dumps(sorted(sys.modules)))"  # the modules loaded once it is done
+    done = subprocess.run(
+        [sys.executable, "-c", f"import json, runpy, sys\n{_as_code(argv)}\n{report}"],
+        capture_output=True,
+        text=True,
+        env=env_for(None),
+        cwd=ROOT,
+        timeout=30,
+        check=False,
+    )
+    assert done.returncode == 0, done.stderr
+    lines = done.stdout.splitlines()
+    loaded = set(json.loads(lines[-1]))
+    assert "ductwork" in loaded
+    if argv[-1] == "--version":
+        assert lines[0] == "ductwork 0.1.0"
+    assert sorted(name for name in HEAVY if name in loaded) == []
+    # nor the pipeline machinery, which only the commands need
+    assert [
+        name for name in ("ductwork.cli.project", "ductwork.core.stages") if name in loaded
+    ] == []
+
+
+def _as_code(argv: list[str]) -> str:
+    """The code that does what ``python *argv`` does (``-c code`` or ``-m module args...``)."""
+    if argv[0] == "-c":
+        return argv[1]
+    module, *args = argv[1:]
+    return (
+        f"sys.argv = [{module!r}, *{args!r}]\n"
+        "try:\n"
+        f"    runpy.run_module({module!r}, run_name='__main__', alter_sys=True)\n"
+        "except SystemExit as exc:\n"
+        "    assert exc.code in (0, None), exc.code"
+    )
+
+
 def test_usage_errors_exit_2() -> None:
     done = ductwork("run")
     assert done.returncode == 2

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import subprocess
+import sys
+import textwrap
 from collections import UserDict
 from collections.abc import AsyncIterator, Iterator
 from typing import Any
@@ -172,3 +175,46 @@ async def test_debug_logging_logs_every_batch_with_the_same_counts(
     assert "dbg: extract batch 3: 2 records out" in lines
     assert "dbg: keep_even batch 3: 1 records out" in lines
     assert "dbg: extend wrote batch 3: 1 records" in lines
+
+
+def test_a_pipeline_of_records_never_loads_pyarrow_and_tables_work_once_it_is_loaded() -> None:
+    # in a fresh interpreter: the Arrow kinds are found only once pyarrow has been imported
+    script = textwrap.dedent(
+        """
+        import sys
+        import anyio
+        from ductwork import create_el_pipeline, create_etl_pipeline
+
+        def extract_records():
+            yield [{"n": 1}, {"n": 2}]
+
+        got = []
+        result = anyio.run(create_el_pipeline(extract_records, got.append, logging=False).run)
+        assert result.stages[-1].records_in == 2, result
+        assert "pyarrow" not in sys.modules, "a pipeline of records loaded pyarrow"
+
+        import pyarrow as pa
+
+        table = pa.table({"n": [1, 2, 3]})
+
+        def extract_tables():
+            yield table
+            yield table.to_batches()[0]
+
+        def as_records(batch):  # takes records: each table is converted at its input
+            assert type(batch) is list, type(batch)
+            return batch
+
+        got.clear()
+        run = create_etl_pipeline(extract_tables, as_records, got.append, logging=False).run
+        result = anyio.run(run)
+        assert [s.records_out for s in result.stages] == [6, 6, 6], result
+        assert got == [table.to_pylist()] * 2, got
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=60, check=False
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.split() == ["ok"]

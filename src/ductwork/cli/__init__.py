@@ -24,11 +24,25 @@ or SIGTERM interrupted a run (which is recorded as cancelled). Errors are printe
 The package has one module per concept: :mod:`.parser` builds the arguments, :mod:`.app` runs a
 command and turns its outcome into an exit code, :mod:`.project` finds the pipelines and opens the
 state store; each command lives in its own module (:mod:`.run`, :mod:`.catalog`, :mod:`.serve`,
-:mod:`.backfill`), imported only when that command runs.
+:mod:`.backfill`), imported only when that command runs, and so is :mod:`.project`: ``--help``
+and ``--version`` load neither the pipelines' machinery nor pyarrow.
 """
+
+from typing import TYPE_CHECKING, Any
 
 from .app import main
 from .parser import build_parser
-from .project import open_state
 
 __all__ = ["build_parser", "main", "open_state"]
+
+if TYPE_CHECKING:
+    from .project import open_state as open_state
+else:
+
+    def __getattr__(name: str) -> Any:
+        # the project module loads the pipeline machinery: only the commands need it
+        if name == "open_state":
+            from .project import open_state
+
+            return open_state
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")

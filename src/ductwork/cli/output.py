@@ -4,22 +4,28 @@ from __future__ import annotations
 
 import sys
 from datetime import UTC, datetime
-from typing import Any, TextIO
+from typing import TYPE_CHECKING, Any, TextIO
 
 import orjson
-from rich import box
-from rich.console import Console
-from rich.table import Table
+
+if TYPE_CHECKING:  # rich is imported by the commands that print tables, not by --help
+    from rich.console import Console
+    from rich.table import Table
 
 
 def console(stream: TextIO) -> Console:
     """A console writing to ``stream``: as wide as the terminal, or 200 columns into a pipe."""
+    from rich.console import Console
+
     terminal = stream.isatty()
     return Console(file=stream, width=None if terminal else 200, highlight=False)
 
 
 def table(*columns: str) -> Table:
     """An empty table of the listing commands' style, with ``columns`` as its header."""
+    from rich import box
+    from rich.table import Table
+
     listing = Table(box=box.SIMPLE_HEAD, pad_edge=False, show_edge=False)
     for column in columns:
         listing.add_column(column)

@@ -5,6 +5,10 @@ as a one-chunk table). The core never converts one kind into the other on its ow
 takes records only gets an Arrow batch converted once, at its boundary, and the conversion is
 logged at DEBUG. :func:`to_arrow` and :func:`to_records` convert explicitly.
 
+pyarrow is imported by the functions that build or combine tables, not with this module: a
+pipeline of records never loads it, and telling the kinds apart needs no import (no batch can
+be a table before pyarrow is loaded).
+
 Example:
     >>> table = to_arrow([{"id": 1, "name": "ada"}, {"id": 2, "name": None}])
     >>> table.num_rows, table.schema.field("id").type
@@ -16,14 +20,18 @@ Example:
 from __future__ import annotations
 
 import logging
+import sys
 from collections.abc import Callable, Sequence
-from typing import Any, Literal
+from typing import TYPE_CHECKING, Any, Literal
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
+    "ArrowKind",
     "BatchFormat",
     "Rebatcher",
+    "arrow_kind",
     "at_boundary",
     "is_arrow",
     "num_rows",
@@ -32,9 +40,38 @@ __all__ = [
 ]
 
 
+ArrowKind = Literal["table", "record_batch", ""]
+"""What a type is to Arrow: ``pyarrow.Table``, ``pyarrow.RecordBatch`` (or a subclass), neither."""
+
+_KINDS: dict[type, ArrowKind] = {list: "", dict: "", tuple: "", type(None): ""}
+"""The Arrow kind of every type seen, so telling a batch's kind is one lookup."""
+
+
+def _kind_of(cls: type) -> ArrowKind:
+    """The Arrow kind of ``cls``, worked out (and remembered) the first time it is seen."""
+    kind: ArrowKind = ""
+    if "pyarrow" in sys.modules:  # else no type can derive from pyarrow's
+        import pyarrow as pa
+
+        if issubclass(cls, pa.Table):
+            kind = "table"
+        elif issubclass(cls, pa.RecordBatch):
+            kind = "record_batch"
+        _KINDS[cls] = kind
+    return kind
+
+
+def arrow_kind(batch: object) -> ArrowKind:
+    """``"table"`` for a ``pyarrow.Table``, ``"record_batch"`` for a ``RecordBatch``, else ``""``;
+    without importing pyarrow."""
+    kind = _KINDS.get(type(batch))
+    return _kind_of(type(batch)) if kind is None else kind
+
+
 def is_arrow(batch: object) -> bool:
     """Whether ``batch`` is columnar (a ``pyarrow.Table`` or ``RecordBatch``)."""
-    return isinstance(batch, pa.Table | pa.RecordBatch)
+    kind = _KINDS.get(type(batch))
+    return bool(_kind_of(type(batch)) if kind is None else kind)
 
 
 def num_rows(batch: Any) -> int:
@@ -46,6 +83,8 @@ def to_arrow(batch: Any, schema: pa.Schema | None = None) -> pa.Table:
     """The batch as a ``pyarrow.Table``: records through ``Table.from_pylist`` (typed by
     ``schema`` when given, else inferred), a ``RecordBatch`` as a one-chunk table, a table as it
     is (cast to ``schema`` when given and different)."""
+    import pyarrow as pa
+
     if isinstance(batch, pa.Table):
         table = batch
     elif isinstance(batch, pa.RecordBatch):
@@ -70,6 +109,8 @@ def concat(tables: Sequence[pa.Table]) -> pa.Table:
     or null-typed, in some) are promoted to a common schema."""
     if len(tables) == 1:
         return tables[0]
+    import pyarrow as pa
+
     try:
         return pa.concat_tables(tables)
     except pa.ArrowInvalid:
@@ -129,6 +170,7 @@ def at_boundary(
     if accepts == "any":
         return fn
     logged = False
+    known = _KINDS.get  # the kind of a batch's type, per batch without importing pyarrow
 
     def note(what: str) -> None:
         nonlocal logged
@@ -141,7 +183,8 @@ def at_boundary(
     if accepts == "records":
 
         def records_in(batch: Any, *args: Any) -> Any:
-            if isinstance(batch, pa.Table):
+            kind = known(type(batch))
+            if kind == "table" or (kind is None and _kind_of(type(batch)) == "table"):
                 note("records")
                 batch = batch.to_pylist()
             return fn(batch, *args)
@@ -149,7 +192,7 @@ def at_boundary(
         return records_in
 
     def arrow_in(batch: Any, *args: Any) -> Any:
-        if not isinstance(batch, pa.Table):
+        if (known(type(batch)) or _kind_of(type(batch))) != "table":
             note("Arrow tables")
             batch = to_arrow(batch)
         return fn(batch, *args)

@@ -10,7 +10,9 @@ batch of that type and counts its rows. There are two kinds: a list of records (
 ``pyarrow.Table`` (a ``RecordBatch`` is accepted and passed on as a one-chunk table, see
 :func:`normalize`); ``None`` (a stage that drops its batch) counts as no rows. Another kind is
 one more entry, made with :func:`register_batch_kind`. A stage receiving a batch counts it with
-``len()``, which every kind must support (lists, and the tables of Arrow, do).
+``len()``, which every kind must support (lists, and the tables of Arrow, do). The Arrow kinds
+are entered once pyarrow is loaded (until then no batch can be a table), so a pipeline of
+records never imports it.
 
 Example:
     >>> batch_rows([{"id": 1}, {"id": 2}])
@@ -23,10 +25,12 @@ Example:
 
 from __future__ import annotations
 
+import sys
 from collections.abc import Callable, Mapping
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
-import pyarrow as pa
+if TYPE_CHECKING:
+    import pyarrow as pa
 
 __all__ = [
     "BatchShapeError",
@@ -69,14 +73,33 @@ def _table_rows(batch: pa.Table | pa.RecordBatch) -> int:
 _ROW_COUNTERS: dict[type, RowCounter] = {
     list: _record_rows,
     type(None): _no_rows,
-    pa.Table: _table_rows,
-    pa.RecordBatch: _table_rows,
 }
+
+_record_batch: type | None = None
+"""``pyarrow.RecordBatch`` once :func:`_add_arrow_kinds` has found pyarrow loaded."""
+
+
+def _add_arrow_kinds() -> type | None:
+    """Enter ``pyarrow.Table`` and ``RecordBatch`` in ``_ROW_COUNTERS`` (if not there) when
+    pyarrow is loaded, and return ``RecordBatch``; ``None`` while pyarrow is not loaded."""
+    global _record_batch
+    if "pyarrow" not in sys.modules:
+        return None
+    import pyarrow as pa
+
+    _ROW_COUNTERS.setdefault(pa.Table, _table_rows)
+    _ROW_COUNTERS.setdefault(pa.RecordBatch, _table_rows)
+    _record_batch = pa.RecordBatch
+    return _record_batch
 
 
 def normalize(batch: Any) -> Any:
     """The batch as it travels on: a ``RecordBatch`` becomes a one-chunk table (no copy)."""
-    if type(batch) is pa.RecordBatch:
+    if type(batch) is list:
+        return batch
+    if type(batch) is (_record_batch or _add_arrow_kinds()):
+        import pyarrow as pa
+
         return pa.Table.from_batches([batch])
     return batch
 
@@ -88,6 +111,7 @@ def register_batch_kind(kind: type, rows: RowCounter) -> None:
 
 def _counter_for(batch: object, producer: str) -> RowCounter:
     """The row counter of a batch whose exact type has none: a subclass of a kind, or an error."""
+    _add_arrow_kinds()
     for kind, rows in _ROW_COUNTERS.items():
         if isinstance(batch, kind):
             return rows
