@@ -3,11 +3,14 @@ through Arrow, through Parquet files, and mixed with records stages."""
 
 from __future__ import annotations
 
+import gc
+import tracemalloc
 import uuid
 from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
+import anyio
 import pyarrow as pa
 import pyarrow.parquet as pq
 import pytest
@@ -16,6 +19,7 @@ from tests.connectors.test_clickhouse import sql
 from ductwork import (
     ClickHouseConfig,
     ClickHouseExtractError,
+    ClickHouseLoadError,
     RunContext,
     create_clickhouse_extractor,
     create_clickhouse_loader,
@@ -25,6 +29,9 @@ from ductwork import (
     create_file_loader,
     loader,
 )
+from ductwork.connectors.clickhouse import loader_insert
+from ductwork.connectors.clickhouse.client import Connection
+from ductwork.connectors.clickhouse.codec import ServerError
 
 pytestmark = pytest.mark.clickhouse
 
@@ -255,3 +262,125 @@ async def test_create_table_from_an_arrow_schema(clickhouse: ClickHouseConfig) -
     assert await sql(clickhouse, f"SELECT * FROM {name} ORDER BY id FORMAT TSV") == (
         "1\ta\t1\t1970-01-01 01:00:00\n2\t\\N\t0\t1970-01-02 00:00:00\n"
     )
+
+
+async def test_insert_bodies_are_not_kept_after_they_were_sent(
+    clickhouse: ClickHouseConfig,
+) -> None:
+    """httpx holds a request's body in a reference cycle: without care, each insert's body would
+    stay in memory until the cyclic garbage collector runs, which large bytes do not trigger."""
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    await sql(clickhouse, f"CREATE TABLE {name} (s String) ENGINE = MergeTree ORDER BY tuple()")
+    rows, inserts = 20_000, 6
+    text = pa.array(["x" * 200] * rows)  # a body of about 4 MB per insert
+
+    async def tables() -> Any:
+        for _ in range(inserts):
+            yield pa.table({"s": text})
+
+    sink = create_clickhouse_loader(name, connection_config=clickhouse, batch_size=rows)
+    pipeline = create_el_pipeline(tables, sink, logging=False)
+    gc.disable()
+    tracemalloc.start()
+    try:
+        result = await pipeline.run()
+        left, _ = tracemalloc.get_traced_memory()
+    finally:
+        tracemalloc.stop()
+        gc.enable()
+    assert result.stage("clickhouse").metrics["inserts"] == inserts
+    body = result.stage("clickhouse").metrics["bytes_sent"] / inserts
+    assert body > 4_000_000
+    assert left < 1.5 * body, f"{left:,} bytes still held after {inserts} inserts of {body:,.0f}"
+
+
+def _numbers(batches: int, rows: int) -> Any:
+    async def tables() -> Any:
+        for index in range(batches):
+            yield pa.table({"n": pa.array(range(index * rows, (index + 1) * rows), pa.uint64())})
+
+    return tables
+
+
+async def _numbers_table(clickhouse: ClickHouseConfig) -> str:
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    await sql(clickhouse, f"CREATE TABLE {name} (n UInt64) ENGINE = MergeTree ORDER BY n")
+    return name
+
+
+async def test_the_next_arrow_batch_is_encoded_while_an_insert_is_in_flight(
+    clickhouse: ClickHouseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Each insert waits until the next batch has been encoded: only an insert left in flight
+    while the loader encodes the next one can finish."""
+    name = await _numbers_table(clickhouse)
+    encoded: list[anyio.Event] = [anyio.Event() for _ in range(4)]
+    encode, insert = loader_insert.insert_body, Connection.insert
+    calls = [0, 0]
+
+    def encoding(*args: Any) -> Any:
+        body = encode(*args)
+        calls[0] += 1
+        encoded[calls[0] - 1].set()
+        return body
+
+    async def inserting(self: Connection, query: str, body: bytes, params: Any) -> None:
+        calls[1] += 1
+        if calls[1] < 4:
+            await encoded[calls[1]].wait()  # the batch after this one
+        await insert(self, query, body, params)
+
+    monkeypatch.setattr(loader_insert, "insert_body", encoding)
+    monkeypatch.setattr(Connection, "insert", inserting)
+    sink = create_clickhouse_loader(name, connection_config=clickhouse, batch_size=1000)
+    with anyio.fail_after(30):
+        result = await create_el_pipeline(_numbers(4, 1000), sink, logging=False).run()
+    assert result.records_out == 4000
+    loaded = await sql(clickhouse, f"SELECT n FROM {name} ORDER BY n FORMAT TSV")
+    assert loaded.split() == [str(n) for n in range(4000)]
+
+
+async def test_an_insert_failing_in_flight_stops_the_load_at_its_batch(
+    clickhouse: ClickHouseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = await _numbers_table(clickhouse)
+    insert, sent = Connection.insert, []
+
+    async def failing(self: Connection, query: str, body: bytes, params: Any) -> None:
+        sent.append(len(sent) + 1)
+        if len(sent) == 2:
+            raise ServerError("Code: 27. DB::Exception: Cannot parse input (for the test)", 500)
+        await insert(self, query, body, params)
+
+    monkeypatch.setattr(Connection, "insert", failing)
+    sink = create_clickhouse_loader(name, connection_config=clickhouse, batch_size=1000)
+    with pytest.raises(ClickHouseLoadError) as info:
+        await create_el_pipeline(_numbers(5, 1000), sink, logging=False).run()
+    assert info.value.batch == 2
+    assert info.value.rows_committed == 1000
+    assert sent == [1, 2]  # nothing sent after the failed insert
+    assert (await sql(clickhouse, f"SELECT count() FROM {name}")).strip() == "1000"
+
+
+async def test_a_cancelled_run_cancels_the_insert_in_flight(
+    clickhouse: ClickHouseConfig, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    name = await _numbers_table(clickhouse)
+    started, stopped = anyio.Event(), anyio.Event()
+
+    async def hanging(self: Connection, query: str, body: bytes, params: Any) -> None:
+        started.set()
+        try:
+            await anyio.sleep_forever()
+        finally:
+            stopped.set()
+
+    monkeypatch.setattr(Connection, "insert", hanging)
+    sink = create_clickhouse_loader(name, connection_config=clickhouse, batch_size=1000)
+    pipeline = create_el_pipeline(_numbers(3, 1000), sink, logging=False)
+    with anyio.fail_after(30):
+        async with anyio.create_task_group() as tasks:
+            tasks.start_soon(pipeline.run)
+            await started.wait()
+            tasks.cancel_scope.cancel()
+    assert stopped.is_set()  # the insert's task ended with the run

@@ -8,11 +8,14 @@ from __future__ import annotations
 
 import datetime
 import json
+import subprocess
+import sys
 import uuid
 from decimal import Decimal
 from typing import Any
 
 import httpx
+import numpy as np
 import pyarrow as pa
 import pytest
 from tests.connectors.test_clickhouse import sql
@@ -281,3 +284,54 @@ def _declared(columns: str) -> list[tuple[str, str]]:
             pairs.append((name, type_name))
             start = index + 1
     return pairs
+
+
+async def test_a_null_text_value_covering_bytes_is_inserted_as_null(
+    clickhouse: ClickHouseConfig,
+) -> None:
+    # Arrow lets a NULL slot keep bytes ("bb" below); the encoder must not send them.
+    name = f"t_{uuid.uuid4().hex[:10]}"
+    columns = "id UInt8, ns Nullable(String), s String"
+    await sql(clickhouse, f"CREATE TABLE {name} ({columns}) ENGINE = MergeTree ORDER BY id")
+    offsets = pa.py_buffer(np.array([0, 1, 3, 6], dtype=np.int32))
+    validity = pa.py_buffer(np.packbits([1, 0, 1], bitorder="little"))
+    text = pa.Array.from_buffers(pa.string(), 3, [validity, offsets, pa.py_buffer(b"abbccc")])
+    assert text.to_pylist() == ["a", None, "ccc"]
+    table = pa.table({"id": pa.array([1, 2, 3], pa.uint8()), "ns": text, "s": text})
+    body = encode_native(table.select(["id", "ns"]), _declared(columns))
+    assert body is not None
+    # A NULL in a column that cannot hold one is left to the CSV path, which the server checks.
+    assert encode_native(table.select(["id", "s"]), _declared(columns)) is None
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            clickhouse.url,
+            params={
+                "database": clickhouse.database,
+                "query": f"INSERT INTO {name} (id, ns) FORMAT Native",
+            },
+            content=body,
+            headers={"X-ClickHouse-User": clickhouse.user},
+        )
+    assert response.status_code == 200, response.text
+    back = await _records(clickhouse, f"SELECT id, ns FROM {name} ORDER BY id")
+    assert [(r["id"], r["ns"]) for r in back] == [(1, "a"), (2, None), (3, "ccc")]
+
+
+def test_the_native_encoder_does_not_load_pandas() -> None:
+    # pyarrow's to_numpy(), from_numpy_dtype() and Python scalars load pandas (about 55 MiB).
+    script = f"""
+import io, sys
+import pyarrow.csv
+from ductwork.connectors.clickhouse.native import encode_native
+table = pyarrow.csv.read_csv(io.BytesIO(
+    b"id,ns,f,i8,day,level\\n1,x,1.5,-3,2024-01-02,\\n2,,,4,,7\\n"))
+types = {_declared(INSERT_COLUMNS)!r}
+types = [(n, t.replace("Int8", "Nullable(Int8)").replace("Float64", "Nullable(Float64)")
+          .replace("Date", "Nullable(Date)")) for n, t in types]
+body = encode_native(table, types)
+assert body is not None
+assert "pandas" not in sys.modules, "pandas was loaded"
+print("ok")
+"""
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
+    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr

@@ -12,6 +12,8 @@ from types import MappingProxyType
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
+    from anyio.abc import TaskGroup
+
     from .result import StageStats
     from .store import StateStore
 
@@ -83,15 +85,25 @@ class RunContext:
     parent_run_id: str | None = None
     stage: str | None = None
     _stats: StageStats | None = field(default=None, repr=False, compare=False)
+    _tasks: TaskGroup | None = field(default=None, repr=False, compare=False)
 
     def child(self, pipeline: str) -> RunContext:
         """A fresh context for a child run of a composition: new run id, same window and params."""
         shared = {name: getattr(self, name) for name in _SHARED_WITH_CHILDREN}
         return RunContext(pipeline=pipeline, parent_run_id=self.run_id, **shared)
 
-    def for_stage(self, stage: str, stats: StageStats) -> RunContext:
+    def for_stage(
+        self, stage: str, stats: StageStats, tasks: TaskGroup | None = None
+    ) -> RunContext:
         """The view of this context handed to one stage; metrics recorded through it land there."""
-        return dataclasses.replace(self, stage=stage, _stats=stats)
+        return dataclasses.replace(self, stage=stage, _stats=stats, _tasks=tasks)
+
+    @property
+    def run_tasks(self) -> TaskGroup | None:
+        """The task group of the run's stages, for work a loader leaves in flight (an insert
+        sent while the next batch is encoded): such a task is cancelled if the run fails, and
+        the loader waits for it before it closes. ``None`` outside a run's loader."""
+        return self._tasks
 
     def add_metric(self, name: str, value: int | float = 1) -> None:
         """Add ``value`` to the counter ``name`` of the current stage (e.g. ``records_skipped``).

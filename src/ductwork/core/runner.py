@@ -282,7 +282,7 @@ class StageRunner:
 
     async def _load(self, index: int, port: Port) -> None:
         stats = port.stats
-        ctx = self.ctx.for_stage(stats.name, stats)
+        ctx = self.ctx.for_stage(stats.name, stats, self._tg)
         cm = self.loader.open(ctx)
         if not hasattr(cm, "__aenter__"):
             raise self._contract_error(

@@ -28,7 +28,7 @@ from .capabilities import Capabilities
 from .client import ClickHouseConfig, Connection
 from .codec import ServerError, quote_identifier, split_table
 from .loader_config import ClickHouseLoaderConfig
-from .loader_insert import InsertSink
+from .loader_insert import InFlight, InsertSink
 from .loader_upsert import check_upsert
 from .query import render_query
 from .tables import deduplication_window
@@ -64,6 +64,8 @@ class ClickHouseLoader(Loader):
         """
         async with Connection(self.connection, self.config.settings) as conn:
             sink = _ClickHouseSink(self, conn, ctx)
+            if ctx.run_tasks is not None:
+                sink.in_flight = InFlight(ctx.run_tasks)
             try:
                 await sink.prepare()
                 yield sink

@@ -9,11 +9,12 @@ from __future__ import annotations
 
 import hashlib
 import logging
-from collections.abc import Mapping
+from collections.abc import Awaitable, Callable, Mapping
 from time import monotonic
 from typing import Any, Protocol
 
 import anyio
+import anyio.abc
 import httpx
 import orjson
 import pyarrow as pa
@@ -30,7 +31,7 @@ from .codec import ServerError, encode_for_file, encode_records, quote_identifie
 from .loader_config import ClickHouseLoaderConfig
 from .loader_upsert import latest_per_key
 
-__all__ = ["InsertSink", "LoadTarget"]
+__all__ = ["InFlight", "InsertSink", "LoadTarget"]
 
 logger = logging.getLogger("ductwork.clickhouse")
 
@@ -53,6 +54,46 @@ class LoadTarget(Protocol):
     backoff: Backoff
 
 
+class InFlight:
+    """At most one insert in flight in the background, so that the next batch is encoded while
+    the server takes the previous one.
+
+    Inserts stay in order: one starts only once the one before it succeeded, and an insert's
+    error is raised by the next :meth:`start` or :meth:`settle`, so no later insert is sent
+    after a failed one. The task runs in the run's task group (``RunContext.run_tasks``), which
+    cancels it if the run ends early; the loader settles it before it closes.
+    """
+
+    def __init__(self, tasks: anyio.abc.TaskGroup) -> None:
+        self._tasks = tasks
+        self._done: anyio.Event | None = None
+        self._error: Exception | None = None
+
+    async def start(self, insert: Callable[[], Awaitable[None]]) -> None:
+        """Wait for the insert in flight (raising its error), then start ``insert``."""
+        await self.settle()
+        done = self._done = anyio.Event()
+
+        async def run() -> None:
+            try:
+                await insert()
+            except Exception as exc:  # raised in the loader's task, by settle()
+                self._error = exc
+            finally:
+                done.set()
+
+        self._tasks.start_soon(run)
+
+    async def settle(self) -> None:
+        """Wait for the insert in flight, if any; raise its error."""
+        if self._done is not None:
+            await self._done.wait()
+            self._done = None
+        if self._error is not None:
+            error, self._error = self._error, None
+            raise error
+
+
 class InsertSink:
     """The buffer of one run's inserts into a loader's table, and the inserts made of it."""
 
@@ -67,6 +108,8 @@ class InsertSink:
         self.parts: list[tuple[Batch | None, bytes]] = []
         self.keep_records = self.config.mode == "upsert" or self.config.dead_letter is not None
         self.tables: list[pa.Table] = []  # Arrow batches buffered (never beside records parts)
+        # The insert left in flight while the next is encoded (set by the loader's open()).
+        self.in_flight: InFlight | None = None
         self.caps: Capabilities | None = None
         self.types: list[tuple[str, str]] = []  # the table's (column, type), for Native inserts
         self.rows = 0
@@ -129,7 +172,10 @@ class InsertSink:
                 await self._add(part, start)
             start += take
             if self.rows >= config.batch_size or (by_bytes and self.nbytes >= config.max_bytes):
-                await self.flush()
+                if self.tables:
+                    await self._flush_tables(wait=False)
+                else:
+                    await self.flush()
         if self.idle_after == 0.0:
             await self.flush()
 
@@ -164,9 +210,13 @@ class InsertSink:
         self.inserts += 1
         return count, self.inserts
 
-    async def _flush_tables(self) -> None:
+    async def _flush_tables(self, *, wait: bool = True) -> None:
         """Insert the buffered Arrow batches: ``ArrowStream`` where the server reads it, CSV
-        written by pyarrow on older servers, JSONEachRow for nested columns there."""
+        written by pyarrow on older servers, JSONEachRow for nested columns there.
+
+        The batches are encoded while the previous insert is still in flight; with
+        ``wait=False`` this insert is left in flight in turn (see :class:`InFlight`), and its
+        error, if any, is raised by the next insert or flush."""
         tables, self.tables = self.tables, []
         count, batch_no = self._next_insert()
         table = concat(tables)
@@ -190,13 +240,22 @@ class InsertSink:
         params = self._token(batch_no, body)
         if wire == "CSVWithNames":
             params["date_time_input_format"] = "basic"  # times are Unix seconds: no guessing
-        try:
-            await self._send(body, params, query)
-        except ServerError as exc:
-            raise self._insert_error(exc, batch_no, TableRows(table), query) from None
-        except httpx.TransportError as exc:
-            raise self._connection_error(exc, batch_no, count) from exc
-        self._inserted(count, len(body))
+
+        async def insert() -> None:
+            try:
+                await self._send(body, params, query)
+            except ServerError as exc:
+                raise self._insert_error(exc, batch_no, TableRows(table), query) from None
+            except httpx.TransportError as exc:
+                raise self._connection_error(exc, batch_no, count) from exc
+            self._inserted(count, len(body))
+
+        if self.in_flight is None:
+            await insert()
+            return
+        await self.in_flight.start(insert)
+        if wait:
+            await self.in_flight.settle()
 
     async def _add(self, part: Batch, offset: int) -> None:
         try:
@@ -233,7 +292,9 @@ class InsertSink:
 
     async def flush(self) -> None:
         """Insert what is buffered, as one insert (or, with a dead-letter file, as few as needed
-        to set the rejected records aside)."""
+        to set the rejected records aside), and wait until every insert made is committed."""
+        if self.in_flight is not None:
+            await self.in_flight.settle()
         if self.tables:
             await self._flush_tables()
             return

@@ -25,7 +25,6 @@ from typing import Any
 
 import numpy as np
 import pyarrow as pa
-import pyarrow.compute as pc
 
 from .codec import quote_identifier
 
@@ -427,9 +426,8 @@ def _binary_string(text: str) -> bytes:
 
 
 def _prefixed_text(column: pa.Array) -> bytes:
-    """A text column as ``Native`` writes it: each value after its varint byte length."""
-    if column.null_count:
-        column = pc.fill_null(column, "")
+    """A text column as ``Native`` writes it: each value after its varint byte length (a NULL
+    as the empty string)."""
     if pa.types.is_string(column.type) or pa.types.is_binary(column.type):
         width: type[np.signedinteger[Any]] = np.int32
     else:
@@ -442,8 +440,16 @@ def _prefixed_text(column: pa.Array) -> bytes:
         if buffers[2] is not None
         else np.zeros(0, np.uint8)
     )
-    data = data[int(offsets[0]) : int(offsets[-1])]
     lengths = np.diff(offsets).astype(np.int64)
+    if column.null_count:
+        nulls = _numpy(column.is_null()).view(bool)
+        if lengths[nulls].any():  # a NULL may cover bytes: write it as ""
+            data = data[int(offsets[0]) : int(offsets[-1])][np.repeat(~nulls, lengths)]
+            lengths[nulls] = 0
+        else:
+            data = data[int(offsets[0]) : int(offsets[-1])]
+    else:
+        data = data[int(offsets[0]) : int(offsets[-1])]
     prefixes = _prefix_sizes(lengths)
     spans = prefixes + lengths
     out = np.empty(int(spans.sum()), dtype=np.uint8)
@@ -456,6 +462,47 @@ def _prefixed_text(column: pa.Array) -> bytes:
         keep[starts[chosen] + index] = False
     out[keep] = data
     return out.tobytes()
+
+
+# The numpy dtype of each primitive Arrow type (``DataType.to_pandas_dtype`` imports pandas).
+_NUMPY_OF: dict[pa.DataType, np.dtype[Any]] = {
+    kind: np.dtype(code)
+    for kind, code in (
+        (pa.uint8(), "u1"),
+        (pa.uint16(), "u2"),
+        (pa.uint32(), "u4"),
+        (pa.uint64(), "u8"),
+        (pa.int8(), "i1"),
+        (pa.int16(), "i2"),
+        (pa.int32(), "i4"),
+        (pa.int64(), "i8"),
+        (pa.float16(), "f2"),
+        (pa.float32(), "f4"),
+        (pa.float64(), "f8"),
+    )
+}
+_ARROW_OF = {dtype: kind for kind, dtype in _NUMPY_OF.items()}
+
+
+def _numpy(array: pa.Array) -> np.ndarray:
+    """The values of a primitive ``array`` without NULLs as a numpy view of its buffer.
+
+    ``Array.to_numpy`` would do the same, but it imports pandas on its first call (about
+    55 MiB of memory); this does not. Booleans, packed a bit per value, become a byte each."""
+    if pa.types.is_boolean(array.type):
+        array = array.cast(pa.uint8())
+    dtype = _NUMPY_OF[array.type]
+    values = np.frombuffer(array.buffers()[1], dtype=dtype)
+    return values[array.offset : array.offset + len(array)]
+
+
+def _filled(array: pa.Array) -> np.ndarray:
+    """The values of a primitive ``array`` as numpy, 0 (or False) where NULL."""
+    values = _numpy(array)
+    if array.null_count:
+        values = values.copy()
+        values[_numpy(array.is_null()).view(bool)] = 0
+    return values
 
 
 def _numbers(column: pa.Array, target: pa.DataType) -> pa.Array:
@@ -478,7 +525,7 @@ def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
     if head == "Date":
         if not pa.types.is_date32(kind):
             return None
-        days = pc.fill_null(column, 0).cast(pa.int32()).to_numpy(zero_copy_only=False)
+        days = _filled(column.cast(pa.int32()))
         if len(days) and (days.min() < 0 or days.max() > 0xFFFF):
             return None
         return bytes(days.astype("<u2").tobytes())
@@ -486,7 +533,7 @@ def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
         if not pa.types.is_timestamp(kind):
             return None
         seconds = column.cast(pa.timestamp("s", kind.tz)).cast(pa.int64())
-        values = pc.fill_null(seconds, 0).to_numpy(zero_copy_only=False)
+        values = _filled(seconds)
         if len(values) and (values.min() < 0 or values.max() > 0xFFFFFFFF):
             return None
         return bytes(values.astype("<u4").tobytes())
@@ -496,10 +543,12 @@ def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
             return None
         scale = int(args.split(",")[-1])
         exact = column.cast(pa.decimal128(38, scale))
-        if exact.null_count:
-            exact = pc.fill_null(exact, pa.scalar(0, exact.type))
         unscaled = np.frombuffer(exact.buffers()[1], dtype="<i8")
         unscaled = unscaled[2 * exact.offset : 2 * (exact.offset + len(exact))]
+        if exact.null_count:
+            pairs = unscaled.reshape(-1, 2).copy()
+            pairs[_numpy(exact.is_null()).view(bool)] = 0
+            unscaled = pairs.ravel()
         if width == 16:
             return unscaled.tobytes()
         low, high = unscaled[0::2], unscaled[1::2]
@@ -509,11 +558,8 @@ def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
         return low.astype(f"<i{width}").tobytes()
     if head in _FIXED and head not in ("Date", "DateTime"):
         dtype = np.dtype(_FIXED[head])
-        target = pa.bool_() if head == "Bool" else pa.from_numpy_dtype(dtype.newbyteorder("="))
-        values = _numbers(column, target)
-        values = pc.fill_null(values, pa.scalar(False if head == "Bool" else 0, target))
-        array = values.to_numpy(zero_copy_only=False)
-        return bytes(array.astype(dtype).tobytes())
+        target = pa.bool_() if head == "Bool" else _ARROW_OF[dtype.newbyteorder("=")]
+        return _filled(_numbers(column, target)).astype(dtype, copy=False).tobytes()
     return None
 
 
@@ -539,7 +585,6 @@ def encode_native(table: pa.Table, types: Sequence[tuple[str, str]]) -> bytes | 
             return None
         parts += [_binary_string(name), _binary_string(declared[name])]
         if nullable:
-            nulls = column.is_null().to_numpy(zero_copy_only=False)
-            parts.append(nulls.astype(np.uint8).tobytes())
+            parts.append(_numpy(column.is_null()).tobytes())
         parts.append(values)
     return b"".join(parts)
