@@ -334,4 +334,5 @@ assert "pandas" not in sys.modules, "pandas was loaded"
 print("ok")
 """
     done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True)
-    assert done.returncode == 0 and done.stdout.strip() == "ok", done.stderr
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == "ok", done.stderr

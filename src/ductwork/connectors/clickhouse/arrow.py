@@ -38,8 +38,8 @@ import pyarrow.ipc as ipc
 
 from ...core.arrow import Rebatcher
 from ..arrow_text import CsvSplitter
-from .codec import ServerError, quote_identifier, split_args
-from .native import NativeDecoder, encode_native, native_select, native_supported
+from .codec import InsertBody, ServerError, quote_identifier, split_args
+from .native import NativeDecoder, encode_native_parts, native_select, native_supported
 
 __all__ = [
     "CsvSplitter",
@@ -545,7 +545,7 @@ async def stream_tables(
 
 def insert_body(
     table: pa.Table, arrow_stream: bool, types: Sequence[tuple[str, str]] | None = None
-) -> tuple[WireFormat, bytes] | None:
+) -> tuple[WireFormat, InsertBody] | None:
     """An Arrow batch as an insert body: ``ArrowStream`` where the server reads it; on older
     servers ``Native`` when the table's column ``types`` are known and every column converts
     exactly (:func:`.native.encode_native`), else CSV; ``None`` when the batch has nested
@@ -557,9 +557,9 @@ def insert_body(
             writer.write_table(table)
         return "ArrowStream", sink.getvalue().to_pybytes()
     if types:
-        native = encode_native(table, types)
+        native = encode_native_parts(table, types)
         if native is not None:
-            return "Native", native
+            return "Native", native  # a piece per column: not joined into one more copy
     if any(_is_nested_arrow(field.type) for field in table.schema):
         return None
     return "CSVWithNames", encode_csv(table)

@@ -37,7 +37,7 @@ from ...core.config import Options
 from . import capabilities as _capabilities
 from .bulk import BulkReader, BulkResponse, bulk_eligible
 from .capabilities import Capabilities
-from .codec import ServerError, valid_identifier
+from .codec import InsertBody, ServerError, valid_identifier
 from .embedded import EmbeddedTransport
 from .embedded_engine import embedded_url
 
@@ -381,7 +381,7 @@ class Connection:
             exc.mask(self.secrets)
             raise
 
-    async def insert(self, query: str, body: bytes, params: Mapping[str, Any]) -> None:
+    async def insert(self, query: str, body: InsertBody, params: Mapping[str, Any]) -> None:
         """POST an insert body.
 
         Raises:
@@ -392,11 +392,12 @@ class Connection:
         """
         headers = {}
         if self.compression:
+            whole = body if isinstance(body, bytes) else b"".join(body)
             body = await anyio.to_thread.run_sync(
-                functools.partial(gzip.compress, body, compresslevel=1)
+                functools.partial(gzip.compress, whole, compresslevel=1)
             )
             headers["Content-Encoding"] = "gzip"
-        headers["Content-Length"] = str(len(body))
+        headers["Content-Length"] = str(body_size(body))
         try:
             async with self.http.stream(
                 "POST",
@@ -422,14 +423,21 @@ class _SentOnce:
     ``Content-Length`` header set, httpx sends it as a plain body, not chunked.
     """
 
-    def __init__(self, body: bytes) -> None:
-        self._body: bytes | None = body
+    def __init__(self, body: InsertBody) -> None:
+        self._pieces: list[bytes] | None = [body] if isinstance(body, bytes) else list(body)
 
     async def __aiter__(self) -> AsyncIterator[bytes]:
-        body, self._body = self._body, None
-        if body is None:
+        pieces, self._pieces = self._pieces, None
+        if pieces is None:
             raise RuntimeError("an insert body is sent once")
-        yield body
+        pieces.reverse()
+        while pieces:
+            yield pieces.pop()  # each piece let go once it is sent
+
+
+def body_size(body: InsertBody) -> int:
+    """The bytes in an insert body."""
+    return len(body) if isinstance(body, bytes) else sum(map(len, body))
 
 
 class ResultStream:

@@ -31,8 +31,12 @@ import orjson
 
 from ...core.types import Batch
 
+#: An insert's body: bytes, or pieces of it sent one after the other (not joined in memory).
+InsertBody = bytes | list[bytes]
+
 __all__ = [
     "TRANSIENT_CODES",
+    "InsertBody",
     "ServerError",
     "decode_error_text",
     "encode_records",

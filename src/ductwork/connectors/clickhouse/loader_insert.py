@@ -26,8 +26,14 @@ from ...core.context import RunContext
 from ...core.types import Batch
 from .arrow import insert_body
 from .capabilities import Capabilities
-from .client import ClickHouseConfig, Connection, short_repr
-from .codec import ServerError, encode_for_file, encode_records, quote_identifier
+from .client import ClickHouseConfig, Connection, body_size, short_repr
+from .codec import (
+    InsertBody,
+    ServerError,
+    encode_for_file,
+    encode_records,
+    quote_identifier,
+)
 from .loader_config import ClickHouseLoaderConfig
 from .loader_upsert import latest_per_key
 
@@ -231,6 +237,7 @@ class InsertSink:
             table = table.select(list(self.config.columns))
         arrow_stream = self.caps is not None and self.caps.arrow_stream
         encoded = await anyio.to_thread.run_sync(insert_body, table, arrow_stream, self.types)
+        body: InsertBody
         if encoded is None:
             wire, body = "JSONEachRow", encode_records(table.to_pylist())[1:-1]
         else:
@@ -248,7 +255,7 @@ class InsertSink:
                 raise self._insert_error(exc, batch_no, TableRows(table), query) from None
             except httpx.TransportError as exc:
                 raise self._connection_error(exc, batch_no, count) from exc
-            self._inserted(count, len(body))
+            self._inserted(count, body_size(body))
 
         if self.in_flight is None:
             await insert()
@@ -336,15 +343,20 @@ class InsertSink:
         self.ctx.add_metric("inserts", 1)
         self.ctx.add_metric("bytes_sent", nbytes)
 
-    def _token(self, batch_no: int, body: bytes, piece: str = "") -> dict[str, Any]:
+    def _token(self, batch_no: int, body: InsertBody, piece: str = "") -> dict[str, Any]:
         """The deduplication token of an insert: the same for the same rows at the same place
         of a rerun of the same window (or parameters), different for different rows."""
         if not self.dedup_tokens:
             return {}
-        digest = hashlib.blake2b(body, digest_size=16).hexdigest()
+        hashed = hashlib.blake2b(digest_size=16)
+        for data in [body] if isinstance(body, bytes) else body:
+            hashed.update(data)
+        digest = hashed.hexdigest()
         return {"insert_deduplication_token": f"{self.scope}:{batch_no}{piece}:{digest}"}
 
-    async def _send(self, body: bytes, params: Mapping[str, Any], query: str | None = None) -> None:
+    async def _send(
+        self, body: InsertBody, params: Mapping[str, Any], query: str | None = None
+    ) -> None:
         """One insert, retried where that cannot duplicate rows (see the module docs)."""
         retries = self.loader.backoff.retries(self.config.retries)
         while True:

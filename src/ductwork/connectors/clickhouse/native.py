@@ -28,7 +28,13 @@ import pyarrow as pa
 
 from .codec import quote_identifier
 
-__all__ = ["NativeDecoder", "encode_native", "native_select", "native_supported"]
+__all__ = [
+    "NativeDecoder",
+    "encode_native",
+    "encode_native_parts",
+    "native_select",
+    "native_supported",
+]
 
 # Fixed-width types: (numpy dtype of the wire layout, bytes per value).
 _FIXED: dict[str, str] = {
@@ -564,6 +570,12 @@ def _encode_values(column: pa.Array, type_name: str) -> bytes | None:
 
 
 def encode_native(table: pa.Table, types: Sequence[tuple[str, str]]) -> bytes | None:
+    """``table`` as one ``Native`` block (see :func:`encode_native_parts`), or ``None``."""
+    parts = encode_native_parts(table, types)
+    return None if parts is None else b"".join(parts)
+
+
+def encode_native_parts(table: pa.Table, types: Sequence[tuple[str, str]]) -> list[bytes] | None:
     """``table`` as one ``Native`` block for an insert into columns of the given ClickHouse
     types (``(name, type)`` as the table declares them, in the table's column order), or ``None``
     when a column is of a pair of types this encoder does not write, holds NULL for a column
@@ -587,4 +599,4 @@ def encode_native(table: pa.Table, types: Sequence[tuple[str, str]]) -> bytes | 
         if nullable:
             parts.append(_numpy(column.is_null()).tobytes())
         parts.append(values)
-    return b"".join(parts)
+    return parts
