@@ -31,6 +31,7 @@ from datetime import date, datetime
 from typing import Any
 
 from .backfill_engine import BackfillResult, WindowRun
+from .core.config import checked_keywords
 from .core.executor import Executor
 from .core.store import StateStore
 from .registry import PipelineRegistry, get_default_registry
@@ -38,6 +39,7 @@ from .registry import PipelineRegistry, get_default_registry
 __all__ = ["BackfillResult", "WindowRun", "backfill_pipeline"]
 
 
+@checked_keywords
 async def backfill_pipeline(
     name: str,
     start: datetime | date | str,
@@ -90,7 +92,8 @@ async def backfill_pipeline(
             windows, ``.result`` is the backfill as a RunResult (:meth:`BackfillResult.to_result`)
             and ``__cause__`` the first window's error.
         ScheduleError: the pipeline has no timescope, or the range is empty or invalid.
-        ConfigError: ``max_workers`` is not a positive integer.
+        ConfigError: ``max_workers`` is not a positive integer, or a keyword is not one of
+            these (the error names it).
     """
     reg = registry if registry is not None else get_default_registry()
     return await reg.backfill(

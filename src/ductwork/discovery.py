@@ -58,6 +58,7 @@ from types import ModuleType
 from typing import Any
 
 from ._exceptions import DiscoveryError, RegistryError
+from .core.config import checked_keywords
 from .core.runnable import Runnable
 from .core.stages import accepts_positional
 from .registry import PipelineRegistry, default_registry_bound, get_default_registry
@@ -389,6 +390,7 @@ def _merge(
     return new, already
 
 
+@checked_keywords
 def discover_pipelines(
     path_or_package: str | Path | ModuleType = "pipelines",
     pattern: str = "*_pipeline.py",

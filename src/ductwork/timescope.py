@@ -45,7 +45,7 @@ from pydantic import (
 )
 
 from ._exceptions import ConfigError, ScheduleError
-from .core.config import check_value
+from .core.config import check_value, checked_keywords
 from .core.context import TimeWindow
 
 __all__ = [
@@ -373,26 +373,31 @@ class Timescope(BaseModel):
         return start.strftime("%Y%m%d_%H%M")
 
 
+@checked_keywords
 def hourly(timezone: str = "UTC") -> Timescope:
     """Hourly windows."""
     return Timescope(unit="hourly", timezone=timezone)
 
 
+@checked_keywords
 def daily(timezone: str = "UTC") -> Timescope:
     """Daily windows, from midnight to midnight in ``timezone``."""
     return Timescope(unit="daily", timezone=timezone)
 
 
+@checked_keywords
 def weekly(timezone: str = "UTC", week_start: int = 0) -> Timescope:
     """Weekly windows starting at midnight on ``week_start`` (0 = Monday ... 6 = Sunday)."""
     return Timescope(unit="weekly", timezone=timezone, week_start=week_start)
 
 
+@checked_keywords
 def monthly(timezone: str = "UTC") -> Timescope:
     """Calendar-month windows."""
     return Timescope(unit="monthly", timezone=timezone)
 
 
+@checked_keywords
 def every(
     interval: timedelta | str, timezone: str = "UTC", origin: datetime | None = None
 ) -> Timescope:
@@ -418,6 +423,7 @@ def _parse_interval(text: str) -> timedelta:
     return timedelta(seconds=int(match.group(1)) * _UNIT_SECONDS[match.group(2)])
 
 
+@checked_keywords
 def validate_timescope(
     value: Timescope | str | timedelta, timezone: str | None = None
 ) -> Timescope:
@@ -453,6 +459,7 @@ def validate_timescope(
     )
 
 
+@checked_keywords
 def get_table_name(
     base: str, timescope: Timescope | str | timedelta, window: TimeWindow | None = None
 ) -> str:

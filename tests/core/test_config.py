@@ -4,6 +4,7 @@ error-handling values."""
 from __future__ import annotations
 
 import importlib
+import inspect
 import pkgutil
 from collections.abc import AsyncIterator, Iterator
 from typing import Any, get_args
@@ -162,3 +163,115 @@ def test_a_misspelt_keyword_is_a_config_error_everywhere() -> None:
             match=r"did you mean '(concurrency|name|timescope|strict_mode|queue_size)'\?",
         ):
             call()
+
+
+def _registry_with_daily_pipeline() -> ductwork.PipelineRegistry:
+    registry = ductwork.PipelineRegistry()
+    pipeline = create_etl_pipeline(_extract, None, print, "p", logging=False)
+    registry.register_pipeline("p", pipeline, timescope="daily")
+    return registry
+
+
+async def _scheduler_shutdown(**options: Any) -> Any:
+    async with ductwork.open_scheduler(ductwork.PipelineRegistry()) as scheduler:
+        return await scheduler.shutdown(**options)
+
+
+@pytest.mark.parametrize(
+    ("call", "bad", "meant"),
+    [
+        (lambda: ductwork.every("1h", timezon="UTC"), "timezon", "timezone"),
+        (lambda: ductwork.every("1h", orgin=None), "orgin", "origin"),
+        (lambda: ductwork.hourly(timezon="UTC"), "timezon", "timezone"),
+        (lambda: ductwork.daily(timezon="UTC"), "timezon", "timezone"),
+        (lambda: ductwork.weekly(week_star=1), "week_star", "week_start"),
+        (lambda: ductwork.monthly(timezon="UTC"), "timezon", "timezone"),
+        (lambda: ductwork.validate_timescope("daily", timezon="UTC"), "timezon", "timezone"),
+        (lambda: ductwork.get_table_name("events", "daily", windw=None), "windw", "window"),
+        (lambda: ductwork.discover_pipelines("pipelines", patern="*.py"), "patern", "pattern"),
+        (
+            lambda: ductwork.PipelineRegistry().register_cron_job("j", "* * * * *", timezon="UTC"),
+            "timezon",
+            "timezone",
+        ),
+        (
+            lambda: ductwork.register_cron_job("j", "* * * * *", "p", enabeld=False),
+            "enabeld",
+            "enabled",
+        ),
+    ],
+)
+def test_a_misspelt_keyword_of_a_helper_is_a_config_error(call: Any, bad: str, meant: str) -> None:
+    with pytest.raises(ConfigError) as info:
+        call()
+    assert isinstance(info.value, ValueError)
+    assert [field for field, _ in info.value.errors] == [bad]
+    assert f"{bad}: unexpected keyword argument (did you mean {meant!r}?)" in str(info.value)
+
+
+@pytest.mark.parametrize(
+    ("call", "bad", "meant"),
+    [
+        (
+            lambda: ductwork.backfill_pipeline(
+                "p",
+                "2024-01-01",
+                "2024-01-03",
+                registry=_registry_with_daily_pipeline(),
+                max_worker=2,
+            ),
+            "max_worker",
+            "max_workers",
+        ),
+        (
+            lambda: _registry_with_daily_pipeline().backfill(
+                "p", "2024-01-01", "2024-01-03", max_worker=2
+            ),
+            "max_worker",
+            "max_workers",
+        ),
+        (
+            lambda: _registry_with_daily_pipeline().backfill(
+                "p", "2024-01-01", "2024-01-03", stop_on_failur=True
+            ),
+            "stop_on_failur",
+            "stop_on_failure",
+        ),
+        (
+            lambda: _registry_with_daily_pipeline().run("p", windw="2024-01-01"),
+            "windw",
+            "window",
+        ),
+        (lambda: ductwork.run_pipeline("p", parms={}), "parms", "params"),
+        (lambda: _registry_with_daily_pipeline().history("p", limt=3), "limt", "limit"),
+        (lambda: _scheduler_shutdown(grace_perod=1.0), "grace_perod", "grace_period"),
+    ],
+)
+async def test_a_misspelt_keyword_of_an_async_function_is_a_config_error(
+    call: Any, bad: str, meant: str
+) -> None:
+    with pytest.raises(ConfigError) as info:
+        await call()
+    assert isinstance(info.value, ValueError)
+    assert [field for field, _ in info.value.errors] == [bad]
+    assert f"{bad}: unexpected keyword argument (did you mean {meant!r}?)" in str(info.value)
+
+
+def test_a_keyword_without_a_close_match_is_named_without_a_suggestion() -> None:
+    with pytest.raises(ConfigError) as info:
+        ductwork.every(hour=1)  # type: ignore[call-arg]
+    assert info.value.errors == [("hour", "unexpected keyword argument")]
+
+
+async def test_checked_functions_keep_their_signature_and_kind() -> None:
+    assert inspect.iscoroutinefunction(ductwork.backfill_pipeline)
+    assert inspect.iscoroutinefunction(ductwork.PipelineRegistry.backfill)
+    assert inspect.iscoroutinefunction(ductwork.PipelineRegistry.run)
+    assert "max_workers" in inspect.signature(ductwork.backfill_pipeline).parameters
+    assert list(inspect.signature(ductwork.every).parameters) == ["interval", "timezone", "origin"]
+    assert ductwork.every("1h", timezone="UTC").name == "1h"
+    registry = _registry_with_daily_pipeline()
+    result = await ductwork.backfill_pipeline(
+        "p", "2024-01-01", "2024-01-03", registry=registry, max_workers=2
+    )
+    assert len(result.succeeded) == 2

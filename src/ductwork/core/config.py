@@ -18,7 +18,7 @@ import sys
 import warnings
 from collections.abc import Callable, Mapping
 from types import FrameType
-from typing import Annotated, Any, ClassVar, ParamSpec, TypeAlias, TypeVar
+from typing import Annotated, Any, ClassVar, ParamSpec, TypeAlias, TypeVar, cast, overload
 
 from pydantic import BaseModel, BeforeValidator, ConfigDict, ValidationError, model_validator
 
@@ -139,18 +139,41 @@ def _config_error(
     return error
 
 
-def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
-    """Make an unknown keyword argument of ``fn`` a ConfigError naming it (with a suggestion),
-    instead of the ``TypeError`` of Python, as for the options of the factories."""
-    signature = inspect.signature(fn)
-    known = [
-        name
-        for name, param in signature.parameters.items()
-        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
-    ]
+@overload
+def checked_keywords(fn: Callable[P, R], /) -> Callable[P, R]: ...
 
-    @functools.wraps(fn)
-    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+
+@overload
+def checked_keywords(
+    *, forwards_to: Callable[..., Any]
+) -> Callable[[Callable[P, R]], Callable[P, R]]: ...
+
+
+def checked_keywords(
+    fn: Callable[P, R] | None = None, /, *, forwards_to: Callable[..., Any] | None = None
+) -> Callable[P, R] | Callable[[Callable[P, R]], Callable[P, R]]:
+    """Make an unknown keyword argument of ``fn`` a ConfigError naming it (with a suggestion),
+    instead of the ``TypeError`` of Python, as for the options of the factories.
+
+    ``fn`` may be a coroutine function (the wrapper is one too, and checks when awaited). A
+    function taking ``**options`` that it passes on to another gives that one as
+    ``forwards_to`` (``@checked_keywords(forwards_to=other)``): its keywords are known too.
+    Without it, a function taking ``**options`` is returned unchanged (every keyword fits).
+    """
+    if fn is None:
+        callee = forwards_to
+        return lambda function: _checked(function, callee)
+    return _checked(fn, forwards_to)
+
+
+def _checked(fn: Callable[P, R], forwards_to: Callable[..., Any] | None) -> Callable[P, R]:
+    known = _keywords(fn)
+    if forwards_to is not None:
+        known += [name for name in _keywords(forwards_to) if name not in known]
+    elif any(p.kind is p.VAR_KEYWORD for p in inspect.signature(fn).parameters.values()):
+        return fn
+
+    def check(kwargs: Mapping[str, Any]) -> None:
         unknown = [name for name in kwargs if name not in known]
         if unknown:
             errors = [
@@ -159,9 +182,32 @@ def checked_keywords(fn: Callable[P, R]) -> Callable[P, R]:
             ]
             lines = "; ".join(f"{field}: {message}" for field, message in errors)
             raise ConfigError(f"invalid arguments of {fn.__name__}(): {lines}", errors)
+
+    if inspect.iscoroutinefunction(fn):
+        coroutine_fn: Callable[..., Any] = fn
+
+        @functools.wraps(fn)
+        async def call_async(*args: Any, **kwargs: Any) -> Any:
+            check(kwargs)
+            return await coroutine_fn(*args, **kwargs)
+
+        return cast("Callable[P, R]", call_async)
+
+    @functools.wraps(fn)
+    def call(*args: P.args, **kwargs: P.kwargs) -> R:
+        check(kwargs)
         return fn(*args, **kwargs)
 
     return call
+
+
+def _keywords(fn: Callable[..., Any]) -> list[str]:
+    """The names ``fn`` takes by keyword."""
+    return [
+        name
+        for name, param in inspect.signature(fn).parameters.items()
+        if param.kind in (param.POSITIONAL_OR_KEYWORD, param.KEYWORD_ONLY)
+    ]
 
 
 def _did_you_mean(name: str, known: list[str]) -> str:

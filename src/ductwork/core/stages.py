@@ -341,6 +341,12 @@ class Loader(ABC):
     The stage's ``records_out`` counts the records written to the sink, or, when the sink has a
     ``records_committed`` attribute or property (an ``int``), what that says once the sink is
     closed: the records it committed, also after a failure.
+
+    A sink whose committed rows a rerun would write again (its target does not deduplicate) may
+    say so with a ``rerun_safe`` attribute or property (a ``bool``): when it is ``False`` once the
+    sink is closed and the sink committed rows, the run's error is not retryable, whichever stage
+    failed, and carries a note naming the rows committed. A sink without it (or one that commits
+    nothing on a failed run, as the file loader does) leaves the error's ``retryable`` as it is.
     """
 
     name: str = "load"

@@ -8,6 +8,7 @@ from datetime import date, datetime
 from typing import Any
 
 from ..backfill_engine import BackfillResult, run_backfill
+from ..core.config import checked_keywords
 from ..core.context import TimeWindow
 from ..core.executor import Executor
 from ..core.result import RunResult
@@ -20,6 +21,7 @@ __all__ = ["BackfillMixin"]
 class BackfillMixin(RunsMixin):
     """The backfill method of :class:`~ductwork.PipelineRegistry`."""
 
+    @checked_keywords(forwards_to=run_backfill)
     async def backfill(
         self,
         name: str,

@@ -7,6 +7,7 @@ from types import MappingProxyType
 from typing import Any
 
 from .._exceptions import ConfigError, RegistryError
+from ..core.config import checked_keywords
 from ..cron import CronJob, check_timezone, validate_schedule
 from .entries import RegistryBase, check_name
 
@@ -16,6 +17,7 @@ __all__ = ["CronJobsMixin"]
 class CronJobsMixin(RegistryBase):
     """The cron job methods of :class:`~ductwork.PipelineRegistry`."""
 
+    @checked_keywords
     def register_cron_job(
         self,
         name: str,

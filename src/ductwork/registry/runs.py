@@ -11,6 +11,7 @@ from typing import Any
 import anyio
 
 from .._exceptions import ConfigError, PipelineError, ScheduleError
+from ..core.config import checked_keywords
 from ..core.context import RunContext, TimeWindow, new_run_id
 from ..core.executor import LOCAL, Executor
 from ..core.result import RunResult
@@ -53,6 +54,7 @@ class RunsMixin(RegistryBase):
             )
         return scope.resolve_window(window)
 
+    @checked_keywords
     async def run(
         self,
         name: str,
@@ -139,6 +141,7 @@ class RunsMixin(RegistryBase):
             raise result.error
         return result
 
+    @checked_keywords
     async def history(
         self, name: str, limit: int | None = 20, *, state: StateStore | None = None
     ) -> list[dict[str, Any]]:

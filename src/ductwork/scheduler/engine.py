@@ -20,7 +20,7 @@ from anyio.abc import TaskGroup, TaskStatus
 from pydantic import ConfigDict, Field
 
 from .._exceptions import ConfigError, RegistryError
-from ..core.config import Options, validate_config
+from ..core.config import Options, checked_keywords, validate_config
 from ..core.errors import unwrap_group
 from ..core.types import ExcInfo
 from ..registry import PipelineRegistry, get_default_registry
@@ -184,6 +184,7 @@ class Scheduler:
                 raise unwrap_group(group) from None
         return suppress
 
+    @checked_keywords
     async def serve(self, *, handle_signals: bool = True) -> None:
         """Run the jobs until the scheduler is shut down or cancelled, or gets SIGINT or SIGTERM.
 
@@ -219,6 +220,7 @@ class Scheduler:
                 await self._stopped.wait()
                 tg.cancel_scope.cancel()
 
+    @checked_keywords
     async def shutdown(self, grace_period: float | None = None) -> None:
         """Stop the ticks, wait for runs in flight, then cancel those still going.
 

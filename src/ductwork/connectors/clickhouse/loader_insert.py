@@ -141,6 +141,11 @@ class InsertSink:
         """Rows the server committed in this run (the stage's ``records_out``)."""
         return self.rows_inserted
 
+    @property
+    def rerun_safe(self) -> bool:
+        """Whether running the load again cannot write a row twice (see ``_rerun_is_safe``)."""
+        return self._rerun_is_safe()
+
     def _error(
         self, message: str, code: int | None = None, *, batch: int | None = None, record: Any = None
     ) -> ClickHouseLoadError:
