@@ -18,9 +18,11 @@ from ductwork import (
     LoadError,
     PipelineError,
     RunContext,
+    RunTimeoutError,
     TransformError,
     create_etl_pipeline,
     create_retry_pipeline,
+    create_sequential_pipeline,
 )
 
 MISSING = object()
@@ -192,3 +194,55 @@ async def test_a_failure_after_the_commit_is_final_too() -> None:
     assert info.value.retryable is False
     assert "committed 3 rows" in info.value.__notes__[0]
     assert len(loader.rows) == 3
+
+
+@pytest.mark.parametrize(("rerun_safe", "retryable"), [(False, False), (True, True)])
+async def test_a_timeout_after_committed_rows_is_final_too(
+    rerun_safe: bool, retryable: bool
+) -> None:
+    """The run's own timeout cancels it after the loader committed three rows: running again
+    would write those three twice."""
+    loader = CommittingLoader(rerun_safe=rerun_safe)
+
+    async def stalls(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
+        loader.three_committed = anyio.Event()
+        for i in range(3):
+            yield [{"i": i}]
+        await loader.three_committed.wait()
+        await anyio.sleep_forever()
+        yield []
+
+    timed = create_etl_pipeline(stalls, None, loader, logging=False, timeout=0.5)
+    with pytest.raises(RunTimeoutError) as info:
+        await timed.run()
+    assert info.value.retryable is retryable
+    notes = getattr(info.value, "__notes__", [])
+    assert ["committed 3 rows" in note for note in notes] == ([True] if not retryable else [])
+    assert len(loader.rows) == 3
+
+
+@pytest.mark.parametrize(("rerun_safe", "attempts"), [(False, 1), (True, 3)])
+async def test_a_composition_whose_earlier_child_committed_is_not_run_again(
+    rerun_safe: bool, attempts: int
+) -> None:
+    """The first child of a sequence committed its rows; the second fails with a retryable
+    error. Retrying the sequence would run the first child again and write its rows twice."""
+    loader = CommittingLoader(rerun_safe=rerun_safe)
+    first = create_etl_pipeline(extractor(loader, fail=False), None, loader, name="first")
+
+    async def refused(ctx: RunContext) -> AsyncIterator[list[dict[str, Any]]]:
+        raise ConnectionError("refused")  # retryable on its own
+        yield []
+
+    second = create_etl_pipeline(refused, None, CommittingLoader(rerun_safe=True), name="second")
+    sequence = create_sequential_pipeline([first, second], name="both", logging=False)
+    retrying = create_retry_pipeline(sequence, max_retries=2, backoff_factor=0.0, logging=False)
+    with pytest.raises(CompositionError) as info:
+        await retrying.run()
+    assert info.value.result is not None
+    assert info.value.result.attempts == attempts
+    assert len(loader.rows) == 5 * attempts
+    if not rerun_safe:
+        reason = info.value.result.rerun_unsafe()
+        assert reason is not None
+        assert reason.startswith("both: first: loader 'warehouse' committed 5 rows")

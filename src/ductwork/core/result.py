@@ -27,6 +27,8 @@ class StageStats:
         wait_input_seconds: time blocked on an empty input stream (upstream too slow).
         wait_output_seconds: time blocked on a full output stream (downstream too slow).
         metrics: extra counters a stage records through ``ctx.add_metric`` (skipped records, ...).
+        rerun_unsafe: for a loader that committed rows to a target that does not deduplicate
+            them, why running again would write them twice (``None`` otherwise).
     """
 
     name: str
@@ -39,6 +41,7 @@ class StageStats:
     wait_input_seconds: float = 0.0
     wait_output_seconds: float = 0.0
     metrics: dict[str, int | float] = field(default_factory=dict)
+    rerun_unsafe: str | None = None
 
     @property
     def blocked_seconds(self) -> float:
@@ -142,6 +145,21 @@ class RunResult:
         if failed_children:
             return failed_children
         return [self] if self.status is RunStatus.FAILED else []
+
+    def rerun_unsafe(self) -> str | None:
+        """Why running this again would write rows twice, or ``None`` when it would not.
+
+        Set when a loader anywhere in this tree (this pipeline's own, a child's, an earlier
+        attempt's) committed rows to a target that does not deduplicate them.
+        """
+        for stats in self.stages:
+            if stats.rerun_unsafe is not None:
+                return stats.rerun_unsafe
+        for child in self.children:
+            reason = child.rerun_unsafe()
+            if reason is not None:
+                return reason if child.name == self.name else f"{child.name}: {reason}"
+        return None
 
     def to_dict(self) -> dict[str, Any]:
         """A JSON-friendly dict of the whole result tree."""

@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Any
 
 import anyio
 
-from .._exceptions import PipelineError, RunTimeoutError
+from .._exceptions import PipelineError, RunTimeoutError, is_retryable
 from .context import RunContext, TimeWindow, new_run_id
 from .errors import unwrap_group
 from .instrument import observe_run
@@ -144,6 +144,7 @@ class Runnable(ABC):
                 exc.pipeline = self.name
             if exc.result is None:
                 exc.result = result
+            _not_retryable_after_commits(exc, result)
             result.status = RunStatus.FAILED
             result.error = exc
             result.error_stage = exc.stage if exc.pipeline == self.name else None
@@ -180,3 +181,12 @@ class Runnable(ABC):
         if result.attempts > 1:
             text += f" attempts={result.attempts}"
         return text
+
+
+def _not_retryable_after_commits(error: PipelineError, result: RunResult) -> None:
+    """Make ``error`` not retryable when a loader of this run (or of a child) committed rows a
+    rerun would write again; whatever failed, a timeout included."""
+    reason = result.rerun_unsafe()
+    if reason is not None and is_retryable(error):
+        error.retryable = False
+        error.add_note(reason)

@@ -31,7 +31,7 @@ from typing import Any
 import anyio
 from anyio.abc import TaskGroup
 
-from .._exceptions import ExtractError, LoadError, PipelineError, TransformError, is_retryable
+from .._exceptions import ExtractError, LoadError, PipelineError, TransformError
 from .arrow import at_boundary
 from .batch import BatchShapeError
 from .channel import Channel
@@ -84,8 +84,6 @@ class StageRunner:
         self.interrupt: BaseException | None = None
         self._tg: TaskGroup | None = None
         self._on_success: list[Any] = []
-        # Set when the loader committed rows that a rerun would write again (see _committed).
-        self._not_rerunnable: str | None = None
 
     # ------------------------------------------------------------------ orchestration
 
@@ -107,12 +105,12 @@ class StageRunner:
         if self.interrupt is not None:
             raise self.interrupt
         if self.error is not None:
-            raise self._rerun_check(self.error)
+            raise self.error
         for on_success in self._on_success:
             try:
                 await on_success()
             except Exception as exc:
-                raise self._rerun_check(self._wrap(self.stats[0], unwrap_group(exc), 0)) from exc
+                raise self._wrap(self.stats[0], unwrap_group(exc), 0) from exc
 
     async def _guard(self, body: Any, index: int, port: Port) -> None:
         """Run one stage; record its error, cancel the others, close its streams, time it."""
@@ -313,22 +311,15 @@ class StageRunner:
             self._committed(stats, sink)
 
     def _committed(self, stats: StageStats, sink: Any) -> None:
-        """Count what the closed sink committed; note whether a rerun would write it again."""
+        """Count what the closed sink committed; note whether a rerun would write it again (the
+        run's error is then not retryable, whichever stage failed: see Runnable.execute)."""
         _count_committed(stats, sink)
         if getattr(sink, "rerun_safe", None) is False and stats.records_out > 0:
-            self._not_rerunnable = (
+            stats.rerun_unsafe = (
                 f"loader {stats.name!r} committed {stats.records_out} rows in this run to a "
                 f"target that does not deduplicate them, so running again would write them "
                 f"twice: not retryable"
             )
-
-    def _rerun_check(self, error: PipelineError) -> PipelineError:
-        """``error``, made not retryable if the loader committed rows a rerun would write
-        again, whichever stage failed (see :class:`~ductwork.core.stages.Loader`)."""
-        if self._not_rerunnable is not None and is_retryable(error):
-            error.retryable = False
-            error.add_note(self._not_rerunnable)
-        return error
 
 
 def _count_committed(stats: StageStats, sink: Any) -> None:
