@@ -1,4 +1,5 @@
-"""The ClickHouse extractor and loader against a real server (started by ``conftest.py``).
+"""The ClickHouse extractor and loader against a real server (started by
+``tests/clickhouse_legs.py``).
 
 Every test taking ``clickhouse`` runs on both legs (the 18.16 server and the chdb front); those
 taking ``local_clickhouse`` kill and restart a server of their own, so they run on the 18.16
@@ -28,6 +29,8 @@ import httpx
 import orjson
 import pytest
 
+from clickhouse_legs import count as count
+from clickhouse_legs import sql as sql
 from ductwork import (
     Batch,
     ClickHouseConfig,
@@ -49,26 +52,6 @@ ROOT = Path(__file__).resolve().parents[2]
 
 
 # --------------------------------------------------------------------------- helpers
-
-
-async def sql(config: ClickHouseConfig, query: str) -> str:
-    """Run a statement over plain HTTP (independently of the connector) and return the body."""
-    headers = {"X-ClickHouse-User": config.user}
-    if config.password.get_secret_value():
-        headers["X-ClickHouse-Key"] = config.password.get_secret_value()
-    async with httpx.AsyncClient(timeout=30) as client:
-        response = await client.post(
-            config.url,
-            params={"database": config.database, "output_format_json_quote_64bit_integers": 0},
-            content=query.encode(),
-            headers=headers,
-        )
-    assert response.status_code == 200, response.text
-    return response.text
-
-
-async def count(config: ClickHouseConfig, table: str) -> int:
-    return int(await sql(config, f"SELECT count() FROM {table}"))
 
 
 async def committed(config: ClickHouseConfig, table: str) -> int:

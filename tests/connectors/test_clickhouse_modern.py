@@ -1,6 +1,6 @@
 """ClickHouse as each server version runs it: capabilities, typed query parameters, errors in
-mid-result, exactly-once loads and async inserts, on both legs (``conftest.py``) or on the one a
-feature needs.
+mid-result, exactly-once loads and async inserts, on both legs
+(``tests/clickhouse_legs.py``) or on the one a feature needs.
 
 Faults on the chdb leg come from the front's drop hooks, injected into chosen inserts by
 :func:`drop_inserts`: ``body`` resets the connection while the insert's body is sent (nothing is

@@ -189,3 +189,19 @@ async def test_a_failed_parquet_run_leaves_the_previous_file(tmp_path: Path) -> 
         await pipeline.run()
     assert pq.read_table(path).to_pylist() == [{"id": 1}]
     assert [p.name for p in tmp_path.iterdir()] == ["t.parquet"]
+
+
+@pytest.mark.parametrize(("chunk_size", "block"), [(None, 256 * 1024), (1024 * 1024, 1024 * 1024)])
+async def test_pyarrow_parses_text_in_256_kib_blocks_unless_chunk_size_is_given(
+    tmp_path: Path, chunk_size: int | None, block: int
+) -> None:
+    path = tmp_path / "wide.csv"
+    line = len("99999,name-0000099999\n")  # every line is as long
+    path.write_text("id,name\n" + "".join(f"{i:05d},name-{i:010d}\n" for i in range(100_000)))
+    options = {} if chunk_size is None else {"chunk_size": chunk_size}
+    (table,) = await _read(path, batch_format="arrow", batch_size=1_000_000, **options)
+    assert table.num_rows == 100_000
+    rows_per_chunk = [len(chunk) for chunk in table.column("id").chunks]
+    # Each chunk is one pyarrow block: `block` bytes, give or take the line it ends in.
+    assert block - line < max(rows_per_chunk) * line <= block + line
+    assert len(rows_per_chunk) == -(-path.stat().st_size // block)

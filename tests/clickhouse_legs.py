@@ -1,4 +1,5 @@
-"""Fixtures for the connector tests.
+"""The ClickHouse fixtures of the suite (a plugin that ``tests/conftest.py`` loads for every test
+directory: the connector tests and the fault suite use them).
 
 ClickHouse runs on two legs, and every test that uses the ``clickhouse`` or ``clickhouse_url``
 fixture runs on both (ids ``[server-18.16]`` and ``[chdb-26.9]``):
@@ -40,7 +41,7 @@ import pytest
 
 from ductwork import ClickHouseConfig
 
-sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+sys.path.insert(0, str(Path(__file__).resolve().parent))
 from chdb_front import start_front, stop_front
 
 # The legs every ClickHouse test runs on (see the module docstring).
@@ -318,3 +319,26 @@ def local_clickhouse(tmp_path: Path) -> Iterator[Callable[[], LocalServer]]:
     yield start
     for server in servers:
         server.stop()
+
+
+# --------------------------------------------------------------------------- helpers
+
+
+async def sql(config: ClickHouseConfig, query: str) -> str:
+    """Run a statement over plain HTTP (independently of the connector) and return the body."""
+    headers = {"X-ClickHouse-User": config.user}
+    if config.password.get_secret_value():
+        headers["X-ClickHouse-Key"] = config.password.get_secret_value()
+    async with httpx.AsyncClient(timeout=30) as client:
+        response = await client.post(
+            config.url,
+            params={"database": config.database, "output_format_json_quote_64bit_integers": 0},
+            content=query.encode(),
+            headers=headers,
+        )
+    assert response.status_code == 200, response.text
+    return response.text
+
+
+async def count(config: ClickHouseConfig, table: str) -> int:
+    return int(await sql(config, f"SELECT count() FROM {table}"))
