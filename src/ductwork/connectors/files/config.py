@@ -202,14 +202,17 @@ class FileExtractorConfig(_PathOptions):
     batch_format: BatchFormat = "records"
     """``records`` yields lists of dicts; ``arrow`` yields ``pyarrow.Table`` batches with no
     Python object made per row: CSV and JSON Lines are parsed by ``pyarrow.csv`` and
-    ``pyarrow.json`` (types inferred from the first block, as pyarrow does), Parquet a row
-    group at a time, Arrow IPC a record batch at a time. A ``json`` array is parsed by the
-    records parser and converted per batch. Parquet and Arrow files read as records are
-    converted per batch."""
+    ``pyarrow.json`` (types inferred from the first block, as pyarrow does: see
+    ``chunk_size``), Parquet a row group at a time, Arrow IPC a record batch at a time. A
+    ``json`` array is parsed by the records parser and converted per batch. Parquet and Arrow
+    files read as records are converted per batch."""
     batch_size: Annotated[int, Field(ge=1, le=10_000_000, strict=True)] = 1000
     """Records per batch (with ``batch_format="arrow"``: rows per table, at most)."""
     chunk_size: Annotated[int, Field(ge=1024, le=1024 * _MIB, strict=True)] = _MIB
-    """Bytes read (and decompressed) at a time."""
+    """Bytes read (and decompressed) at a time. With ``batch_format="arrow"``, CSV and JSON Lines
+    are parsed by pyarrow in blocks of 256 KiB unless ``chunk_size`` is given (larger blocks take
+    more memory: pyarrow holds several at once); column types are inferred from the first
+    block."""
     header: bool = True
     """CSV: the first row names the fields."""
     records_path: str | None = Field(default=None, validate_default=True)
