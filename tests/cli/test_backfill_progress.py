@@ -3,8 +3,11 @@
 from __future__ import annotations
 
 import io
+import logging
+import sys
 from collections.abc import AsyncIterator
 from datetime import UTC, datetime
+from typing import Any
 
 import anyio
 
@@ -17,7 +20,7 @@ from ductwork import (
     create_el_pipeline,
 )
 from ductwork.backfill_engine import WindowRun
-from ductwork.cli.progress import CLEAR_LINE, ProgressLine
+from ductwork.cli.progress import CLEAR_LINE, ProgressLine, showing_line
 from ductwork.core.context import TimeWindow
 from ductwork.timescope import daily
 
@@ -163,6 +166,33 @@ def test_a_log_line_goes_above_the_live_line() -> None:
     assert stream.getvalue() == before + "\n"
     line.write_above("after the end\n")
     assert stream.getvalue().endswith("\nafter the end\n")
+
+
+def test_log_handlers_made_before_the_line_write_above_it(monkeypatch: Any) -> None:
+    """A library (distributed, say) set up its stream handler on stderr before the backfill
+    started: its lines go above the live line too, and the handler gets stderr back after."""
+    stream, clock = io.StringIO(), Clock()
+    monkeypatch.setattr(sys, "stderr", stream)
+    handler = logging.StreamHandler()  # holds stderr: the stream
+    handler.setFormatter(logging.Formatter("%(levelname)s %(message)s"))
+    log = logging.getLogger("test.progress.library")
+    log.addHandler(handler)
+    log.propagate = False
+    try:
+        line = ProgressLine("daily_sales", stream, live=True, clock=clock)
+        with showing_line(line):
+            line(planned(S, R))
+            log.warning("worker lost")
+            assert stream.getvalue().endswith(
+                f"{CLEAR_LINE}WARNING worker lost\n"
+                "backfill daily_sales: 1/2 done, 1 running, 0 failed"
+            )
+        assert handler.stream is stream
+        assert sys.stderr is stream
+        log.warning("after the end")
+        assert stream.getvalue().endswith("failed\nWARNING after the end\n")
+    finally:
+        log.removeHandler(handler)
 
 
 class Gated:

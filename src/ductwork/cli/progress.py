@@ -3,11 +3,12 @@ status line of ``ductwork backfill`` (its windows done, running and failed)."""
 
 from __future__ import annotations
 
+import logging
 import sys
 from collections.abc import Callable, Iterator
 from contextlib import contextmanager
 from time import monotonic, perf_counter
-from typing import TextIO
+from typing import Any, TextIO
 
 import anyio
 from rich.console import Console, Group, RenderableType
@@ -229,10 +230,31 @@ def showing_line(line: ProgressLine | None) -> Iterator[None]:
         yield
         return
     saved = sys.stderr
+    retargeted: list[logging.StreamHandler[Any]] = []
     if line.live:
-        sys.stderr = _StderrAbove(line)
+        above = _StderrAbove(line)
+        sys.stderr = above
+        # Handlers made earlier hold stderr itself (distributed sets up its own on import).
+        for handler in _stream_handlers():
+            if handler.stream is saved:
+                handler.setStream(above)
+                retargeted.append(handler)
     try:
         yield
     finally:
+        for handler in retargeted:
+            handler.setStream(saved)
         sys.stderr = saved
         line.finish()
+
+
+def _stream_handlers() -> list[logging.StreamHandler[Any]]:
+    """Every stream handler of every logger made so far, the root's included."""
+    loggers: list[Any] = [logging.getLogger()]
+    loggers.extend(logging.Logger.manager.loggerDict.values())
+    found: list[logging.StreamHandler[Any]] = []
+    for logger in loggers:
+        for handler in getattr(logger, "handlers", ()):
+            if isinstance(handler, logging.StreamHandler) and handler not in found:
+                found.append(handler)
+    return found
