@@ -246,3 +246,24 @@ async def test_a_composition_whose_earlier_child_committed_is_not_run_again(
         reason = info.value.result.rerun_unsafe()
         assert reason is not None
         assert reason.startswith("both: first: loader 'warehouse' committed 5 rows")
+
+
+@pytest.mark.parametrize(("rerun_safe", "attempts"), [(False, 1), (True, 3)])
+async def test_retry_on_does_not_run_again_what_committed_rows(
+    rerun_safe: bool, attempts: int
+) -> None:
+    """``retry_on`` names the errors worth another attempt; it does not override rows already
+    committed where a rerun would write them twice."""
+    loader = CommittingLoader(rerun_safe=rerun_safe)
+    retrying = create_retry_pipeline(
+        pipeline(loader, "extract"),
+        max_retries=2,
+        backoff_factor=0.0,
+        retry_on=ConnectionError,
+        logging=False,
+    )
+    with pytest.raises(CompositionError) as info:
+        await retrying.run()
+    assert info.value.result is not None
+    assert info.value.result.attempts == attempts
+    assert len(loader.rows) == 3 * attempts

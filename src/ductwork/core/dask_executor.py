@@ -40,7 +40,7 @@ import anyio.lowlevel
 import cloudpickle
 import distributed
 
-from .._exceptions import PipelineError
+from .._exceptions import PipelineError, is_retryable
 from .backoff import Backoff
 from .context import RunContext
 from .executor import Executor
@@ -289,7 +289,7 @@ class DaskExecutor(Executor):
         retries = self.backoff.retries(self.retries)
         while True:
             await self._execute_once(runnable, ctx, result)
-            retryable = getattr(result.error, "retryable", False)
+            retryable = result.error is not None and is_retryable(result.error)
             if result.status is not RunStatus.FAILED or not retryable or not retries.left:
                 return result
             delay = retries.take()

@@ -67,7 +67,8 @@ class RetryPipeline(Composition[RetryConfig]):
     that rule with a tuple of exception types: an attempt is retried when its error, or an
     exception in its ``__cause__`` chain, is one of them (for a failed composition: when every
     child error it reports qualifies). Listing a type retries it even if it is marked not
-    retryable.
+    retryable, except once the attempt's loader committed rows to a target that does not
+    deduplicate them: running again would write those twice.
 
     When the composition gives up, it fails with a :class:`~ductwork.CompositionError` naming it,
     whose ``__cause__`` is the last attempt's error.
@@ -151,7 +152,8 @@ class RetryPipeline(Composition[RetryConfig]):
                 return
             error = child_result.error
             assert error is not None
-            if not self.should_retry(error):
+            # Not even ``retry_on`` runs again a child that committed rows a rerun would repeat.
+            if child_result.rerun_unsafe() is not None or not self.should_retry(error):
                 raise self._give_up(f"attempt {attempt} failed with an error not retried", error)
             if not retries.left:
                 noun = "attempt" if total == 1 else "attempts"
