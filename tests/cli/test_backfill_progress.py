@@ -169,8 +169,9 @@ def test_a_log_line_goes_above_the_live_line() -> None:
 
 
 def test_log_handlers_made_before_the_line_write_above_it(monkeypatch: Any) -> None:
-    """A library (distributed, say) set up its stream handler on stderr before the backfill
-    started: its lines go above the live line too, and the handler gets stderr back after."""
+    """A library set up its stream handler on stderr before the backfill started: its lines go
+    above the live line too; it, and a handler made while the line is shown (distributed sets
+    up its own when first imported), get stderr back after."""
     stream, clock = io.StringIO(), Clock()
     monkeypatch.setattr(sys, "stderr", stream)
     handler = logging.StreamHandler()  # holds stderr: the stream
@@ -181,6 +182,8 @@ def test_log_handlers_made_before_the_line_write_above_it(monkeypatch: Any) -> N
     try:
         line = ProgressLine("daily_sales", stream, live=True, clock=clock)
         with showing_line(line):
+            meanwhile = logging.StreamHandler()  # made in the block: holds what stderr is now
+            logging.getLogger("test.progress.imported").addHandler(meanwhile)
             line(planned(S, R))
             log.warning("worker lost")
             assert stream.getvalue().endswith(
@@ -188,11 +191,14 @@ def test_log_handlers_made_before_the_line_write_above_it(monkeypatch: Any) -> N
                 "backfill daily_sales: 1/2 done, 1 running, 0 failed"
             )
         assert handler.stream is stream
+        assert meanwhile.stream is stream
         assert sys.stderr is stream
         log.warning("after the end")
         assert stream.getvalue().endswith("failed\nWARNING after the end\n")
     finally:
         log.removeHandler(handler)
+        for made in logging.getLogger("test.progress.imported").handlers[:]:
+            logging.getLogger("test.progress.imported").removeHandler(made)
 
 
 class Gated:

@@ -13,7 +13,7 @@ import socket
 import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
-from urllib.parse import unquote_plus
+from urllib.parse import parse_qs, urlsplit
 
 
 def _read_head(conn: socket.socket, pending: bytearray) -> bytes | None:
@@ -44,6 +44,7 @@ class CuttingProxy:
         self.cut = cut
         self.inserts = 0
         self.cut_done: list[int] = []
+        self.errors: list[BaseException] = []  # a fault of the proxy itself, not an injected one
         self._lock = threading.Lock()
         self._listener = socket.create_server(("127.0.0.1", 0))
         self.url = f"http://127.0.0.1:{self._listener.getsockname()[1]}"
@@ -56,7 +57,13 @@ class CuttingProxy:
                 conn, _ = self._listener.accept()
             except OSError:
                 return
-            threading.Thread(target=self._serve, args=(conn,), daemon=True).start()
+            threading.Thread(target=self._serve_logged, args=(conn,), daemon=True).start()
+
+    def _serve_logged(self, conn: socket.socket) -> None:
+        try:
+            self._serve(conn)
+        except BaseException as exc:
+            self.errors.append(exc)
 
     def _serve(self, conn: socket.socket) -> None:
         with conn:
@@ -77,8 +84,9 @@ class CuttingProxy:
                     return
                 pending += data
             body = bytes(pending[:length])
-            request_line = unquote_plus(head.split(b"\r\n", 1)[0].decode("latin-1"))
-            is_insert = "INSERT" in request_line.upper() or body[:64].upper().startswith(b"INSERT")
+            target = head.split(b"\r\n", 1)[0].decode("latin-1").split(" ")[1]
+            query = parse_qs(urlsplit(target).query).get("query", [""])[0]
+            is_insert = query.lstrip().upper().startswith("INSERT")
             with self._lock:
                 if is_insert:
                     self.inserts += 1
@@ -88,7 +96,9 @@ class CuttingProxy:
                 self.cut_done.append(number)
                 conn.shutdown(socket.SHUT_RDWR)  # committed on the server; the answer is lost
                 return
-            end = answer.find(b"\r\n\r\n") + 4
+            if b"\r\n\r\n" not in answer:
+                raise AssertionError(f"the server sent no whole answer: {answer[:200]!r}")
+            end = answer.index(b"\r\n\r\n") + 4
             conn.sendall(_with_close(answer[:end]) + answer[end:])
 
     def _forward(self, request: bytes) -> bytes:
@@ -100,7 +110,13 @@ class CuttingProxy:
         return b"".join(parts)
 
     def close(self) -> None:
+        """Stop accepting (closing alone does not wake a blocked ``accept``) and end the thread."""
+        try:
+            self._listener.shutdown(socket.SHUT_RDWR)
+        except OSError:
+            pass
         self._listener.close()
+        self._thread.join(timeout=10)
 
 
 @contextmanager
@@ -112,3 +128,4 @@ def cutting_proxy(url: str, cut: set[int]) -> Iterator[CuttingProxy]:
         yield proxy
     finally:
         proxy.close()
+    assert not proxy.errors, f"the proxy itself failed: {proxy.errors!r}"

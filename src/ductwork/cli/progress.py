@@ -230,21 +230,22 @@ def showing_line(line: ProgressLine | None) -> Iterator[None]:
         yield
         return
     saved = sys.stderr
-    retargeted: list[logging.StreamHandler[Any]] = []
-    if line.live:
-        above = _StderrAbove(line)
-        sys.stderr = above
-        # Handlers made earlier hold stderr itself (distributed sets up its own on import).
-        for handler in _stream_handlers():
-            if handler.stream is saved:
-                handler.setStream(above)
-                retargeted.append(handler)
+    above = _StderrAbove(line)
     try:
+        if line.live:
+            sys.stderr = above
+            # Handlers made earlier hold stderr itself: they write above the line too.
+            for handler in _stream_handlers():
+                if handler.stream is saved:
+                    handler.setStream(above)
         yield
     finally:
-        for handler in retargeted:
-            handler.setStream(saved)
         sys.stderr = saved
+        # Those, and handlers made meanwhile (distributed sets up its own when first imported),
+        # get stderr back.
+        for handler in _stream_handlers():
+            if handler.stream is above:
+                handler.setStream(saved)
         line.finish()
 
 
